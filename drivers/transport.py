@@ -1,0 +1,187 @@
+"""Serial lines opened by URL, for every driver.
+
+pyserial's ``serial_for_url`` gives one code path for every kind of line:
+``/dev/ttyUSB0``, ``/dev/pts/N`` (the simulators), ``socket://127.0.0.1:PORT``,
+``rfc2217://host:port`` (a terminal server) and ``spy://PORT?file=dump.txt``
+(a hex dump of all traffic, for engineering).
+
+Hardware notes: the CCD controller and the Alnitak cover controllers use no
+hardware flow control, so RTS/DTR/CTS are left alone; pseudo-terminals reject
+those ioctls and pyserial already tolerates that. Local ports are locked with
+``flock`` (pyserial's ``exclusive``) so that two programs never command the
+same device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import serial
+
+from drivers.errors import ConfigError, DeviceError
+
+log = logging.getLogger(__name__)
+
+#: How long one low-level read waits for the first byte (seconds). Drivers loop
+#: on it against their own deadline, so it only bounds reaction time.
+READ_SLICE_S = 0.05
+
+
+class BytePort(Protocol):
+    """The part of a pyserial port the drivers use (a fake can stand in)."""
+
+    def read(self, size: int = 1) -> bytes: ...
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def reset_input_buffer(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def in_waiting(self) -> int: ...
+
+
+class LinkError(DeviceError):
+    """The serial line itself failed (port vanished, connection dropped)."""
+
+
+Opener = Callable[[str], BytePort]
+
+
+def open_port(url: str, *, baudrate: int = 9600, exclusive: bool = True) -> BytePort:
+    """Open ``url`` with pyserial, exclusively where the platform allows.
+
+    Raises
+    ------
+    ConfigError
+        The URL is not one pyserial understands.
+    LinkError
+        The port does not exist, is taken by another program, or refused.
+    """
+    kwargs: dict[str, Any] = {"baudrate": baudrate, "timeout": READ_SLICE_S}
+    if exclusive and not url.startswith(("socket://", "rfc2217://", "loop://")):
+        kwargs["exclusive"] = True
+    try:
+        port: BytePort = serial.serial_for_url(url, **kwargs)
+    except ValueError as err:
+        raise ConfigError(
+            f"{url!r} is not a serial URL pyserial understands ({err}); expected "
+            "a device path, socket://HOST:PORT, rfc2217://HOST:PORT or spy://..."
+        ) from err
+    except serial.SerialException as err:
+        text = str(err)
+        if "exclusively lock" in text or "Resource temporarily unavailable" in text:
+            raise LinkError(
+                f"{url} is already in use by another program; two programs must "
+                "never command the same device: stop the other one first"
+            ) from err
+        raise LinkError(f"cannot open {url}: {text}") from err
+    return port
+
+
+class SerialLink:
+    """A serial line opened by URL that can be reopened after a dropped link.
+
+    Parameters
+    ----------
+    url
+        pyserial URL of the device.
+    device
+        Device name for messages (``"ccd"``, ``"cover left"``).
+    baudrate
+        Line speed (ignored by sockets and pseudo-terminals).
+    opener
+        Opens the URL; tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        device: str,
+        baudrate: int = 9600,
+        opener: Opener | None = None,
+    ) -> None:
+        self.url = url
+        self.device = device
+        self.baudrate = baudrate
+        self._opener: Opener = opener or (
+            lambda u: open_port(u, baudrate=self.baudrate)
+        )
+        self._port: BytePort | None = None
+        self.reconnects = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def open(self) -> None:
+        """Open the port if it is not open (idempotent)."""
+        if self._port is None:
+            self._port = self._opener(self.url)
+            log.info("%s: opened %s", self.device, self.url)
+
+    def close(self) -> None:
+        """Close the port (idempotent)."""
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except (OSError, serial.SerialException):
+                log.debug("%s: error while closing %s", self.device, self.url)
+
+    def reconnect(self) -> None:
+        """Close and reopen the line, after a dropped link."""
+        self.close()
+        self.reconnects += 1
+        log.warning("%s: reopening %s after a link failure", self.device, self.url)
+        self.open()
+
+    def _require(self) -> BytePort:
+        if self._port is None:
+            self.open()
+        assert self._port is not None
+        return self._port
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` completely or raise LinkError."""
+        port = self._require()
+        log.debug("%s -> %r", self.device, data)
+        try:
+            port.write(data)
+        except (OSError, serial.SerialException) as err:
+            self.close()
+            raise LinkError(f"{self.device}: write to {self.url} failed: {err}") from err
+
+    def read_some(self, max_bytes: int = 1 << 20) -> bytes:
+        """Bytes available now, waiting at most one read slice for the first one."""
+        port = self._require()
+        try:
+            waiting = port.in_waiting
+            data = port.read(min(max(waiting, 1), max_bytes))
+        except (OSError, serial.SerialException, TypeError) as err:
+            # pyserial's socket backend raises SerialException on a closed peer;
+            # TypeError comes from its posix backend when the fd vanished.
+            self.close()
+            raise LinkError(
+                f"{self.device}: read from {self.url} failed: {err}"
+            ) from err
+        return data
+
+    def discard_input(self) -> None:
+        """Drop whatever the device sent that nobody asked for."""
+        port = self._require()
+        try:
+            port.reset_input_buffer()
+        except (OSError, serial.SerialException) as err:
+            self.close()
+            raise LinkError(f"{self.device}: flush on {self.url} failed: {err}") from err
+
+
+def wait_until(deadline: float) -> float:
+    """Seconds left until the monotonic ``deadline`` (never negative)."""
+    return max(0.0, deadline - time.monotonic())

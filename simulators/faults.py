@@ -1,0 +1,335 @@
+"""Faults as data: what goes wrong, on which device, and when.
+
+A scenario file is YAML::
+
+    faults:
+      - device: cover_left          # ccd | cover_left | cover_right
+        kind: cover_jam
+        after_commands: 3           # fires from the 4th command on this device
+      - device: ccd
+        kind: bad_crc
+        on_readout: 2               # the 2nd readout of the run
+        params: {block: 10}
+      - device: ccd
+        kind: temperature_excursion
+        at_time: 1800.0             # simulated seconds since start
+        params: {delta_k: 12.0, duration_s: 600.0}
+
+A fault is *armed* until its trigger is met; it then fires ``times`` times
+(default 1) and is spent. Triggers combine with AND; a fault with no trigger
+fires at the first opportunity. Devices consult the :class:`FaultBook` at the
+points where each kind can happen (see :class:`FaultKind`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drivers.errors import ConfigError
+
+DEVICES = ("ccd", "cover_left", "cover_right")
+
+
+class FaultKind(enum.Enum):
+    """The catalogue of injectable faults, with the parameters each one reads."""
+
+    #: cover half stops mid-travel on its next move; status C=0, motor stopped.
+    COVER_JAM = "cover_jam"
+    #: cover half moves ``factor`` (default 5) times slower on its next move.
+    COVER_SLOW = "cover_slow"
+    #: cover half ends its next move with Alnitak status C=3 (timed out).
+    COVER_TIMEOUT = "cover_timeout"
+    #: shutter opens and will not close (commands are acknowledged, status OPEN).
+    SHUTTER_STUCK_OPEN = "shutter_stuck_open"
+    #: the device swallows the reply to one command (the command is executed).
+    NO_REPLY = "no_reply"
+    #: one reply has its bytes scrambled (terminator kept).
+    GARBLED_REPLY = "garbled_reply"
+    #: one reply arrives ``delay_s`` wall-clock seconds late (default 3).
+    LATE_REPLY = "late_reply"
+    #: the link drops after ``fraction`` (default 0.5) of a readout's bytes.
+    DISCONNECT_READOUT = "disconnect_readout"
+    #: readout block ``block`` (default 0) is sent with a wrong CRC, once.
+    BAD_CRC = "bad_crc"
+    #: CCD temperature rises by ``delta_k`` K (default 10) for ``duration_s``.
+    TEMPERATURE_EXCURSION = "temperature_excursion"
+    #: ``flux`` e-/s/pix (default 5) of light reach the detector for ``duration_s``.
+    LIGHT_LEAK = "light_leak"
+
+
+#: Fault kinds that last over a window of simulated time instead of firing once.
+WINDOWED = frozenset({FaultKind.TEMPERATURE_EXCURSION, FaultKind.LIGHT_LEAK})
+
+_DEFAULT_DURATION_S = math.inf
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fault:
+    """One scheduled fault.
+
+    Parameters
+    ----------
+    device
+        ``ccd``, ``cover_left`` or ``cover_right``.
+    kind
+        What goes wrong.
+    after_commands
+        Fires only once the device has received more than this many commands.
+    at_time
+        Fires only from this simulated time on (seconds since start).
+    on_readout
+        Fires only on this readout (1-based) of the CCD.
+    times
+        How many times the fault fires before it is spent.
+    params
+        Kind-specific numbers (see :class:`FaultKind`).
+    """
+
+    device: str
+    kind: FaultKind
+    after_commands: int | None = None
+    at_time: float | None = None
+    on_readout: int | None = None
+    times: int = 1
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"fault {self.kind.value!r} on {self.device!r}"
+        if self.device not in DEVICES:
+            raise ConfigError(
+                f"fault device {self.device!r} is unknown; expected one of "
+                f"{', '.join(DEVICES)}"
+            )
+        if self.after_commands is not None and self.after_commands < 0:
+            raise ConfigError(f"{where}: after_commands must be >= 0")
+        if self.at_time is not None and not (
+            math.isfinite(self.at_time) and self.at_time >= 0
+        ):
+            raise ConfigError(f"{where}: at_time must be a finite number >= 0")
+        if self.on_readout is not None and self.on_readout < 1:
+            raise ConfigError(f"{where}: on_readout must be >= 1")
+        if self.times < 1:
+            raise ConfigError(f"{where}: times must be >= 1")
+        for key, value in self.params.items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(
+                    f"{where}: parameter {key!r} must be a finite number, got {value!r}"
+                )
+
+    def param(self, name: str, default: float) -> float:
+        """A kind-specific parameter, or its default."""
+        return float(self.params.get(name, default))
+
+    def triggered(self, *, commands: int, sim_time: float, readout: int | None) -> bool:
+        """Whether the trigger conditions hold at this moment."""
+        if self.after_commands is not None and commands <= self.after_commands:
+            return False
+        if self.at_time is not None and sim_time < self.at_time:
+            return False
+        return self.on_readout is None or readout == self.on_readout
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario-file form of this fault."""
+        out: dict[str, Any] = {"device": self.device, "kind": self.kind.value}
+        for key in ("after_commands", "at_time", "on_readout"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.times != 1:
+            out["times"] = self.times
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
+
+
+_FAULT_KEYS = {
+    "device",
+    "kind",
+    "after_commands",
+    "at_time",
+    "on_readout",
+    "times",
+    "params",
+}
+
+
+def fault_from_dict(raw: object, where: str = "fault") -> Fault:
+    """Build a :class:`Fault` from its scenario-file mapping, or raise ConfigError."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    unknown = set(raw) - _FAULT_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(_FAULT_KEYS))}"
+        )
+    for key in ("device", "kind"):
+        if key not in raw:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    try:
+        kind = FaultKind(raw["kind"])
+    except ValueError:
+        allowed = ", ".join(k.value for k in FaultKind)
+        raise ConfigError(
+            f"{where}: unknown fault kind {raw['kind']!r}; expected one of {allowed}"
+        ) from None
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: params must be a mapping of numbers")
+    for key in ("after_commands", "on_readout", "times"):
+        value = raw.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+    at_time = raw.get("at_time")
+    if at_time is not None and (
+        isinstance(at_time, bool) or not isinstance(at_time, (int, float))
+    ):
+        raise ConfigError(f"{where}: at_time must be a number, got {at_time!r}")
+    try:
+        return Fault(
+            device=str(raw["device"]),
+            kind=kind,
+            after_commands=raw.get("after_commands"),
+            at_time=None if at_time is None else float(at_time),
+            on_readout=raw.get("on_readout"),
+            times=raw.get("times", 1),
+            params=dict(params),
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def load_scenario(path: Path) -> list[Fault]:
+    """Read a scenario YAML file; raise ConfigError naming the file on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"scenario {path}: cannot read ({err.strerror})") from err
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"scenario {path}: not valid YAML ({err})") from err
+    if doc is None:
+        return []
+    if not isinstance(doc, Mapping) or set(doc) - {"faults"}:
+        raise ConfigError(
+            f"scenario {path}: expected a mapping with one key 'faults' (a list)"
+        )
+    items = doc.get("faults") or []
+    if not isinstance(items, list):
+        raise ConfigError(f"scenario {path}: 'faults' must be a list")
+    return [
+        fault_from_dict(item, where=f"scenario {path}, fault #{i + 1}")
+        for i, item in enumerate(items)
+    ]
+
+
+@dataclass
+class _Armed:
+    fault: Fault
+    remaining: int
+    started_at: float | None = None  # simulated time a windowed fault began
+
+
+class FaultBook:
+    """The faults of one simulator process, consulted by the device models.
+
+    Thread-safe: faults can be added at run time from the control channel
+    while the device threads consult the book.
+    """
+
+    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        self._lock = threading.Lock()
+        self._armed: list[_Armed] = []
+        self.fired: list[tuple[float, Fault]] = []  # log of (sim time, fault)
+        for fault in faults:
+            self.add(fault)
+
+    def add(self, fault: Fault) -> None:
+        """Arm one more fault."""
+        with self._lock:
+            self._armed.append(_Armed(fault, fault.times))
+
+    def pending(self) -> list[Fault]:
+        """Faults not yet spent (windowed faults count until their window ends)."""
+        with self._lock:
+            return [a.fault for a in self._armed if a.remaining > 0]
+
+    def fire(
+        self,
+        device: str,
+        kind: FaultKind,
+        *,
+        commands: int,
+        sim_time: float,
+        readout: int | None = None,
+    ) -> Fault | None:
+        """Take one firing of a one-shot fault whose trigger holds now, if any.
+
+        Returns the fault (so the caller can read its params) or ``None``.
+        """
+        with self._lock:
+            for armed in self._armed:
+                f = armed.fault
+                if (
+                    armed.remaining > 0
+                    and f.device == device
+                    and f.kind is kind
+                    and f.triggered(
+                        commands=commands, sim_time=sim_time, readout=readout
+                    )
+                ):
+                    armed.remaining -= 1
+                    self.fired.append((sim_time, f))
+                    return f
+        return None
+
+    def active(
+        self,
+        device: str,
+        kind: FaultKind,
+        *,
+        commands: int,
+        sim_time: float,
+        readout: int | None = None,
+    ) -> Fault | None:
+        """The windowed fault of this kind in force at ``sim_time``, if any.
+
+        A windowed fault's window opens when its trigger first holds and lasts
+        ``duration_s`` simulated seconds (default: for ever). ``readout`` is the
+        1-based number of the exposure in progress: a fault with ``on_readout``
+        is in force during that exposure only.
+        """
+        with self._lock:
+            for armed in self._armed:
+                f = armed.fault
+                if f.device != device or f.kind is not kind or armed.remaining <= 0:
+                    continue
+                if f.on_readout is not None and readout != f.on_readout:
+                    continue  # a per-exposure fault is in force for that one only
+                if armed.started_at is None:
+                    if not f.triggered(
+                        commands=commands, sim_time=sim_time, readout=readout
+                    ):
+                        continue
+                    armed.started_at = sim_time
+                    self.fired.append((sim_time, f))
+                duration = f.param("duration_s", _DEFAULT_DURATION_S)
+                if sim_time - armed.started_at <= duration:
+                    return f
+                armed.remaining = 0
+        return None
+
+
+def with_device(fault: Fault, device: str) -> Fault:
+    """A copy of ``fault`` aimed at another device."""
+    return replace(fault, device=device)

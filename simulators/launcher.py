@@ -1,0 +1,315 @@
+"""``megara-dark simulate``: the CCD controller and both cover halves in one process.
+
+Starts the three device simulators, each on its own pseudo-terminal (default)
+or loopback TCP port, plus a control port for run-time fault injection, and
+prints one JSON line per device once all are ready::
+
+    {"device": "ccd", "url": "/dev/pts/5", "transport": "pty"}
+    {"device": "cover_left", "url": "/dev/pts/6", "transport": "pty"}
+    {"device": "cover_right", "url": "/dev/pts/7", "transport": "pty"}
+    {"control": "socket://127.0.0.1:40123", "pid": 4242, "time_scale": 1.0, "seed": 1}
+
+It then serves until SIGINT or SIGTERM and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from drivers.errors import ConfigError
+from simulators.ccd import CcdModel
+from simulators.clock import SimClock
+from simulators.control import ControlServer
+from simulators.cover import CoverModel
+from simulators.faults import FaultBook, load_scenario
+from simulators.server import DeviceServer, Transport
+from simulators.synthesis import Detector, DetectorConfig
+
+log = logging.getLogger(__name__)
+
+PROG = "megara-dark simulate"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorSettings:
+    """Everything that shapes one simulator process."""
+
+    transport: Transport = "pty"
+    time_scale: float = 1.0
+    seed: int = 1
+    ccd_temperature_k: float = 163.15
+    readout_s: float = 40.0
+    block_size: int = 65536
+    cover_motion_s: float = 6.0
+    cover_initial: str = "open"
+    ambient_light_e_per_s: float = 20.0
+    ports: tuple[int, int, int] = (0, 0, 0)
+    control_port: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "time scale": self.time_scale,
+            "CCD temperature (K)": self.ccd_temperature_k,
+            "readout time (s)": self.readout_s + 1.0,
+            "cover motion time (s)": self.cover_motion_s + 1.0,
+            "ambient light (e-/s/pix)": self.ambient_light_e_per_s + 1.0,
+        }
+        for what, value in checks.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{what} must be a finite positive number")
+        if not 512 <= self.block_size <= 4 * 1024 * 1024:
+            raise ConfigError(
+                "block size must be between 512 and 4194304 bytes, "
+                f"got {self.block_size}"
+            )
+
+
+class SimulatorSet:
+    """The three device simulators and the control port, wired together."""
+
+    def __init__(self, settings: SimulatorSettings, faults: FaultBook) -> None:
+        self.settings = settings
+        self.clock = SimClock(settings.time_scale)
+        self.faults = faults
+        self.covers = {
+            name: CoverModel(
+                name,
+                self.clock,
+                faults,
+                motion_s=settings.cover_motion_s,
+                initial="open" if settings.cover_initial == "open" else "closed",
+            )
+            for name in ("cover_left", "cover_right")
+        }
+        self.ccd = CcdModel(
+            self.clock,
+            faults,
+            Detector(DetectorConfig(seed=settings.seed)),
+            readout_s=settings.readout_s,
+            block_size=settings.block_size,
+            temperature_k=settings.ccd_temperature_k,
+            light_at_shutter=self._light_at_shutter,
+        )
+        models = [self.ccd, self.covers["cover_left"], self.covers["cover_right"]]
+        self.servers = [
+            DeviceServer(
+                model,
+                self.clock,
+                faults,
+                transport=settings.transport,
+                port=port,
+                seed=settings.seed + i,
+            )
+            for i, (model, port) in enumerate(zip(models, settings.ports, strict=True))
+        ]
+        self.control = ControlServer(
+            self.clock, faults, self.describe, port=settings.control_port
+        )
+
+    def _light_at_shutter(self) -> float:
+        """Light reaching the shutter (e-/s/pix): through whatever cover is open."""
+        opened = sum(c.open_fraction() for c in self.covers.values()) / 2.0
+        return self.settings.ambient_light_e_per_s * opened
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            server.model.name: {"url": server.url, "commands": server.model.commands}
+            for server in self.servers
+        }
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        self.control.start()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.control.close()
+
+    def announce(self) -> list[dict[str, Any]]:
+        """The JSON lines printed when the simulators are ready."""
+        lines: list[dict[str, Any]] = [
+            {
+                "device": server.model.name,
+                "url": server.url,
+                "transport": self.settings.transport,
+            }
+            for server in self.servers
+        ]
+        lines.append(
+            {
+                "control": self.control.url,
+                "pid": os.getpid(),
+                "time_scale": self.settings.time_scale,
+                "seed": self.settings.seed,
+            }
+        )
+        return lines
+
+
+def serve(settings: SimulatorSettings, faults: FaultBook) -> None:
+    """Run the simulators until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sims = SimulatorSet(settings, faults)
+    sims.start()
+    try:
+        for line in sims.announce():
+            sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sims.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--transport",
+    type=click.Choice(["pty", "tcp"]),
+    default="pty",
+    show_default=True,
+    help="Pseudo-terminals, or TCP ports on 127.0.0.1.",
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (1000: a 3600 s dark takes 3.6 s).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Detector seed.")
+@click.option(
+    "--scenario",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML file of faults to inject (see docs/operations.md).",
+)
+@click.option(
+    "--ccd-temperature",
+    type=float,
+    default=163.15,
+    show_default=True,
+    help="CCD temperature in K.",
+)
+@click.option(
+    "--readout-s", type=float, default=40.0, show_default=True, help="Readout time (s)."
+)
+@click.option(
+    "--block-size",
+    type=int,
+    default=65536,
+    show_default=True,
+    help="Readout block size in bytes.",
+)
+@click.option(
+    "--cover-motion-s",
+    type=float,
+    default=6.0,
+    show_default=True,
+    help="Time for a cover half to open or close (s).",
+)
+@click.option(
+    "--cover-initial",
+    type=click.Choice(["open", "closed"]),
+    default="open",
+    show_default=True,
+    help="Where the cover halves start.",
+)
+@click.option(
+    "--ambient-light",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Light at the shutter with the cover fully open (e-/s/pix).",
+)
+@click.option(
+    "--port",
+    "ports",
+    type=int,
+    nargs=3,
+    default=(0, 0, 0),
+    help="TCP ports for ccd, cover_left, cover_right (0: any free port).",
+)
+@click.option("--control-port", type=int, default=0, help="Control TCP port (0: any).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    help="Logging on stderr (DEBUG shows every command and reply).",
+)
+def simulate(
+    transport: Transport,
+    time_scale: float,
+    seed: int,
+    scenario: Path | None,
+    ccd_temperature: float,
+    readout_s: float,
+    block_size: int,
+    cover_motion_s: float,
+    cover_initial: str,
+    ambient_light: float,
+    ports: tuple[int, int, int],
+    control_port: int,
+    log_level: str,
+) -> None:
+    """Emulate MEGARA's CCD controller and focal-plane cover halves."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = SimulatorSettings(
+        transport=transport,
+        time_scale=time_scale,
+        seed=seed,
+        ccd_temperature_k=ccd_temperature,
+        readout_s=readout_s,
+        block_size=block_size,
+        cover_motion_s=cover_motion_s,
+        cover_initial=cover_initial,
+        ambient_light_e_per_s=ambient_light,
+        ports=ports,
+        control_port=control_port,
+    )
+    faults = FaultBook(load_scenario(scenario) if scenario is not None else ())
+    serve(settings, faults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors become one line on stderr and exit status 2."""
+    try:
+        simulate.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.Abort:
+        return 130
+    except click.ClickException as err:
+        click.echo(f"{PROG}: error: {err.format_message()}", err=True)
+        return err.exit_code
+    except ConfigError as err:
+        click.echo(f"{PROG}: error: {err}", err=True)
+        return 2
+    except OSError as err:
+        click.echo(f"{PROG}: error: {err}", err=True)
+        return 1
+    return 0

@@ -1,0 +1,127 @@
+"""``megara-dark simulate`` as a user runs it: start, announce, stop, refuse input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from simulators.control import send_request
+from tests.simproc import SimProcess, megara_dark
+
+pytestmark = pytest.mark.sim
+
+DEVICES = {"ccd", "cover_left", "cover_right"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_pty_announce_and_clean_exit(
+    simulators: Callable[..., SimProcess], sig: signal.Signals
+) -> None:
+    sim = simulators()
+    assert set(sim.urls) == DEVICES
+    for url in sim.urls.values():
+        assert url.startswith("/dev/pts/")
+        assert os.path.exists(url)
+    assert len(set(sim.urls.values())) == 3
+    assert sim.control.startswith("socket://127.0.0.1:")
+    assert sim.stop(sig) == 0
+
+
+def test_tcp_listens_on_loopback_only(simulators: Callable[..., SimProcess]) -> None:
+    sim = simulators("--transport", "tcp")
+    assert set(sim.urls) == DEVICES
+    for url in sim.urls.values():
+        assert url.startswith("socket://127.0.0.1:")
+    assert sim.stop() == 0
+
+
+def run_simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*megara_dark(), "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--transport", "serial"], "--transport"),
+        (["--time-scale", "-3"], "time scale"),
+        (["--time-scale", "nan"], "time scale"),
+        (["--seed", "many"], "--seed"),
+        (["--block-size", "3"], "block size"),
+        (["--scenario", "does/not/exist.yaml"], "exist.yaml"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(args: list[str], expected: str) -> None:
+    done = run_simulate(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("megara-dark simulate: error:")
+    assert expected in lines[0]
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("faults: [", "not valid YAML"),
+        ("faults: {device: ccd}", "'faults' must be a list"),
+        ("faults:\n  - {device: ccd, kind: meltdown}", "unknown fault kind 'meltdown'"),
+        ("faults:\n  - {device: dome, kind: no_reply}", "device 'dome' is unknown"),
+        ("faults:\n  - {device: ccd, kind: no_reply, after: 3}", "key(s) after"),
+        ("faults:\n  - {device: ccd, kind: bad_crc, on_readout: 0}", "on_readout"),
+        (
+            "faults:\n  - {device: ccd, kind: late_reply, params: {delay_s: x}}",
+            "'delay_s' must be a finite number",
+        ),
+        ("other: 1", "expected a mapping with one key 'faults'"),
+    ],
+)
+def test_bad_scenario_names_the_problem(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(text)
+    done = run_simulate("--scenario", str(scenario))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0]
+    assert str(scenario) in lines[0]
+
+
+def test_help_names_the_program() -> None:
+    done = run_simulate("--help")
+    assert done.returncode == 0
+    assert "megara-dark simulate" in done.stdout
+    assert "--scenario" in done.stdout
+
+
+def test_control_channel_injects_and_reports(
+    simulators: Callable[..., SimProcess],
+) -> None:
+    sim = simulators()
+    fault = {"device": "cover_left", "kind": "cover_jam", "after_commands": 2}
+    assert send_request(sim.control, {"op": "inject", "fault": fault}) == {"ok": True}
+    reply = send_request(sim.control, {"op": "faults"})
+    assert reply["pending"] == [fault]
+    bad = send_request(sim.control, {"op": "inject", "fault": {"device": "ccd"}})
+    assert bad["ok"] is False
+    assert "kind" in bad["error"]
+    status = send_request(sim.control, {"op": "status"})
+    assert set(status["devices"]) == DEVICES
+    assert json.dumps(status)  # serialisable all the way down
+    assert sim.stop() == 0
