@@ -1,0 +1,254 @@
+"""Observing blocks: what to take, in the MEGARA pipeline's (numina) YAML style.
+
+One file may hold several YAML documents; they run in order::
+
+    id: bias_run
+    instrument: MEGARA
+    mode: MegaraBiasImage
+    exptime: 0.0
+    nframes: 5
+    ---
+    id: dark_900s
+    instrument: MEGARA
+    mode: MegaraDarkImage
+    exptime: 900.0           # seconds per frame
+    nframes: 5
+    requirements:
+      master_bias: path/to/master_bias.fits   # optional
+
+A dark block with no ``master_bias`` uses the product of the last bias block
+before it in the same file. Every problem is found before any hardware moves,
+and reported with the document, key, value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drivers.errors import ConfigError
+
+#: Longest dark exposure accepted (seconds). Longer ones are almost certainly
+#: a unit mistake (minutes or milliseconds typed as seconds).
+MAX_EXPTIME_S = 36000.0
+#: Most frames accepted in one block.
+MAX_NFRAMES = 500
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_KEYS = {"id", "instrument", "mode", "exptime", "nframes", "requirements"}
+_REQUIREMENT_KEYS = {"master_bias"}
+
+
+class Mode(enum.Enum):
+    """Observing modes this suite runs."""
+
+    DARK = "MegaraDarkImage"
+    BIAS = "MegaraBiasImage"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObservingBlock:
+    """One validated observing block.
+
+    Attributes
+    ----------
+    id
+        Block identifier; products go to ``obsid<id>_results``.
+    mode
+        Dark or bias.
+    exptime
+        Exposure time per frame, seconds (0 for bias).
+    nframes
+        Number of valid frames to take.
+    master_bias
+        A master bias file given by the block, or ``None``.
+    bias_from
+        For a dark without ``master_bias``: the id of the bias block earlier in
+        the same file whose product it uses.
+    """
+
+    id: str
+    mode: Mode
+    exptime: float
+    nframes: int
+    master_bias: Path | None = None
+    bias_from: str | None = None
+
+    @property
+    def is_dark(self) -> bool:
+        return self.mode is Mode.DARK
+
+
+def _number(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (YAML reads this as text: write it with a dot, e.g. 1.0e+3)"
+            except ValueError:
+                pass
+        raise ConfigError(
+            f"{where}: key {key!r}: got {value!r}; expected a number{hint}"
+        )
+    return float(value)
+
+
+def _parse_one(
+    doc: Any, where: str, base: Path, seen_ids: set[str], last_bias: str | None
+) -> ObservingBlock:
+    if not isinstance(doc, Mapping):
+        raise ConfigError(
+            f"{where}: expected a mapping of keys ({', '.join(sorted(_KEYS))}), "
+            f"got {type(doc).__name__}"
+        )
+    unknown = sorted(str(k) for k in set(doc) - _KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(_KEYS))}"
+        )
+    missing = sorted({"id", "instrument", "mode", "exptime", "nframes"} - set(doc))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+
+    block_id = doc["id"]
+    if not isinstance(block_id, (str, int)) or not _ID_RE.fullmatch(str(block_id)):
+        raise ConfigError(
+            f"{where}: key 'id': got {block_id!r}; expected 1-64 letters, digits, "
+            "'_', '-' or '.', starting with a letter or digit"
+        )
+    block_id = str(block_id)
+    where = f"{where} (id {block_id!r})"
+    if block_id in seen_ids:
+        raise ConfigError(f"{where}: key 'id': {block_id!r} is used twice in the file")
+    if doc["instrument"] != "MEGARA":
+        raise ConfigError(
+            f"{where}: key 'instrument': got {doc['instrument']!r}; expected 'MEGARA'"
+        )
+    try:
+        mode = Mode(doc["mode"])
+    except ValueError:
+        allowed = ", ".join(m.value for m in Mode)
+        raise ConfigError(
+            f"{where}: key 'mode': got {doc['mode']!r}; expected one of {allowed}"
+        ) from None
+
+    exptime = _number(where, "exptime", doc["exptime"])
+    if mode is Mode.BIAS and exptime != 0.0:
+        raise ConfigError(
+            f"{where}: key 'exptime': got {exptime!r}; a MegaraBiasImage block "
+            "must have exptime 0"
+        )
+    if mode is Mode.DARK and not (
+        math.isfinite(exptime) and 0 < exptime <= MAX_EXPTIME_S
+    ):
+        raise ConfigError(
+            f"{where}: key 'exptime': got {doc['exptime']!r}; expected seconds "
+            f"per frame, > 0 and <= {MAX_EXPTIME_S:g}"
+        )
+
+    nframes = doc["nframes"]
+    if isinstance(nframes, bool) or not isinstance(nframes, int):
+        raise ConfigError(
+            f"{where}: key 'nframes': got {nframes!r}; expected an integer"
+        )
+    if not 1 <= nframes <= MAX_NFRAMES:
+        raise ConfigError(
+            f"{where}: key 'nframes': got {nframes}; expected 1 to {MAX_NFRAMES}"
+        )
+
+    requirements = doc.get("requirements") or {}
+    if not isinstance(requirements, Mapping):
+        raise ConfigError(f"{where}: key 'requirements': expected a mapping")
+    unknown = sorted(str(k) for k in set(requirements) - _REQUIREMENT_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown requirement(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(_REQUIREMENT_KEYS))}"
+        )
+    master_bias = None
+    bias_from = None
+    if "master_bias" in requirements:
+        if mode is Mode.BIAS:
+            raise ConfigError(
+                f"{where}: key 'requirements.master_bias': a bias block needs none"
+            )
+        raw = requirements["master_bias"]
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(
+                f"{where}: key 'requirements.master_bias': got {raw!r}; "
+                "expected a file path"
+            )
+        master_bias = (
+            (base / raw).resolve() if not Path(raw).is_absolute() else Path(raw)
+        )
+        if not master_bias.is_file():
+            raise ConfigError(
+                f"{where}: key 'requirements.master_bias': file {raw!r} does not "
+                f"exist (looked in {master_bias.parent})"
+            )
+    elif mode is Mode.DARK:
+        if last_bias is None:
+            raise ConfigError(
+                f"{where}: a MegaraDarkImage block needs a master bias: give "
+                "'requirements: {master_bias: FILE}' or put a MegaraBiasImage "
+                "block before it in the same file"
+            )
+        bias_from = last_bias
+    return ObservingBlock(
+        id=block_id,
+        mode=mode,
+        exptime=exptime,
+        nframes=nframes,
+        master_bias=master_bias,
+        bias_from=bias_from,
+    )
+
+
+def parse_blocks(text: str, *, source: str, base: Path) -> list[ObservingBlock]:
+    """Validate the observing blocks of one YAML text.
+
+    Parameters
+    ----------
+    text
+        The file's content (one or more YAML documents).
+    source
+        Its name, for messages.
+    base
+        Folder that relative ``master_bias`` paths are relative to.
+    """
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML ({err})") from err
+    if not docs:
+        raise ConfigError(f"{source}: holds no observing block")
+    blocks: list[ObservingBlock] = []
+    last_bias: str | None = None
+    for i, doc in enumerate(docs, start=1):
+        block = _parse_one(
+            doc, f"{source}, document {i}", base, {b.id for b in blocks}, last_bias
+        )
+        blocks.append(block)
+        if block.mode is Mode.BIAS:
+            last_bias = block.id
+    return blocks
+
+
+def load_blocks(path: Path) -> list[ObservingBlock]:
+    """Read and validate an observing-block file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason})") from err
+    return parse_blocks(text, source=str(path), base=path.parent)
