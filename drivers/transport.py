@@ -155,7 +155,9 @@ class SerialLink:
             port.write(data)
         except (OSError, serial.SerialException) as err:
             self.close()
-            raise LinkError(f"{self.device}: write to {self.url} failed: {err}") from err
+            raise LinkError(
+                f"{self.device}: write to {self.url} failed: {err}"
+            ) from err
 
     def read_some(self, max_bytes: int = 1 << 20) -> bytes:
         """Bytes available now, waiting at most one read slice for the first one."""
@@ -179,7 +181,9 @@ class SerialLink:
             port.reset_input_buffer()
         except (OSError, serial.SerialException) as err:
             self.close()
-            raise LinkError(f"{self.device}: flush on {self.url} failed: {err}") from err
+            raise LinkError(
+                f"{self.device}: flush on {self.url} failed: {err}"
+            ) from err
 
 
 def wait_until(deadline: float) -> float:
