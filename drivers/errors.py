@@ -29,3 +29,16 @@ class DeviceTimeout(DeviceError):
 
 class SequenceError(MegaraDarkError):
     """The observing sequence cannot go on."""
+
+
+def one_line_yaml_error(err: Exception) -> str:
+    """A YAML parser error as one line: ``line 3, column 7: <problem>``.
+
+    PyYAML's own messages span several lines with a caret drawing, which a
+    one-line error report cannot carry.
+    """
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

@@ -15,6 +15,8 @@ same device.
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -113,6 +115,8 @@ class SerialLink:
             lambda u: open_port(u, baudrate=self.baudrate)
         )
         self._port: BytePort | None = None
+        self._fd: int | None = None
+        self._eof_means_gone = False
         self.reconnects = 0
 
     @property
@@ -123,16 +127,25 @@ class SerialLink:
         """Open the port if it is not open (idempotent)."""
         if self._port is None:
             self._port = self._opener(self.url)
+            self._fd = _pollable_fd(self._port)
+            self._eof_means_gone = self.url.startswith("socket://")
+            if self._fd is not None:
+                self._port.timeout = 0  # type: ignore[attr-defined]
             log.info("%s: opened %s", self.device, self.url)
 
     def close(self) -> None:
         """Close the port (idempotent)."""
         port, self._port = self._port, None
         if port is not None:
+            # pyserial's socket backend skips closing its socket when the peer
+            # has already gone (shutdown() raises first): close it ourselves.
+            sock = getattr(port, "_socket", None)
             try:
                 port.close()
             except (OSError, serial.SerialException):
                 log.debug("%s: error while closing %s", self.device, self.url)
+            if isinstance(sock, socket.socket):
+                sock.close()
 
     def reconnect(self) -> None:
         """Close and reopen the line, after a dropped link."""
@@ -159,20 +172,38 @@ class SerialLink:
                 f"{self.device}: write to {self.url} failed: {err}"
             ) from err
 
-    def read_some(self, max_bytes: int = 1 << 20) -> bytes:
-        """Bytes available now, waiting at most one read slice for the first one."""
+    def read_some(
+        self, max_bytes: int = 1 << 20, wait_s: float = READ_SLICE_S
+    ) -> bytes:
+        """Bytes available now, waiting at most ``wait_s`` for the first one.
+
+        Ports with a file descriptor (device paths, pseudo-terminals, sockets)
+        are read non-blocking after a ``select``, so a reply is returned the
+        moment it arrives and a readout in chunks as large as the kernel
+        holds; other ports (rfc2217) fall back to pyserial's own timeout.
+        """
         port = self._require()
         try:
+            if self._fd is not None:
+                ready, _, _ = select.select([self._fd], [], [], wait_s)
+                if not ready:
+                    return b""
+                data = port.read(max_bytes)
+                if not data and self._eof_means_gone:
+                    raise LinkError(f"{self.device}: {self.url} closed the connection")
+                return data
             waiting = port.in_waiting
-            data = port.read(min(max(waiting, 1), max_bytes))
-        except (OSError, serial.SerialException, TypeError) as err:
-            # pyserial's socket backend raises SerialException on a closed peer;
-            # TypeError comes from its posix backend when the fd vanished.
+            return port.read(min(max(waiting, 1), max_bytes))
+        except (OSError, serial.SerialException, TypeError, ValueError) as err:
+            # pyserial's socket backend raises SerialException on a closed
+            # peer; its posix backend TypeError or ValueError when the fd
+            # vanished under it.
             self.close()
+            if isinstance(err, LinkError):
+                raise
             raise LinkError(
                 f"{self.device}: read from {self.url} failed: {err}"
             ) from err
-        return data
 
     def discard_input(self) -> None:
         """Drop whatever the device sent that nobody asked for."""
@@ -184,6 +215,18 @@ class SerialLink:
             raise LinkError(
                 f"{self.device}: flush on {self.url} failed: {err}"
             ) from err
+
+
+def _pollable_fd(port: BytePort) -> int | None:
+    """The port's file descriptor if ``select`` can watch it, else None."""
+    fileno = getattr(port, "fileno", None)
+    if fileno is None or not isinstance(port, serial.SerialBase):
+        return None
+    try:
+        fd = fileno()
+    except (OSError, AttributeError, NotImplementedError, serial.SerialException):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def wait_until(deadline: float) -> float:

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, one_line_yaml_error
 
 #: Longest dark exposure accepted (seconds). Longer ones are almost certainly
 #: a unit mistake (minutes or milliseconds typed as seconds).
@@ -228,7 +228,9 @@ def parse_blocks(text: str, *, source: str, base: Path) -> list[ObservingBlock]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML ({err})") from err
+        raise ConfigError(
+            f"{source}: not valid YAML ({one_line_yaml_error(err)})"
+        ) from err
     if not docs:
         raise ConfigError(f"{source}: holds no observing block")
     blocks: list[ObservingBlock] = []

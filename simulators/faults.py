@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, one_line_yaml_error
 
 DEVICES = ("ccd", "cover_left", "cover_right")
 
@@ -217,7 +217,9 @@ def load_scenario(path: Path) -> list[Fault]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"scenario {path}: not valid YAML ({err})") from err
+        raise ConfigError(
+            f"scenario {path}: not valid YAML ({one_line_yaml_error(err)})"
+        ) from err
     if doc is None:
         return []
     if not isinstance(doc, Mapping) or set(doc) - {"faults"}:

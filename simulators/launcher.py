@@ -33,6 +33,7 @@ from simulators.ccd import CcdModel
 from simulators.clock import SimClock
 from simulators.control import ControlServer
 from simulators.cover import CoverModel
+from simulators.device import DeviceModel
 from simulators.faults import FaultBook, load_scenario
 from simulators.server import DeviceServer, Transport
 from simulators.synthesis import Detector, DetectorConfig
@@ -102,7 +103,11 @@ class SimulatorSet:
             temperature_k=settings.ccd_temperature_k,
             light_at_shutter=self._light_at_shutter,
         )
-        models = [self.ccd, self.covers["cover_left"], self.covers["cover_right"]]
+        models: list[DeviceModel] = [
+            self.ccd,
+            self.covers["cover_left"],
+            self.covers["cover_right"],
+        ]
         self.servers = [
             DeviceServer(
                 model,

@@ -1,0 +1,167 @@
+"""Reading raw MEGARA frames and master calibrations (the only FITS I/O here).
+
+Raw frames are BITPIX=16 with BZERO=32768: unsigned 16-bit counts stored as
+big-endian signed integers. :class:`RawFrameReader` hands out row bands and
+overscan strips without reading the whole frame: adding 32768 to a 16-bit
+two's-complement value is the same as flipping its top bit, so
+``stored ^ 0x8000`` gives the counts exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+
+from reduce.errors import InputError
+from reduce.geometry import RAW_BZERO, RAW_SHAPE, TRIMMED_SHAPE
+
+log = logging.getLogger(__name__)
+
+UInt16Array = npt.NDArray[np.uint16]
+
+
+def _check_raw_header(header: Mapping[str, Any], source: str) -> None:
+    shape = (header.get("NAXIS2"), header.get("NAXIS1"))
+    if header.get("NAXIS") != 2 or shape != RAW_SHAPE:
+        raise InputError(
+            source,
+            f"primary HDU has NAXIS={header.get('NAXIS')} shape {shape}; expected "
+            f"a 2-D raw frame of {RAW_SHAPE} (rows, columns)",
+        )
+    if header.get("BITPIX") != 16:
+        raise InputError(
+            source, f"BITPIX={header.get('BITPIX')}, expected 16 for a raw frame"
+        )
+    if header.get("BZERO", 0) != RAW_BZERO or header.get("BSCALE", 1) != 1:
+        raise InputError(
+            source,
+            f"BZERO={header.get('BZERO')} BSCALE={header.get('BSCALE', 1)}; expected "
+            f"BZERO={RAW_BZERO}, BSCALE=1 (unsigned 16-bit counts)",
+        )
+
+
+class RawFrameReader:
+    """Random access to the rows of one raw FITS frame, without loading it.
+
+    Rows are read with positioned reads (``os.pread``), not a memory map, so
+    that pages of many open frames do not pile up in the process's memory.
+
+    Parameters
+    ----------
+    path
+        Raw MEGARA FITS file (primary HDU, BITPIX=16, BZERO=32768).
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or is not a raw MEGARA frame.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        source = str(self.path)
+        try:
+            with warnings.catch_warnings():
+                # A truncated file is reported below, with the numbers.
+                warnings.simplefilter("ignore", AstropyUserWarning)
+                with fits.open(self.path, memmap=False, lazy_load_hdus=True) as hdul:
+                    self.header: Any = hdul[0].header.copy()
+                    self._offset = int(hdul.fileinfo(0)["datLoc"])
+        except (OSError, ValueError) as err:
+            raise InputError(source, f"cannot read as FITS: {err}") from err
+        _check_raw_header(self.header, source)
+        self._row_bytes = RAW_SHAPE[1] * 2
+        size = self.path.stat().st_size
+        if size < self._offset + RAW_SHAPE[0] * self._row_bytes:
+            raise InputError(
+                source,
+                f"file is {size} bytes, too short for a {RAW_SHAPE} data unit "
+                f"at byte {self._offset}; truncated file?",
+            )
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
+
+    def read(
+        self, rows: slice = slice(None), columns: slice = slice(None)
+    ) -> UInt16Array:
+        """Counts of a region of the raw frame, ADU, native uint16.
+
+        Parameters
+        ----------
+        rows, columns
+            Contiguous slices (step 1) of the raw frame.
+        """
+        if self._fd is None:
+            raise InputError(str(self.path), "reader is closed")
+        r0, r1, step = rows.indices(RAW_SHAPE[0])
+        if step != 1:
+            raise InputError(str(self.path), f"row step {step}, expected 1")
+        nbytes = (r1 - r0) * self._row_bytes
+        buf = os.pread(self._fd, nbytes, self._offset + r0 * self._row_bytes)
+        if len(buf) != nbytes:
+            raise InputError(str(self.path), f"short read at rows {r0}:{r1}")
+        stored = np.frombuffer(buf, dtype=">u2").reshape(r1 - r0, RAW_SHAPE[1])
+        counts: UInt16Array = (stored[:, columns] ^ np.uint16(0x8000)).astype(np.uint16)
+        return counts
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_raw(path: str | Path) -> tuple[UInt16Array, Any]:
+    """Read a whole raw frame: counts (uint16, ADU) and a copy of its header."""
+    reader = RawFrameReader(path)
+    try:
+        return np.array(reader.read()), reader.header
+    finally:
+        reader.close()
+
+
+def read_master(path: str | Path) -> tuple[npt.NDArray[np.float32], Any]:
+    """Read a master calibration's primary HDU (trimmed, float32, ADU)."""
+    source = str(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            data = np.asarray(hdul[0].data, dtype=np.float32)
+            header = hdul[0].header.copy()
+    except (OSError, ValueError) as err:
+        raise InputError(source, f"cannot read as FITS: {err}") from err
+    if data.shape != TRIMMED_SHAPE:
+        raise InputError(
+            source,
+            f"primary HDU has shape {data.shape}, expected the trimmed "
+            f"{TRIMMED_SHAPE}; is it a master bias/dark?",
+        )
+    return data, header
+
+
+def write_raw(path: str | Path, counts: npt.NDArray[np.integer], header: Any) -> None:
+    """Write counts as a raw MEGARA frame (BITPIX=16, BZERO=32768).
+
+    Parameters
+    ----------
+    path
+        Destination (overwritten).
+    counts
+        ``(4212, 4196)`` integer counts in 0..65535, ADU.
+    header
+        Header cards to copy (an astropy Header or a mapping).
+    """
+    arr = np.asarray(counts)
+    if arr.shape != RAW_SHAPE or arr.min() < 0 or arr.max() > 65535:
+        raise InputError(
+            str(path), f"counts must be {RAW_SHAPE} in 0..65535, got {arr.shape}"
+        )
+    hdu = fits.PrimaryHDU(arr.astype(np.uint16), header=fits.Header(header))
+    hdu.writeto(path, overwrite=True, checksum=True)

@@ -1,0 +1,432 @@
+"""Quality-control figures of a master dark (or bias), as pure functions.
+
+All figures are per amplifier (amplifier 1 = trimmed rows 0:2056, gain
+1.73 e-/ADU; amplifier 2 = rows 2056:4112, 1.6 e-/ADU):
+
+* dark current, e-/pix/h: clipped mean of the bias-subtracted master dark
+  (hot pixels and columns excluded) x gain / DARKTIME x 3600;
+* read noise, e-: robust scatter of the overscan pixels about each row's
+  overscan model (median over frames) x gain, or, from two bias frames,
+  robust scatter of their difference / sqrt(2) x gain;
+* hot pixels and hot columns: a data-quality mask (:class:`DQ` bits);
+* overscan level (ADU), drift between frames and slope within a frame (ADU);
+* a QA flag GOOD / PARTIAL / BAD from explicit warn/bad thresholds, with the
+  reasons listed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from reduce.errors import ConfigError, InputError
+from reduce.geometry import AMPLIFIERS, TRIMMED_SHAPE, Amplifier
+from reduce.overscan import OverscanModel, clipped_std, robust_std
+
+log = logging.getLogger(__name__)
+
+SECONDS_PER_HOUR = 3600.0
+
+
+class DQ(enum.IntFlag):
+    """Bits of the data-quality mask (uint8 image, 0 = good)."""
+
+    HOT_PIXEL = 1
+    """Pixel above the amplifier's level by more than ``hot_nsigma`` sigma."""
+    HOT_COLUMN = 2
+    """Column whose mean (over the amplifier's rows) is anomalously high."""
+    NO_DATA = 4
+    """No frame contributed to the pixel (MAP == 0)."""
+
+
+DQ_DESCRIPTIONS = {
+    DQ.HOT_PIXEL: "hot pixel: above amplifier level by > hot_nsigma robust sigma",
+    DQ.HOT_COLUMN: "hot column: mean of the column's other pixels above the "
+    "typical column by > max(hot_nsigma sigma, hot_column_min_adu)",
+    DQ.NO_DATA: "no data: no frame used (MAP == 0)",
+}
+
+
+class QAFlag(enum.Enum):
+    """Overall verdict on a master, numina's QC values."""
+
+    GOOD = "GOOD"
+    PARTIAL = "PARTIAL"
+    BAD = "BAD"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A warn / bad pair of upper limits on one figure (None: not checked)."""
+
+    warn: float | None
+    bad: float | None
+
+    def __post_init__(self) -> None:
+        if self.warn is not None and self.bad is not None and self.warn > self.bad:
+            raise ConfigError(f"qc limit warn={self.warn} exceeds bad={self.bad}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QCThresholds:
+    """Detection settings and QA limits.
+
+    Attributes
+    ----------
+    hot_nsigma
+        Hot-pixel / hot-column threshold, robust sigmas above the level.
+    hot_column_min_adu
+        A hot column's mean must also exceed the amplifier's typical column
+        by this much, ADU (column means scatter very little).
+    dark_current
+        Limits on the dark current, e-/pix/h.
+    read_noise
+        Limits on the read noise, e-.
+    hot_fraction
+        Limits on the fraction of pixels flagged (any DQ bit).
+    overscan_drift
+        Limits on the overscan drift between frames, ADU.
+    min_frames
+        Fewer frames than this make the master PARTIAL.
+    """
+
+    hot_nsigma: float = 5.0
+    hot_column_min_adu: float = 1.0
+    dark_current: Limit = Limit(warn=5.0, bad=20.0)
+    read_noise: Limit = Limit(warn=4.5, bad=8.0)
+    hot_fraction: Limit = Limit(warn=0.001, bad=0.01)
+    overscan_drift: Limit = Limit(warn=5.0, bad=20.0)
+    min_frames: int = 3
+
+    def __post_init__(self) -> None:
+        if self.hot_nsigma <= 0:
+            raise ConfigError(f"qc.hot_nsigma must be > 0, got {self.hot_nsigma}")
+        if self.min_frames < 1:
+            raise ConfigError(f"qc.min_frames must be >= 1, got {self.min_frames}")
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
+class HotPixels:
+    """Hot-pixel detection result.
+
+    Attributes
+    ----------
+    mask
+        DQ mask, uint8, trimmed shape (bits of :class:`DQ`).
+    n_hot_pixels
+        Pixels with the HOT_PIXEL bit.
+    hot_columns
+        ``(amplifier, column)`` of the hot columns.
+    """
+
+    mask: npt.NDArray[np.uint8]
+    n_hot_pixels: int
+    hot_columns: tuple[tuple[int, int], ...]
+
+
+def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:
+    if image.shape != TRIMMED_SHAPE:
+        raise InputError(what, f"shape {image.shape}, expected {TRIMMED_SHAPE}")
+
+
+def detect_hot_pixels(
+    master: npt.NDArray[np.floating],
+    thresholds: QCThresholds = QCThresholds(),
+    npix: npt.NDArray[np.integer] | None = None,
+) -> HotPixels:
+    """Flag hot pixels and hot columns of a bias-subtracted master dark.
+
+    Parameters
+    ----------
+    master
+        Trimmed master dark, ADU.
+    thresholds
+        ``hot_nsigma`` is used.
+    npix
+        Frames used per pixel (MAP); pixels with 0 get NO_DATA.
+
+    Returns
+    -------
+    HotPixels
+        The DQ mask and counts.
+    """
+    _check_trimmed(master, "master dark")
+    mask = np.zeros(TRIMMED_SHAPE, dtype=np.uint8)
+    columns: list[tuple[int, int]] = []
+    k = thresholds.hot_nsigma
+    for amp in AMPLIFIERS:
+        region = np.asarray(master[amp.trimmed_rows], dtype=np.float64)
+        level = float(np.median(region))
+        sigma = clipped_std(region[::7, ::7])  # a sample is plenty for the scale
+        hot_pix = region > level + k * sigma
+        mask[amp.trimmed_rows][hot_pix] |= np.uint8(DQ.HOT_PIXEL)
+        # Column means, clipped about each column's own median (so isolated
+        # hot pixels drop out but a hot column keeps its pixels): continuous,
+        # unlike medians of quantised values, so their scatter is a usable scale.
+        col_median = np.median(region, axis=0)
+        near = np.abs(region - col_median) <= k * sigma
+        count = np.maximum(near.sum(axis=0), 1)
+        col_mean = np.where(near, region, 0.0).sum(axis=0) / count
+        col_level = float(np.median(col_mean))
+        col_cut = max(k * robust_std(col_mean), thresholds.hot_column_min_adu)
+        hot_cols = np.flatnonzero(col_mean > col_level + col_cut)
+        mask[amp.trimmed_rows, hot_cols] |= np.uint8(DQ.HOT_COLUMN)
+        columns.extend((amp.number, int(c)) for c in hot_cols)
+    if npix is not None:
+        mask[np.asarray(npix) == 0] |= np.uint8(DQ.NO_DATA)
+    n_hot = int(np.count_nonzero(mask & DQ.HOT_PIXEL))
+    return HotPixels(mask=mask, n_hot_pixels=n_hot, hot_columns=tuple(columns))
+
+
+def _clipped_mean(values: npt.NDArray[np.float64], nsigma: float = 5.0) -> float:
+    level = float(np.median(values))
+    sigma = robust_std(values[:: max(1, values.size // 200_000)])
+    keep = np.abs(values - level) <= nsigma * max(sigma, 1e-12)
+    return float(np.mean(values[keep]))
+
+
+def dark_current(
+    master: npt.NDArray[np.floating],
+    darktime_s: float,
+    amp: Amplifier,
+    mask: npt.NDArray[np.uint8] | None = None,
+) -> float:
+    """Dark current of one amplifier, e-/pix/h.
+
+    Parameters
+    ----------
+    master
+        Trimmed, bias-subtracted master dark, ADU.
+    darktime_s
+        DARKTIME of the frames, seconds.
+    amp
+        The amplifier (rows and gain).
+    mask
+        DQ mask; flagged pixels are excluded.
+    """
+    if not darktime_s > 0:
+        raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
+    region = np.asarray(master[amp.trimmed_rows], dtype=np.float64)
+    keep = (
+        mask[amp.trimmed_rows] == 0 if mask is not None else np.ones(region.shape, bool)
+    )
+    values = region[keep]
+    return _clipped_mean(values) * amp.gain / darktime_s * SECONDS_PER_HOUR
+
+
+def dark_rate_image(
+    master: npt.NDArray[np.floating], darktime_s: float
+) -> npt.NDArray[np.float32]:
+    """Per-pixel dark-current rate, e-/s (gain of each amplifier applied)."""
+    _check_trimmed(master, "master dark")
+    if not darktime_s > 0:
+        raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
+    rate = np.empty(TRIMMED_SHAPE, dtype=np.float32)
+    for amp in AMPLIFIERS:
+        rate[amp.trimmed_rows] = master[amp.trimmed_rows] * (amp.gain / darktime_s)
+    return rate
+
+
+def read_noise_from_overscan(models: Sequence[OverscanModel], amp: Amplifier) -> float:
+    """Read noise of one amplifier from overscan residuals, e- (median of frames)."""
+    values = [m.residual_rms for m in models if m.amplifier == amp.number]
+    if not values:
+        raise InputError("frames", f"no overscan model for amplifier {amp.number}")
+    return float(np.median(values)) * amp.gain
+
+
+def read_noise_from_difference(
+    frame_a: npt.NDArray[np.floating], frame_b: npt.NDArray[np.floating], amp: Amplifier
+) -> float:
+    """Read noise from two trimmed bias frames, e-: clipped std(a - b) / sqrt(2)."""
+    _check_trimmed(frame_a, "bias frame a")
+    _check_trimmed(frame_b, "bias frame b")
+    diff = np.asarray(frame_a[amp.trimmed_rows], np.float64) - frame_b[amp.trimmed_rows]
+    return clipped_std(diff) / math.sqrt(2.0) * amp.gain
+
+
+@dataclass(frozen=True)
+class OverscanStats:
+    """Overscan behaviour of one amplifier over a set of frames, ADU.
+
+    Attributes
+    ----------
+    level
+        Median over frames of the mean overscan level.
+    drift
+        Largest minus smallest frame level.
+    slope
+        Largest absolute change of the model from first to last row.
+    """
+
+    level: float
+    drift: float
+    slope: float
+
+
+def overscan_stats(models: Sequence[OverscanModel], amp: Amplifier) -> OverscanStats:
+    """Overscan level, drift between frames and slope within frames."""
+    own = [m for m in models if m.amplifier == amp.number]
+    if not own:
+        raise InputError("frames", f"no overscan model for amplifier {amp.number}")
+    levels = np.array([m.level for m in own])
+    return OverscanStats(
+        level=float(np.median(levels)),
+        drift=float(levels.max() - levels.min()),
+        slope=float(max(abs(m.drift) for m in own)),
+    )
+
+
+@dataclass(frozen=True)
+class AmplifierQC:
+    """QC figures of one amplifier."""
+
+    amplifier: int
+    dark_current_e_pix_h: float | None
+    read_noise_e: float
+    overscan: OverscanStats
+    hot_pixels: int
+    hot_columns: int
+
+
+@dataclass(frozen=True)
+class QAReport:
+    """QC figures and the verdict.
+
+    Attributes
+    ----------
+    flag
+        GOOD, PARTIAL or BAD.
+    reasons
+        One sentence per failed check (empty when GOOD).
+    amplifiers
+        Figures per amplifier.
+    n_frames
+        Frames combined.
+    flagged_fraction
+        Fraction of pixels with any DQ bit.
+    """
+
+    flag: QAFlag
+    reasons: tuple[str, ...]
+    amplifiers: tuple[AmplifierQC, ...]
+    n_frames: int
+    flagged_fraction: float
+    thresholds: QCThresholds = field(repr=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready description (for result.json / task.json)."""
+        return {
+            "flag": self.flag.value,
+            "reasons": list(self.reasons),
+            "n_frames": self.n_frames,
+            "flagged_fraction": self.flagged_fraction,
+            "amplifiers": [asdict(a) for a in self.amplifiers],
+            "thresholds": asdict(self.thresholds),
+        }
+
+
+def _judge(name: str, value: float | None, limit: Limit, unit: str) -> tuple[int, str]:
+    """0 = fine, 1 = warn, 2 = bad, with the sentence saying why."""
+    if value is None or not math.isfinite(value):
+        return 0, ""
+    if limit.bad is not None and value > limit.bad:
+        return 2, f"{name} {value:.4g} {unit} > bad limit {limit.bad:g} {unit}"
+    if limit.warn is not None and value > limit.warn:
+        return 1, f"{name} {value:.4g} {unit} > warn limit {limit.warn:g} {unit}"
+    return 0, ""
+
+
+def assess(
+    amplifiers: Sequence[AmplifierQC],
+    n_frames: int,
+    flagged_fraction: float,
+    thresholds: QCThresholds = QCThresholds(),
+) -> QAReport:
+    """Turn QC figures into a QA flag with its reasons."""
+    verdicts: list[tuple[int, str]] = []
+    for a in amplifiers:
+        tag = f"amplifier {a.amplifier}"
+        verdicts += [
+            _judge(
+                f"{tag} dark current",
+                a.dark_current_e_pix_h,
+                thresholds.dark_current,
+                "e-/pix/h",
+            ),
+            _judge(f"{tag} read noise", a.read_noise_e, thresholds.read_noise, "e-"),
+            _judge(
+                f"{tag} overscan drift",
+                a.overscan.drift,
+                thresholds.overscan_drift,
+                "ADU",
+            ),
+        ]
+    verdicts.append(
+        _judge("flagged pixel fraction", flagged_fraction, thresholds.hot_fraction, "")
+    )
+    if n_frames < thresholds.min_frames:
+        verdicts.append(
+            (1, f"only {n_frames} frames combined, fewer than {thresholds.min_frames}")
+        )
+    worst = max((level for level, _ in verdicts), default=0)
+    flag = (QAFlag.GOOD, QAFlag.PARTIAL, QAFlag.BAD)[worst]
+    reasons = tuple(text for level, text in verdicts if level > 0)
+    return QAReport(
+        flag, reasons, tuple(amplifiers), n_frames, flagged_fraction, thresholds
+    )
+
+
+def qc_master(
+    master: npt.NDArray[np.floating],
+    models: Sequence[OverscanModel],
+    n_frames: int,
+    darktime_s: float | None,
+    thresholds: QCThresholds = QCThresholds(),
+    npix: npt.NDArray[np.integer] | None = None,
+) -> tuple[QAReport, HotPixels]:
+    """All QC figures of a master, and the DQ mask.
+
+    Parameters
+    ----------
+    master
+        Trimmed master, bias-subtracted for a dark, ADU.
+    models
+        Overscan models of all input frames (both amplifiers).
+    n_frames
+        Frames combined.
+    darktime_s
+        DARKTIME, seconds; None (or <= 0, a bias) skips the dark current.
+    thresholds
+        Detection settings and limits.
+    npix
+        MAP, for the NO_DATA bit.
+    """
+    hot = detect_hot_pixels(master, thresholds, npix)
+    amps = []
+    for amp in AMPLIFIERS:
+        current = (
+            dark_current(master, darktime_s, amp, hot.mask)
+            if darktime_s is not None and darktime_s > 0
+            else None
+        )
+        rows_mask = hot.mask[amp.trimmed_rows]
+        amps.append(
+            AmplifierQC(
+                amplifier=amp.number,
+                dark_current_e_pix_h=current,
+                read_noise_e=read_noise_from_overscan(models, amp),
+                overscan=overscan_stats(models, amp),
+                hot_pixels=int(np.count_nonzero(rows_mask & DQ.HOT_PIXEL)),
+                hot_columns=sum(1 for a, _ in hot.hot_columns if a == amp.number),
+            )
+        )
+    flagged = float(np.count_nonzero(hot.mask)) / hot.mask.size
+    return assess(amps, n_frames, flagged, thresholds), hot

@@ -1,0 +1,125 @@
+"""The median combination: exact, banded, with its variance and rejection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reduce.combine import (
+    NETWORK_MAX_N,
+    CombineConfig,
+    NoiseModel,
+    combine_band,
+    combine_stack,
+    median_network,
+    median_planes,
+    median_variance_factor,
+)
+from reduce.errors import ConfigError, InputError
+
+
+@pytest.mark.parametrize("n", range(1, 26))
+def test_median_identical_to_numpy(n: int) -> None:
+    rng = np.random.default_rng(n)
+    stack = rng.normal(100.0, 5.0, (n, 9, 11)).astype(np.float32)
+    expected = np.median(stack.astype(np.float64), axis=0)
+    assert np.array_equal(median_planes(stack), expected)
+    combined = combine_stack(stack, CombineConfig(band_rows=4))
+    assert np.array_equal(combined.data, expected.astype(np.float32))
+    assert np.all(combined.npix == n)
+
+
+@pytest.mark.parametrize("n", [2, 6, 7, 20])
+def test_median_with_ties_and_integers(n: int) -> None:
+    rng = np.random.default_rng(100 + n)
+    stack = rng.integers(0, 4, (n, 16, 16)).astype(np.float32)
+    assert np.array_equal(median_planes(stack), np.median(stack, axis=0))
+
+
+def test_even_median_averages_in_double() -> None:
+    # Two float32 values whose float32 mean would round differently.
+    a = np.float32(16777216.0)
+    b = np.float32(16777218.0)
+    stack = np.array([[[a]], [[b]]], dtype=np.float32)
+    assert median_planes(stack)[0, 0] == 16777217.0
+
+
+def test_large_stack_uses_partition_and_matches_numpy() -> None:
+    n = NETWORK_MAX_N + 5
+    stack = np.random.default_rng(7).normal(size=(n, 5, 6)).astype(np.float32)
+    assert np.array_equal(median_planes(stack), np.median(stack.astype(float), axis=0))
+
+
+def test_network_is_pruned_to_the_middle() -> None:
+    full = median_network(20)
+    assert 0 < len(full) < 103  # Batcher's full network for 20 inputs has 103
+
+
+def test_band_size_does_not_change_the_result() -> None:
+    stack = np.random.default_rng(3).normal(size=(5, 37, 8)).astype(np.float32)
+    one = combine_stack(stack, CombineConfig(band_rows=1))
+    many = combine_stack(stack, CombineConfig(band_rows=64))
+    assert np.array_equal(one.data, many.data)
+    assert np.array_equal(one.variance, many.variance)
+
+
+def test_variance_is_that_of_the_median() -> None:
+    rng = np.random.default_rng(11)
+    n, sigma = 9, 3.0
+    stack = rng.normal(0.0, sigma, (n, 200, 200)).astype(np.float32)
+    combined = combine_stack(stack)
+    predicted = sigma**2 * math.pi / (2 * n)
+    assert np.mean(combined.variance) == pytest.approx(predicted, rel=0.02)
+    # and the scatter of many independent medians agrees with it (loosely:
+    # pi/2N is the large-N factor, a few per cent high for N=9)
+    assert np.var(combined.data) == pytest.approx(predicted, rel=0.1)
+
+
+def test_median_variance_factor() -> None:
+    assert median_variance_factor(1) == 1.0
+    assert median_variance_factor(2) == 0.5
+    assert median_variance_factor(10) == pytest.approx(math.pi / 20)
+
+
+def test_single_frame_variance_comes_from_the_noise_model() -> None:
+    frame = np.full((1, 3, 4), 17.3, dtype=np.float32)
+    noise = NoiseModel(read_noise_adu=(2.0, 3.0), gain=(1.73, 1.6))
+    out = combine_band(frame, CombineConfig(noise=noise), row0=0)
+    assert np.allclose(out.variance, 4.0 + 17.3 / 1.73)
+    assert np.all(np.isnan(combine_band(frame, CombineConfig()).variance))
+
+
+def test_noise_clip_rejects_a_cosmic_ray() -> None:
+    rng = np.random.default_rng(5)
+    stack = rng.normal(10.0, 2.0, (6, 20, 20)).astype(np.float32)
+    stack[2, 4, 5] += 5000.0  # cosmic ray
+    stack[4, 4, 5] += 3000.0  # and another, same pixel
+    noise = NoiseModel(read_noise_adu=(2.0, 2.0), gain=(1.0, 1.0), nsigma=5.0)
+    out = combine_stack(stack, CombineConfig(method="noise_clip", noise=noise))
+    assert out.npix[4, 5] == 4
+    kept = np.delete(stack[:, 4, 5], [2, 4]).astype(np.float64)
+    assert out.data[4, 5] == np.float32(np.median(kept))
+    plain = combine_stack(stack)
+    assert plain.data[4, 5] != out.data[4, 5]
+
+
+def test_noise_clip_uses_each_amplifier_noise() -> None:
+    # Row 2055 is amplifier 1 (low noise), row 2056 amplifier 2 (high noise).
+    stack = np.zeros((5, 2, 1), dtype=np.float32)
+    stack[0, :, 0] = 30.0  # 30 ADU off: 15 sigma for amp 1, 3 sigma for amp 2
+    noise = NoiseModel(read_noise_adu=(2.0, 10.0), gain=(1e9, 1e9), nsigma=5.0)
+    out = combine_band(stack, CombineConfig(method="noise_clip", noise=noise), 2055)
+    assert out.npix.ravel().tolist() == [4, 5]
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="noise model"):
+        CombineConfig(method="noise_clip")
+    with pytest.raises(ConfigError, match="band_rows"):
+        CombineConfig(band_rows=0)
+    with pytest.raises(ConfigError, match="gain"):
+        NoiseModel(read_noise_adu=(1.0, 1.0), gain=(0.0, 1.0))
+    with pytest.raises(InputError, match="expected"):
+        combine_stack(np.zeros((0, 3, 3), dtype=np.float32))

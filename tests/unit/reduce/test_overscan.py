@@ -1,0 +1,115 @@
+"""The overscan model: megaradrp's spline, checked against an independent fit."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from reduce.errors import ConfigError, InputError
+from reduce.geometry import AMP1, AMP2, AMPLIFIERS, RAW_SHAPE, TRIMMED_SHAPE
+from reduce.overscan import (
+    bspline_basis,
+    fit_lsq_spline,
+    fit_overscan,
+    preprocess,
+)
+
+
+def power_basis_fit(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], knot: int
+) -> npt.NDArray[np.float64]:
+    """Independent float64 cubic spline with one knot: truncated power basis."""
+    lo, hi = x[0], x[-1]
+    t = (x - lo) / (hi - lo)
+    tk = (knot - lo) / (hi - lo)
+    design = np.column_stack([t**0, t, t**2, t**3, np.clip(t - tk, 0, None) ** 3])
+    coeffs, *_ = np.linalg.lstsq(design, y, rcond=None)
+    fitted: npt.NDArray[np.float64] = design @ coeffs
+    return fitted
+
+
+def raw_with_overscan(seed: int) -> npt.NDArray[np.uint16]:
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(0.0, 3.0, RAW_SHAPE)
+    rows = np.arange(RAW_SHAPE[0])
+    raw += (2000.0 + 4.0 * np.sin(rows / 700.0) + 1e-6 * (rows - 1500.0) ** 2)[:, None]
+    return np.rint(raw).astype(np.uint16)
+
+
+def test_bspline_basis_is_a_partition_of_unity() -> None:
+    x = np.linspace(0.0, 10.0, 101)
+    knots = np.array([0, 0, 0, 0, 3.0, 10, 10, 10, 10], dtype=float)
+    basis = bspline_basis(x, knots, 3)
+    assert basis.shape == (101, 5)
+    assert np.allclose(basis.sum(axis=1), 1.0)
+    assert np.all(basis >= 0)
+
+
+def test_spline_reproduces_a_cubic_exactly() -> None:
+    x = np.arange(0, 2056, dtype=float)
+    y = 3.0 + 1e-3 * x - 2e-7 * x**2 + 5e-11 * x**3
+    spline = fit_lsq_spline(x, y, (1200.0,))
+    assert np.allclose(spline(x), y, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("amp", AMPLIFIERS)
+def test_overscan_model_matches_independent_fit(amp: object) -> None:
+    assert amp in AMPLIFIERS
+    raw = raw_with_overscan(1)
+    a = AMP1 if amp is AMP1 else AMP2
+    model = fit_overscan(raw[a.raw_overscan], a)
+    rows = np.arange(a.data_rows.start, a.data_rows.stop, dtype=float)
+    profile = raw[a.raw_overscan].astype(np.float64).mean(axis=1)
+    expected = power_basis_fit(rows, model.profile.astype(np.float64), a.knot_row)
+    assert np.max(np.abs(model.model - expected)) < 1e-8
+    # the float32 profile is the mean of integers: exact to float32 rounding
+    assert np.allclose(model.profile, profile, rtol=1e-7, atol=0)
+    assert model.profile.dtype == np.float32
+    assert model.spline.knots.tolist() == [rows[0]] * 4 + [a.knot_row] + [rows[-1]] * 4
+
+
+def test_preprocess_subtracts_and_trims_with_one_rounding() -> None:
+    raw = raw_with_overscan(2)
+    trimmed, models = preprocess(raw)
+    assert trimmed.shape == TRIMMED_SHAPE
+    assert trimmed.dtype == np.float32
+    for amp, model in zip(AMPLIFIERS, models, strict=True):
+        expected = (raw[amp.raw_data].astype(np.float64) - model.model[:, None]).astype(
+            np.float32
+        )
+        assert np.array_equal(trimmed[amp.trimmed_rows], expected)
+    # Amplifier 2's first data row is raw row 2156 and lands at trimmed row 2056.
+    assert trimmed[2056, 0] == np.float32(float(raw[2156, 50]) - models[1].model[0])
+
+
+def test_residual_rms_estimates_the_read_noise() -> None:
+    rng = np.random.default_rng(9)
+    overscan = np.rint(1500.0 + rng.normal(0.0, 4.0, (2056, 50))).astype(np.uint16)
+    model = fit_overscan(overscan, AMP1)
+    # quantisation adds 1/12 ADU^2
+    assert model.residual_rms == pytest.approx(np.sqrt(16 + 1 / 12), rel=0.02)
+    assert model.level == pytest.approx(1500.0, abs=0.05)
+
+
+def test_wrong_shape_names_the_frame() -> None:
+    with pytest.raises(InputError, match=r"dark_07\.fits.*4212, 4196"):
+        preprocess(np.zeros((4112, 4096), dtype=np.uint16), source="dark_07.fits")
+
+
+def test_fitpack_backend_without_scipy_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_import = importlib.import_module
+
+    def no_scipy(name: str, package: str | None = None) -> ModuleType:
+        if name.startswith("scipy"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_scipy)
+    with pytest.raises(ConfigError, match=r"needs scipy.*backend='numpy'"):
+        fit_lsq_spline(np.arange(10.0), np.arange(10.0), (5.0,), backend="fitpack")

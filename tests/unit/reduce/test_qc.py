@@ -1,0 +1,140 @@
+"""QC figures recovered from synthetic frames with known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reduce.errors import ConfigError, InputError
+from reduce.geometry import AMPLIFIERS
+from reduce.overscan import OverscanModel, preprocess
+from reduce.qc import (
+    DQ,
+    AmplifierQC,
+    HotPixels,
+    Limit,
+    OverscanStats,
+    QAFlag,
+    QCThresholds,
+    assess,
+    dark_current,
+    dark_rate_image,
+    detect_hot_pixels,
+    qc_master,
+    read_noise_from_difference,
+    read_noise_from_overscan,
+)
+
+from .conftest import DARK_S, Campaign
+
+
+def models(campaign: Campaign) -> list[OverscanModel]:
+    return [m for f in campaign.master_dark.frames for m in f.overscan]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_dark_current_within_two_percent(
+    campaign: Campaign, hot: HotPixels, index: int
+) -> None:
+    amp = AMPLIFIERS[index]
+    measured = dark_current(campaign.master_dark.data, DARK_S, amp, hot.mask)
+    assert measured == pytest.approx(campaign.truth.dark_e_per_h[index], rel=0.02)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_read_noise_within_five_percent(campaign: Campaign, index: int) -> None:
+    amp = AMPLIFIERS[index]
+    truth = campaign.truth.read_noise_e[index]
+    assert read_noise_from_overscan(models(campaign), amp) == pytest.approx(
+        truth, rel=0.05
+    )
+    a, b = (preprocess(raw)[0] for raw in campaign.biases[:2])
+    assert read_noise_from_difference(a, b, amp) == pytest.approx(truth, rel=0.05)
+
+
+def test_hot_pixels_complete_and_clean(campaign: Campaign, hot: HotPixels) -> None:
+    flagged = (hot.mask & DQ.HOT_PIXEL) > 0
+    truth = campaign.truth.hot_mask
+    completeness = np.count_nonzero(flagged & truth) / np.count_nonzero(truth)
+    in_hot_column = campaign.truth.hot_column_mask
+    false_positive = np.count_nonzero(flagged & ~truth & ~in_hot_column) / truth.size
+    assert completeness >= 0.99
+    assert false_positive <= 0.001
+
+
+def test_hot_columns_found(campaign: Campaign, hot: HotPixels) -> None:
+    expected = set()
+    for amp in AMPLIFIERS:
+        cols = np.flatnonzero(campaign.truth.hot_column_mask[amp.trimmed_rows][0])
+        expected |= {(amp.number, int(c)) for c in cols}
+    assert set(hot.hot_columns) == expected
+    for number, col in hot.hot_columns:
+        rows = AMPLIFIERS[number - 1].trimmed_rows
+        assert np.all(hot.mask[rows, col] & DQ.HOT_COLUMN)
+
+
+def test_no_data_bit_from_map(campaign: Campaign) -> None:
+    npix = campaign.master_dark.npix.copy()
+    npix[10, 20] = 0
+    hot = detect_hot_pixels(campaign.master_dark.data, npix=npix)
+    assert hot.mask[10, 20] & DQ.NO_DATA
+    assert np.count_nonzero(hot.mask & DQ.NO_DATA) == 1
+
+
+def test_qc_master_report(campaign: Campaign) -> None:
+    report, hot = qc_master(
+        campaign.master_dark.data,
+        models(campaign),
+        n_frames=3,
+        darktime_s=DARK_S,
+        thresholds=QCThresholds(dark_current=Limit(warn=15.0, bad=30.0)),
+    )
+    assert report.flag is QAFlag.GOOD, report.reasons
+    assert report.reasons == ()
+    amp1, amp2 = report.amplifiers
+    assert amp1.overscan.level == pytest.approx(campaign.truth.bias_level_adu[0], abs=2)
+    assert amp2.overscan.slope == pytest.approx(
+        abs(campaign.truth.bias_drift_adu[1]), abs=0.3
+    )
+    assert amp1.hot_columns == campaign.truth.hot_columns
+    as_json = report.to_json_dict()
+    assert as_json["flag"] == "GOOD"
+    assert len(as_json["amplifiers"]) == 2
+    assert hot.mask.dtype == np.uint8
+
+
+def test_dark_rate_image_units(campaign: Campaign) -> None:
+    rate = dark_rate_image(campaign.master_dark.data, DARK_S)
+    for k, amp in enumerate(AMPLIFIERS):
+        typical = float(np.median(rate[amp.trimmed_rows])) * 3600.0
+        assert typical == pytest.approx(campaign.truth.dark_e_per_h[k], rel=0.05)
+
+
+def amp_qc(number: int, current: float, noise: float, drift: float) -> AmplifierQC:
+    return AmplifierQC(number, current, noise, OverscanStats(2000.0, drift, 1.0), 0, 0)
+
+
+def test_assess_flags_and_reasons() -> None:
+    limits = QCThresholds()
+    good = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
+    assert assess(good, 10, 0.0, limits).flag is QAFlag.GOOD
+    warm = [amp_qc(1, 6.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
+    report = assess(warm, 10, 0.0, limits)
+    assert report.flag is QAFlag.PARTIAL
+    assert report.reasons == (
+        "amplifier 1 dark current 6 e-/pix/h > warn limit 5 e-/pix/h",
+    )
+    noisy = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 9.0, 30.0)]
+    report = assess(noisy, 2, 0.02, limits)
+    assert report.flag is QAFlag.BAD
+    assert len(report.reasons) == 4  # read noise, drift, flagged fraction, frames
+    assert any("only 2 frames" in r for r in report.reasons)
+
+
+def test_threshold_errors() -> None:
+    with pytest.raises(ConfigError, match="exceeds"):
+        Limit(warn=5.0, bad=1.0)
+    with pytest.raises(ConfigError, match="hot_nsigma"):
+        QCThresholds(hot_nsigma=0)
+    with pytest.raises(InputError, match="DARKTIME"):
+        dark_current(np.zeros((4112, 4096)), 0.0, AMPLIFIERS[0])
