@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import serial
 
 from simulators.control import send_request
+from simulators.faults import load_scenario
 from tests.simproc import SimProcess, megara_dark
 
 pytestmark = pytest.mark.sim
@@ -125,3 +127,42 @@ def test_control_channel_injects_and_reports(
     assert set(status["devices"]) == DEVICES
     assert json.dumps(status)  # serialisable all the way down
     assert sim.stop() == 0
+
+
+def test_scenario_file_faults_fire_when_scheduled(
+    simulators: Callable[..., SimProcess], tmp_path: Path
+) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "faults:\n"
+        "  - {device: cover_left, kind: no_reply, after_commands: 1}\n"
+        "  - {device: cover_left, kind: garbled_reply, after_commands: 2}\n"
+    )
+    sim = simulators("--scenario", str(scenario))
+    with serial.serial_for_url(sim.urls["cover_left"], timeout=1.0) as port:
+        port.write(b">P000\n")
+        assert port.read_until(b"\n") == b"*P98000\n"  # command 1: clean
+        port.write(b">P000\n")
+        assert port.read_until(b"\n") == b""  # command 2: reply swallowed
+        port.write(b">P000\n")
+        garbled = port.read_until(b"\n")
+        assert garbled.endswith(b"\n")
+        assert garbled != b"*P98000\n"  # command 3: scrambled
+        port.write(b">P000\n")
+        assert port.read_until(b"\n") == b"*P98000\n"  # spent: clean again
+    report = send_request(sim.control, {"op": "faults"})
+    assert report["pending"] == []
+    assert [f["fault"]["kind"] for f in report["fired"]] == [
+        "no_reply",
+        "garbled_reply",
+    ]
+    assert sim.stop() == 0
+
+
+def test_example_scenarios_are_valid() -> None:
+    examples = sorted(
+        Path(__file__).parents[2].joinpath("examples/scenarios").glob("*.yaml")
+    )
+    assert len(examples) >= 4
+    for path in examples:
+        assert load_scenario(path), path
