@@ -1,0 +1,264 @@
+"""The instrument configuration: where the devices are and how the run behaves.
+
+A TOML file, loaded once by the CLI. With no file, or with a ``[simulator]``
+table, the built-in simulators are started as a subprocess and their URLs
+used; with ``[devices]`` the run talks to real ports::
+
+    [devices]
+    ccd = "/dev/ttyUSB0"
+    cover_left = "/dev/ttyUSB1"
+    cover_right = "/dev/ttyUSB2"
+
+    [ccd]                 # drivers.config.CcdConfig fields
+    reply_timeout_s = 2.0
+    retries = 3
+
+    [cover]               # drivers.config.CoverConfig fields, both halves
+    motion_timeout_s = 30.0
+
+    [run]
+    retake_limit = 2      # invalid frames retaken per block, at most
+    poll_s = 1.0          # status poll interval while exposing (device seconds)
+
+See ``examples/instrument-*.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from drivers.config import CcdConfig, CoverConfig
+from drivers.errors import ConfigError
+
+DEVICE_KEYS = ("ccd", "cover_left", "cover_right")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorOptions:
+    """Options passed to ``megara-dark simulate`` when the run starts it."""
+
+    time_scale: float = 1000.0
+    seed: int = 1
+    ccd_temperature_k: float = 163.15
+    readout_s: float = 40.0
+    cover_motion_s: float = 6.0
+    cover_initial: str = "open"
+    transport: str = "pty"
+    scenario: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.time_scale) and self.time_scale > 0):
+            raise ConfigError(
+                "simulator.time_scale must be a finite number > 0, "
+                f"got {self.time_scale!r}"
+            )
+        if self.transport not in ("pty", "tcp"):
+            raise ConfigError(
+                f"simulator.transport must be 'pty' or 'tcp', got {self.transport!r}"
+            )
+        if self.cover_initial not in ("open", "closed"):
+            raise ConfigError(
+                "simulator.cover_initial must be 'open' or 'closed', "
+                f"got {self.cover_initial!r}"
+            )
+
+    def argv(self) -> list[str]:
+        """Command-line options for ``megara-dark simulate``."""
+        args = [
+            "--transport", self.transport,
+            "--time-scale", repr(self.time_scale),
+            "--seed", str(self.seed),
+            "--ccd-temperature", repr(self.ccd_temperature_k),
+            "--readout-s", repr(self.readout_s),
+            "--cover-motion-s", repr(self.cover_motion_s),
+            "--cover-initial", self.cover_initial,
+        ]  # fmt: skip
+        if self.scenario is not None:
+            args += ["--scenario", str(self.scenario)]
+        return args
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How the sequencer paces and polices a run.
+
+    Attributes
+    ----------
+    retake_limit
+        Invalid frames (interlock not closed) retaken per block, at most.
+    poll_s
+        Seconds of device time between status polls while exposing.
+    cover_poll_s
+        Seconds of device time between cover read-backs during long darks.
+    readout_s
+        Expected controller readout time (device seconds), for timeouts.
+    timeout_margin_s
+        Wall seconds added to every exposure and readout timeout.
+    """
+
+    retake_limit: int = 2
+    poll_s: float = 1.0
+    cover_poll_s: float = 10.0
+    readout_s: float = 40.0
+    timeout_margin_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.retake_limit <= 100:
+            raise ConfigError(
+                f"run.retake_limit must be 0 to 100, got {self.retake_limit!r}"
+            )
+        for name in ("poll_s", "cover_poll_s", "readout_s", "timeout_margin_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"run.{name} must be a finite number > 0, got {value!r}"
+                )
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstrumentConfig:
+    """Everything the run needs to know about the instrument.
+
+    ``devices`` is None when the built-in simulators are to be started.
+    """
+
+    devices: Mapping[str, str] | None = None
+    simulator: SimulatorOptions = field(default_factory=SimulatorOptions)
+    ccd: Mapping[str, Any] = field(default_factory=dict)
+    cover: Mapping[str, Any] = field(default_factory=dict)
+    run: RunSettings = field(default_factory=RunSettings)
+    source: str = "built-in defaults (simulators)"
+
+    @property
+    def simulated(self) -> bool:
+        return self.devices is None
+
+    @property
+    def time_scale(self) -> float:
+        """Device seconds per wall second (1 for real hardware)."""
+        return self.simulator.time_scale if self.simulated else 1.0
+
+    def ccd_config(self, url: str) -> CcdConfig:
+        config: CcdConfig = _build(CcdConfig, self.ccd, "ccd", url=url)
+        return config
+
+    def cover_config(self, url: str, name: str) -> CoverConfig:
+        config: CoverConfig = _build(
+            CoverConfig, self.cover, "cover", url=url, name=name
+        )
+        return config
+
+
+def _build(cls: type[Any], table: Mapping[str, Any], where: str, **given: Any) -> Any:
+    allowed = {f.name for f in fields(cls)} - set(given)
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"[{where}]: unknown key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    values = dict(table)
+    if "temperature_range_k" in values:
+        values["temperature_range_k"] = tuple(values["temperature_range_k"])
+    try:
+        return cls(**values, **given)
+    except TypeError as err:
+        raise ConfigError(f"[{where}]: {err}") from err
+
+
+def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: [{key}] must be a table")
+    return value
+
+
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "float": (int, float),
+    "int": (int,),
+    "str": (str,),
+    "Path | None": (str,),
+}
+
+
+def _typed(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"[{where}]: unknown key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(known))}"
+        )
+    values = dict(table)
+    for name, value in values.items():
+        expected = _TOML_TYPES.get(str(known[name].type), (object,))
+        if isinstance(value, bool) or not isinstance(value, expected):
+            words = " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"[{where}] {name}: got {value!r}; expected {words}")
+    if "scenario" in values:
+        values["scenario"] = Path(values["scenario"])
+    return cls(**values)
+
+
+def parse_config(
+    doc: Mapping[str, Any], *, source: str, base: Path
+) -> InstrumentConfig:
+    """Validate a parsed TOML document."""
+    allowed = {"devices", "simulator", "ccd", "cover", "run"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown table(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    try:
+        devices = None
+        if "devices" in doc:
+            if "simulator" in doc:
+                raise ConfigError("give either [devices] or [simulator], not both")
+            table = _table(doc, "devices", source)
+            missing = [k for k in DEVICE_KEYS if not isinstance(table.get(k), str)]
+            extra = sorted(set(table) - set(DEVICE_KEYS))
+            if missing or extra:
+                raise ConfigError(
+                    "[devices] needs exactly ccd, cover_left and cover_right as "
+                    f"URL strings (missing: {missing or 'none'}, "
+                    f"unknown: {extra or 'none'})"
+                )
+            devices = dict(table)
+        sim_table = dict(_table(doc, "simulator", source))
+        if "scenario" in sim_table and isinstance(sim_table["scenario"], str):
+            sim_table["scenario"] = str((base / sim_table["scenario"]).resolve())
+        config = InstrumentConfig(
+            devices=devices,
+            simulator=_typed(SimulatorOptions, sim_table, "simulator"),
+            ccd=_table(doc, "ccd", source),
+            cover=_table(doc, "cover", source),
+            run=_typed(RunSettings, _table(doc, "run", source), "run"),
+            source=source,
+        )
+        # Build the driver configs once so that bad values fail now.
+        config.ccd_config("check://")
+        config.cover_config("check://", "left")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return config
+
+
+def load_config(path: Path | None) -> InstrumentConfig:
+    """Read the instrument configuration (None: the built-in simulators)."""
+    if path is None:
+        return InstrumentConfig()
+    try:
+        with path.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    return parse_config(doc, source=str(path), base=path.parent)
