@@ -6,13 +6,13 @@ can pass fakes and a new controller needs only a new implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 from drivers.cover import CoverStatus
+from drivers.protocol import ccd as proto_ccd
+from drivers.readout import Progress, Readout
 
-#: Called during a readout with (bytes received, bytes expected).
-Progress = Callable[[int, int], None]
+__all__ = ["CcdController", "CoverStatus", "FocalPlaneCover", "Progress", "Readout"]
 
 
 class FocalPlaneCover(Protocol):
@@ -32,4 +32,47 @@ class FocalPlaneCover(Protocol):
 
     def status(self) -> CoverStatus:
         """Each half as read back from its controller now."""
+        ...
+
+
+class CcdController(Protocol):
+    """The CCD controller and the shutter it drives."""
+
+    @property
+    def url(self) -> str: ...
+
+    def status(self) -> proto_ccd.Status:
+        """State, exposure progress, shutter and temperature, read now."""
+        ...
+
+    def expose(self, exptime_s: float, *, dark: bool = True) -> None:
+        """Start an exposure; a dark keeps the shutter shut throughout."""
+        ...
+
+    def abort(self) -> None:
+        """Stop any exposure or readout; the shutter closes."""
+        ...
+
+    def close_shutter(self) -> None:
+        """Close the shutter and check that it reads back closed."""
+        ...
+
+    def shutter(self) -> proto_ccd.ShutterState:
+        """The shutter position, read back from the controller."""
+        ...
+
+    def temperature(self) -> float:
+        """The CCD temperature, kelvin."""
+        ...
+
+    def check_temperature(self) -> float:
+        """The CCD temperature (K), or DeviceError if out of the allowed range."""
+        ...
+
+    def read_frame(self, progress: Progress | None = None) -> Readout:
+        """Transfer the frame in the controller's memory, CRC-checked."""
+        ...
+
+    def clear(self) -> None:
+        """Drop the frame in the controller's memory."""
         ...

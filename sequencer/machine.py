@@ -1,0 +1,496 @@
+"""The Dark observing mode as a state machine (the ``transitions`` library).
+
+The states are an Enum and the transition table is module-level data, so it
+can be read aloud, drawn (``megara-dark diagram``) and walked by a test::
+
+    IDLE -start-> PREPARING -prepared-> EXPOSING -exposed-> READING
+         -read_out-> WRITING -written-> EXPOSING (more frames) | REDUCING
+         -reduced-> DONE -finish-> IDLE
+    every busy state -abort-> ABORTING -aborted-> IDLE
+    every busy state and ABORTING -fail-> FAULT -reset-> IDLE (hardware safe)
+
+Each state's work runs in its ``on_enter`` callback, which fires the next
+trigger; with ``queued=True`` the whole run unrolls inside ``start()``. No
+transition of the Dark or Bias mode opens the shutter or the cover: the
+devices this machine holds offer no command to do so (see
+:class:`drivers.interfaces.CcdController`), and a test checks the table.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from transitions import EventData, Machine
+
+from drivers.errors import DeviceError, MegaraDarkError, SequenceError
+from drivers.interfaces import CcdController, FocalPlaneCover, Readout
+from drivers.motion import wait_for_cover
+from drivers.protocol import ccd as proto_ccd
+from sequencer.blocks import ObservingBlock
+from sequencer.config import RunSettings
+
+log = logging.getLogger(__name__)
+
+
+class Step(enum.Enum):
+    """States of one Dark (or Bias) observation."""
+
+    IDLE = enum.auto()
+    PREPARING = enum.auto()
+    EXPOSING = enum.auto()
+    READING = enum.auto()
+    WRITING = enum.auto()
+    REDUCING = enum.auto()
+    DONE = enum.auto()
+    ABORTING = enum.auto()
+    FAULT = enum.auto()
+
+
+BUSY = [Step.PREPARING, Step.EXPOSING, Step.READING, Step.WRITING, Step.REDUCING]
+
+
+def edge(
+    trigger: str, source: Step | list[Step], dest: Step, **callbacks: str
+) -> dict[str, Any]:
+    """One row of the transition table."""
+    return {"trigger": trigger, "source": source, "dest": dest, **callbacks}
+
+
+TRANSITIONS = [
+    edge("start", Step.IDLE, Step.PREPARING),
+    edge("prepared", Step.PREPARING, Step.EXPOSING),
+    edge("exposed", Step.EXPOSING, Step.READING),
+    edge("read_out", Step.READING, Step.WRITING),
+    edge("written", Step.WRITING, Step.EXPOSING, unless="plan_complete"),
+    edge("written", Step.WRITING, Step.REDUCING, conditions="plan_complete"),
+    edge("reduced", Step.REDUCING, Step.DONE),
+    edge("finish", Step.DONE, Step.IDLE),
+    edge("abort", BUSY, Step.ABORTING),
+    edge("aborted", Step.ABORTING, Step.IDLE),
+    edge("fail", [*BUSY, Step.ABORTING], Step.FAULT),
+    edge("reset", Step.FAULT, Step.IDLE, conditions="hardware_safe"),
+]
+
+#: The work each state does on entry (method names of :class:`DarkSequence`).
+STATES: list[dict[str, Any]] = [
+    {"name": Step.IDLE},
+    {"name": Step.PREPARING, "on_enter": "prepare"},
+    {"name": Step.EXPOSING, "on_enter": "integrate"},
+    {"name": Step.READING, "on_enter": "read_frame"},
+    {"name": Step.WRITING, "on_enter": "write_frame"},
+    {"name": Step.REDUCING, "on_enter": "reduce"},
+    {"name": Step.DONE, "on_enter": "report_done"},
+    {"name": Step.ABORTING, "on_enter": "make_safe_after_abort"},
+    {"name": Step.FAULT, "on_enter": "make_safe_after_fault"},
+]
+
+
+class AbortRequested(SequenceError):
+    """The operator asked to stop (Ctrl-C or SIGTERM)."""
+
+
+@dataclass(frozen=True)
+class Interlock:
+    """Cover halves and shutter as read back from the hardware at one moment."""
+
+    cover: str
+    cover_closed: bool
+    shutter: str
+
+    @property
+    def closed(self) -> bool:
+        return self.cover_closed and self.shutter == proto_ccd.ShutterState.CLOSED.value
+
+
+@dataclass
+class FrameRecord:
+    """Everything known about one exposure, for the writer."""
+
+    block: ObservingBlock
+    attempt: int
+    index: int
+    date_obs: datetime
+    darktime_s: float
+    before: Interlock
+    after: Interlock | None = None
+    cover_worst: str = ""
+    readout: Readout | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """Why this frame is not a valid dark (empty if it is)."""
+        found = []
+        if not self.before.closed:
+            found.append(
+                f"before integration: {self.before.cover}, "
+                f"shutter {self.before.shutter}"
+            )
+        if self.after is not None and not self.after.closed:
+            found.append(
+                f"after integration: {self.after.cover}, shutter {self.after.shutter}"
+            )
+        if self.cover_worst and self.cover_worst != "CLOSED":
+            found.append(f"during integration a cover half read {self.cover_worst}")
+        if self.readout is not None:
+            shutmax = self.readout.info.shutter_max
+            if shutmax is not proto_ccd.ShutterState.CLOSED:
+                found.append(
+                    f"controller saw the shutter {shutmax.value} during integration"
+                )
+        return found
+
+
+class FrameSink(Protocol):
+    """Writes frames and hands them to the reduction (supplied by the run)."""
+
+    def write(self, record: FrameRecord, valid: bool, reason: str) -> None: ...
+
+    def reduce(self) -> None: ...
+
+
+@dataclass
+class Devices:
+    """The hardware the sequence commands, as typed interfaces."""
+
+    ccd: CcdController
+    cover: FocalPlaneCover
+    cover_urls: tuple[str, str] = ("left", "right")
+
+
+@dataclass
+class Pacing:
+    """How long to wait for what, in wall seconds (device time / time scale)."""
+
+    settings: RunSettings
+    time_scale: float = 1.0
+    cover_motion_timeout_s: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def wall(self, device_s: float) -> float:
+        return device_s / self.time_scale
+
+    @property
+    def poll_s(self) -> float:
+        return min(self.wall(self.settings.poll_s), 1.0)
+
+
+@dataclass
+class Outcome:
+    """What a finished (or failed) sequence reports."""
+
+    valid_frames: int = 0
+    attempts: int = 0
+    retaken: int = 0
+    error: MegaraDarkError | None = None
+    aborted: bool = False
+    invalid_reasons: list[str] = field(default_factory=list)
+
+
+class DarkSequence:
+    """Runs one Dark or Bias block: cover and shutter closed, N frames, reduced.
+
+    Parameters
+    ----------
+    devices
+        The CCD controller and the cover, as interfaces.
+    block
+        The observing block (mode, exposure time, frames).
+    sink
+        Writes each frame and runs the reduction.
+    pacing
+        Timeouts, poll intervals and the devices' time scale.
+    first_attempt
+        Attempts already made for this block (when resuming a killed run).
+    valid_so_far
+        Valid frames already written for this block (when resuming).
+    """
+
+    # Bound by the Machine from TRANSITIONS (annotations only, for mypy).
+    state: Step
+    start: Callable[[], bool]
+    prepared: Callable[[], bool]
+    exposed: Callable[[], bool]
+    read_out: Callable[[], bool]
+    written: Callable[[], bool]
+    reduced: Callable[[], bool]
+    finish: Callable[[], bool]
+    abort: Callable[[], bool]
+    aborted: Callable[[], bool]
+    fail: Callable[[], bool]
+    reset: Callable[[], bool]
+
+    def __init__(
+        self,
+        devices: Devices,
+        block: ObservingBlock,
+        sink: FrameSink,
+        pacing: Pacing,
+        *,
+        first_attempt: int = 0,
+        valid_so_far: int = 0,
+    ) -> None:
+        self.devices = devices
+        self.block = block
+        self.sink = sink
+        self.pacing = pacing
+        self.attempt = first_attempt
+        self.outcome = Outcome(valid_frames=valid_so_far)
+        self.abort_requested = False
+        self.current: FrameRecord | None = None
+        self.machine = Machine(
+            model=self,
+            states=STATES,
+            transitions=TRANSITIONS,
+            initial=Step.IDLE,
+            queued=True,
+            send_event=True,
+            auto_transitions=False,
+            on_exception="on_error",
+        )
+
+    # -- conditions ----------------------------------------------------------
+
+    def plan_complete(self, event: EventData) -> bool:
+        return self.outcome.valid_frames >= self.block.nframes
+
+    def hardware_safe(self, event: EventData) -> bool:
+        status = self.devices.ccd.status()
+        return (
+            status.state is not proto_ccd.ControllerState.EXPOSING
+            and status.shutter is proto_ccd.ShutterState.CLOSED
+        )
+
+    # -- helpers -------------------------------------------------------------
+
+    def check_abort(self) -> None:
+        if self.abort_requested:
+            raise AbortRequested(f"{self.block.id}: stopped at the operator's request")
+
+    def interlock(self) -> Interlock:
+        """Read the cover halves and the shutter back from the hardware now."""
+        cover = self.devices.cover.status()
+        shutter = self.devices.ccd.shutter()
+        return Interlock(cover.describe(), cover.fully_closed, shutter.value)
+
+    def _wait(self, seconds: float) -> None:
+        end = self.pacing.clock() + seconds
+        while True:
+            self.check_abort()
+            left = end - self.pacing.clock()
+            if left <= 0:
+                return
+            self.pacing.sleep(min(left, 0.2))
+
+    # -- the work of each state ----------------------------------------------
+
+    def prepare(self, event: EventData) -> None:
+        """Close both cover halves and the shutter; verify all three."""
+        log.info("%s: closing the cover and the shutter", self.block.id)
+        self.devices.ccd.check_temperature()
+        self.devices.ccd.close_shutter()
+        self.devices.cover.close()
+        wait_for_cover(
+            self.devices.cover,
+            "closed",
+            timeout_s=self.pacing.cover_motion_timeout_s,
+            poll_s=min(0.2, self.pacing.poll_s),
+            urls=self.devices.cover_urls,
+            sleep=self._wait,
+        )
+        now = self.interlock()
+        if not now.closed:
+            raise DeviceError(
+                f"{self.block.id}: after closing, read back {now.cover} and shutter "
+                f"{now.shutter}; expected both cover halves and the shutter CLOSED; "
+                "check the mechanisms before taking darks"
+            )
+        log.info("%s: cover and shutter closed and verified", self.block.id)
+        self.prepared()
+
+    def integrate(self, event: EventData) -> None:
+        """Read the interlock, expose, watch the cover, read the interlock again."""
+        self.check_abort()
+        self.attempt += 1
+        self.outcome.attempts += 1
+        before = self.interlock()
+        record = FrameRecord(
+            block=self.block,
+            attempt=self.attempt,
+            index=self.outcome.valid_frames + 1,
+            date_obs=datetime.now(UTC),
+            darktime_s=self.block.exptime,
+            before=before,
+        )
+        self.current = record
+        log.info(
+            "%s: frame %d/%d (attempt %d): exposing %.1f s",
+            self.block.id,
+            record.index,
+            self.block.nframes,
+            record.attempt,
+            self.block.exptime,
+        )
+        self.devices.ccd.expose(self.block.exptime, dark=True)
+        start = self.pacing.clock()
+        limit = (
+            self.pacing.wall(self.block.exptime) + self.pacing.settings.timeout_margin_s
+        )
+        next_cover = start + self.pacing.wall(self.pacing.settings.cover_poll_s)
+        worst = "CLOSED"
+        while True:
+            status = self.devices.ccd.status()
+            if status.state is not proto_ccd.ControllerState.EXPOSING:
+                break
+            if self.pacing.clock() >= next_cover:
+                cover = self.devices.cover.status()
+                if not cover.fully_closed:
+                    worst = cover.describe()
+                    log.warning(
+                        "%s: cover read %s during integration", self.block.id, worst
+                    )
+                next_cover += self.pacing.wall(self.pacing.settings.cover_poll_s)
+            if self.pacing.clock() - start > limit:
+                raise DeviceError(
+                    f"ccd: still exposing {self.pacing.clock() - start:.1f} s after a "
+                    f"{self.block.exptime:g} s exposure started on "
+                    f"{self.devices.ccd.url}; expected it to end; the controller may "
+                    "be hung: abort and power-cycle it"
+                )
+            self._wait(self.pacing.poll_s)
+        if status.state is proto_ccd.ControllerState.ERROR:
+            raise DeviceError(
+                f"ccd: controller on {self.devices.ccd.url} went to ERROR during the "
+                "exposure; expected READING; send CLEAR and check its log"
+            )
+        record.after = self.interlock()
+        record.cover_worst = worst
+        record.darktime_s = max(self.block.exptime, status.elapsed_s)
+        self.exposed()
+
+    def read_frame(self, event: EventData) -> None:
+        """Wait for the controller's readout into memory, then transfer the frame."""
+        start = self.pacing.clock()
+        limit = (
+            self.pacing.wall(self.pacing.settings.readout_s) * 3
+            + self.pacing.settings.timeout_margin_s
+        )
+        while True:
+            status = self.devices.ccd.status()
+            if status.state is proto_ccd.ControllerState.READY:
+                break
+            if status.state is not proto_ccd.ControllerState.READING:
+                raise DeviceError(
+                    f"ccd: controller reads {status.state.value} on "
+                    f"{self.devices.ccd.url} after the exposure; expected READING "
+                    "then READY; the frame is lost"
+                )
+            if self.pacing.clock() - start > limit:
+                raise DeviceError(
+                    f"ccd: readout not finished after {limit:.0f} s on "
+                    f"{self.devices.ccd.url}; the controller may be hung"
+                )
+            self._wait(self.pacing.poll_s)
+        assert self.current is not None
+        self.current.readout = self.devices.ccd.read_frame()
+        self.read_out()
+
+    def write_frame(self, event: EventData) -> None:
+        """Hand the frame to the writer; count it valid or retake it."""
+        record = self.current
+        assert record is not None
+        problems = record.problems
+        valid = not problems
+        reason = "; ".join(problems)
+        self.sink.write(record, valid, reason)
+        self.devices.ccd.clear()
+        if valid:
+            self.outcome.valid_frames += 1
+        else:
+            self.outcome.retaken += 1
+            self.outcome.invalid_reasons.append(reason)
+            log.warning(
+                "%s: attempt %d is not a valid dark (%s); kept, marked invalid",
+                self.block.id,
+                record.attempt,
+                reason,
+            )
+            if self.outcome.retaken > self.pacing.settings.retake_limit:
+                raise SequenceError(
+                    f"{self.block.id}: {self.outcome.retaken} frames were invalid "
+                    f"(last: {reason}); the retake limit is "
+                    f"{self.pacing.settings.retake_limit}; the instrument is not dark: "
+                    "check the cover and the shutter"
+                )
+            if not record.before.closed or (record.after and not record.after.closed):
+                self._reclose()
+        self.written()
+
+    def _reclose(self) -> None:
+        """Try to close what was found open before the retake."""
+        self.devices.ccd.close_shutter()
+        self.devices.cover.close()
+        wait_for_cover(
+            self.devices.cover,
+            "closed",
+            timeout_s=self.pacing.cover_motion_timeout_s,
+            poll_s=min(0.2, self.pacing.poll_s),
+            urls=self.devices.cover_urls,
+            sleep=self._wait,
+        )
+
+    def reduce(self, event: EventData) -> None:
+        self.sink.reduce()
+        self.reduced()
+
+    def report_done(self, event: EventData) -> None:
+        log.info(
+            "%s: done: %d valid frames, %d retaken",
+            self.block.id,
+            self.outcome.valid_frames,
+            self.outcome.retaken,
+        )
+
+    def make_safe_after_abort(self, event: EventData) -> None:
+        self.outcome.aborted = True
+        self._make_safe()
+        self.aborted()
+
+    def make_safe_after_fault(self, event: EventData) -> None:
+        self._make_safe()
+
+    def _make_safe(self) -> None:
+        """Stop the controller and close the shutter, whatever state it is in."""
+        for step in (self.devices.ccd.abort, self.devices.ccd.close_shutter):
+            try:
+                step()
+            except MegaraDarkError as err:
+                log.error("%s: while making safe: %s", self.block.id, err)
+
+    def on_error(self, event: EventData) -> None:
+        """Route any failure: an abort request to ABORTING, the rest to FAULT."""
+        error = event.error
+        state = self.state
+        if isinstance(error, AbortRequested) and state in BUSY:
+            log.warning("%s", error)
+            self.abort()
+            return
+        if not isinstance(error, MegaraDarkError):
+            error = SequenceError(f"{self.block.id}: internal error: {error!r}")
+            error.__cause__ = event.error
+            log.exception("%s: unexpected failure", self.block.id, exc_info=event.error)
+        self.outcome.error = error
+        log.error("%s", error)
+        if state in BUSY or state is Step.ABORTING:
+            self.fail()
+
+    def run(self) -> Outcome:
+        """Run the block from IDLE to DONE (or FAULT, or back to IDLE on abort)."""
+        self.start()
+        return self.outcome

@@ -1,0 +1,274 @@
+"""The Dark-mode state machine: the table itself, and runs on fake devices."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from drivers.cover import CoverStatus
+from drivers.errors import DeviceError, SequenceError
+from drivers.protocol import ccd as pc
+from drivers.protocol import cover as pv
+from drivers.readout import Readout
+from sequencer.blocks import Mode, ObservingBlock
+from sequencer.config import RunSettings
+from sequencer.machine import (
+    BUSY,
+    STATES,
+    TRANSITIONS,
+    DarkSequence,
+    Devices,
+    FrameRecord,
+    Pacing,
+    Step,
+)
+
+CLOSED = pv.Status(pv.Motor.STOPPED, pv.Light.OFF, pv.CoverState.CLOSED)
+OPEN = pv.Status(pv.Motor.STOPPED, pv.Light.OFF, pv.CoverState.OPEN)
+
+
+class FakeCcd:
+    """An in-process controller: every call is recorded."""
+
+    url = "fake://ccd"
+
+    def __init__(self, *, shutter_stuck_open: bool = False) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.shutter_state = pc.ShutterState.OPEN
+        self.stuck = shutter_stuck_open
+        self.polls: deque[pc.ControllerState] = deque()
+        self.frame = 0
+        self.on_status: Any = None
+
+    def status(self) -> pc.Status:
+        self.calls.append(("status", None))
+        if self.on_status is not None:
+            self.on_status()
+        state = self.polls.popleft() if self.polls else pc.ControllerState.IDLE
+        return pc.Status(
+            1, state, 1.0, 1.0, self.shutter_state, 163.15, self.frame, True
+        )
+
+    def expose(self, exptime_s: float, *, dark: bool = True) -> None:
+        self.calls.append(("expose", (exptime_s, dark)))
+        self.frame += 1
+        self.polls.extend([pc.ControllerState.EXPOSING] * 2)
+        self.polls.extend([pc.ControllerState.READING, pc.ControllerState.READY])
+
+    def abort(self) -> None:
+        self.calls.append(("abort", None))
+
+    def close_shutter(self) -> None:
+        self.calls.append(("close_shutter", None))
+        if not self.stuck:
+            self.shutter_state = pc.ShutterState.CLOSED
+
+    def shutter(self) -> pc.ShutterState:
+        return self.shutter_state
+
+    def temperature(self) -> float:
+        return 163.15
+
+    def check_temperature(self) -> float:
+        return 163.15
+
+    def read_frame(self, progress: Any = None) -> Readout:
+        self.calls.append(("read_frame", None))
+        info = pc.FrameInfo(
+            1, self.frame, 4212, 4196, 16, 10, 10, 1, 1.0, True, 163.15, 163.15,
+            self.shutter_state, 0,
+        )  # fmt: skip
+        return Readout(info, np.zeros((2, 2), ">u2"), (), 0, 1)
+
+    def clear(self) -> None:
+        self.calls.append(("clear", None))
+
+
+class FakeCover:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.halves = (OPEN, OPEN)
+
+    def close(self) -> None:
+        self.calls.append("close")
+        self.halves = (CLOSED, CLOSED)
+
+    def open(self) -> None:
+        self.calls.append("open")
+
+    def halt(self) -> None:
+        self.calls.append("halt")
+
+    def status(self) -> CoverStatus:
+        return CoverStatus(*self.halves)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bool, str]] = []
+        self.reduced = 0
+
+    def write(self, record: FrameRecord, valid: bool, reason: str) -> None:
+        self.frames.append((record.attempt, valid, reason))
+
+    def reduce(self) -> None:
+        self.reduced += 1
+
+
+BLOCK = ObservingBlock(id="d1", mode=Mode.DARK, exptime=900.0, nframes=3, bias_from="b")
+
+
+def sequence(ccd: FakeCcd | None = None, **settings: Any) -> tuple[DarkSequence, Sink]:
+    sink = Sink()
+    pacing = Pacing(RunSettings(**settings), time_scale=1e6, sleep=lambda s: None)
+    devices = Devices(ccd or FakeCcd(), FakeCover())  # type: ignore[arg-type]
+    return DarkSequence(devices, BLOCK, sink, pacing), sink
+
+
+# -- the table -------------------------------------------------------------------
+
+
+def test_every_callback_named_in_the_table_exists() -> None:
+    seq, _ = sequence()
+    names = [
+        row[key]
+        for row in TRANSITIONS
+        for key in ("conditions", "unless", "before", "after")
+        if key in row
+    ] + [s["on_enter"] for s in STATES if "on_enter" in s]
+    assert names
+    for name in names:
+        assert callable(getattr(seq, name)), name
+
+
+def test_every_busy_state_can_abort_and_fail() -> None:
+    for state in BUSY:
+        triggers = {row["trigger"] for row in TRANSITIONS if state in _sources(row)}
+        assert {"abort", "fail"} <= triggers, state
+
+
+def _sources(row: dict[str, Any]) -> list[Step]:
+    source = row["source"]
+    return source if isinstance(source, list) else [source]
+
+
+def test_every_state_reaches_idle() -> None:
+    graph: dict[Step, set[Step]] = {s: set() for s in Step}
+    for row in TRANSITIONS:
+        for source in _sources(row):
+            graph[source].add(row["dest"])
+    for start in Step:
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        assert Step.IDLE in seen, start
+
+
+def test_fault_is_left_only_by_an_explicit_reset() -> None:
+    exits = [row for row in TRANSITIONS if Step.FAULT in _sources(row)]
+    assert [(r["trigger"], r["dest"], r.get("conditions")) for r in exits] == [
+        ("reset", Step.IDLE, "hardware_safe")
+    ]
+
+
+def test_no_transition_opens_anything() -> None:
+    words = [str(v).lower() for row in TRANSITIONS for v in row.values()]
+    words += [str(v).lower() for s in STATES for v in s.values()]
+    assert not [w for w in words if "open" in w]
+
+
+# -- runs on fake devices --------------------------------------------------------
+
+
+def test_a_clean_run_takes_n_dark_frames_and_never_opens() -> None:
+    seq, sink = sequence()
+    outcome = seq.run()
+    assert seq.state is Step.DONE
+    assert outcome.valid_frames == 3
+    assert outcome.retaken == 0
+    assert [valid for _, valid, _ in sink.frames] == [True, True, True]
+    assert sink.reduced == 1
+    ccd = seq.devices.ccd
+    assert all(args == (900.0, True) for name, args in ccd.calls if name == "expose")  # type: ignore[attr-defined]
+    assert "open" not in seq.devices.cover.calls  # type: ignore[attr-defined]
+    assert ccd.calls.index(("close_shutter", None)) < ccd.calls.index(  # type: ignore[attr-defined]
+        ("expose", (900.0, True))
+    )
+
+
+def test_shutter_stuck_open_is_caught_in_preparing() -> None:
+    seq, sink = sequence(FakeCcd(shutter_stuck_open=True))
+    outcome = seq.run()
+    assert seq.state is Step.FAULT
+    assert isinstance(outcome.error, DeviceError)
+    assert "shutter OPEN" in str(outcome.error)
+    assert sink.frames == []
+    assert ("abort", None) in seq.devices.ccd.calls  # type: ignore[attr-defined]
+
+
+def test_cover_opening_mid_run_marks_frames_invalid_and_retakes() -> None:
+    seq, sink = sequence(retake_limit=5, cover_poll_s=1e-9)
+    cover = seq.devices.cover
+    ccd: FakeCcd = seq.devices.ccd  # type: ignore[assignment]
+    opened = {"done": False}
+
+    def open_once() -> None:
+        if ccd.frame == 2 and not opened["done"]:
+            opened["done"] = True
+            cover.halves = (OPEN, CLOSED)  # type: ignore[attr-defined]
+
+    ccd.on_status = open_once
+    outcome = seq.run()
+    assert seq.state is Step.DONE
+    assert outcome.valid_frames == 3
+    assert outcome.retaken == 1
+    assert [valid for _, valid, _ in sink.frames] == [True, False, True, True]
+    assert "left=OPEN" in sink.frames[1][2]
+
+
+def test_retake_limit_faults_the_run() -> None:
+    seq, sink = sequence(retake_limit=1, cover_poll_s=1e-9)
+    ccd: FakeCcd = seq.devices.ccd  # type: ignore[assignment]
+
+    def always_open() -> None:
+        if ccd.polls and ccd.polls[0] is pc.ControllerState.EXPOSING:
+            seq.devices.cover.halves = (CLOSED, OPEN)  # type: ignore[attr-defined]
+
+    ccd.on_status = always_open
+    outcome = seq.run()
+    assert seq.state is Step.FAULT
+    assert isinstance(outcome.error, SequenceError)
+    assert "retake limit is 1" in str(outcome.error)
+    assert [valid for _, valid, _ in sink.frames] == [False, False]
+
+
+def test_abort_request_goes_through_aborting_to_idle() -> None:
+    seq, sink = sequence()
+    ccd: FakeCcd = seq.devices.ccd  # type: ignore[assignment]
+
+    def request_abort() -> None:
+        if ccd.frame == 2:
+            seq.abort_requested = True
+
+    ccd.on_status = request_abort
+    outcome = seq.run()
+    assert seq.state is Step.IDLE
+    assert outcome.aborted
+    assert outcome.error is None
+    assert ("abort", None) in ccd.calls
+    assert sink.reduced == 0
+
+
+def test_reset_needs_the_hardware_safe() -> None:
+    seq, _ = sequence(FakeCcd(shutter_stuck_open=True))
+    seq.run()
+    assert seq.state is Step.FAULT
+    seq.reset()  # shutter still open: stays in FAULT
+    assert seq.state is Step.FAULT
+    seq.devices.ccd.shutter_state = pc.ShutterState.CLOSED  # type: ignore[attr-defined]
+    seq.reset()
+    assert seq.state is Step.IDLE
