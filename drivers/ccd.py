@@ -12,12 +12,13 @@ status shows the first attempt did not take effect. The readout lives in
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from drivers.config import CcdConfig
-from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
+from drivers.errors import ConfigError, DeviceError, DeviceTimeout, ProtocolError
 from drivers.protocol import ccd as proto
 from drivers.readout import Progress, Readout, read_frame
 from drivers.transport import LinkError, SerialLink
@@ -128,8 +129,23 @@ class SerialCcdController:
         """Start an exposure of ``exptime_s`` seconds (shutter kept shut if dark).
 
         EXPOSE is not repeated blindly: after a lost or garbled reply the
-        controller's status says whether the exposure started.
+        controller's status says whether the exposure started, and the command
+        is sent again only if it did not.
+
+        Raises
+        ------
+        ConfigError
+            ``exptime_s`` is negative or not finite (nothing is sent).
+        ControllerError
+            The controller refused the exposure (busy, too warm, ...).
+        DeviceTimeout, LinkError, ProtocolError
+            No usable reply and no sign of the exposure after every retry.
         """
+        if not (math.isfinite(exptime_s) and exptime_s >= 0):
+            raise ConfigError(
+                f"ccd: exposure time must be a finite number of seconds >= 0, got "
+                f"{exptime_s!r}"
+            )
         before = self.status()
         kind = proto.ExposureKind.DARK if dark else proto.ExposureKind.LIGHT
 
@@ -184,43 +200,77 @@ class SerialCcdController:
     ) -> R:
         """Send a command and return its reply of type ``expect``, with retries.
 
-        ``done``, for commands that must not run twice, is asked after a failed
-        attempt whether the controller executed it anyway: it returns the reply
-        to stand for the lost one, or None to send the command again.
+        Each attempt gets a fresh message id, so a late reply to an earlier
+        attempt is dropped. ``done``, for commands that must not run twice, is
+        asked after every failed attempt (before a re-send, and once more
+        before giving up) whether the controller executed the command anyway:
+        it returns the reply to stand for the lost one, or None when the
+        command did not take effect. ``retries_used`` grows by the number of
+        failed attempts recovered from.
+
+        Raises
+        ------
+        ControllerError
+            The controller answered with an error reply (not retried).
+        DeviceTimeout, LinkError, ProtocolError
+            Every one of ``retries + 1`` attempts failed.
         """
         attempts = self.config.retries + 1
+        failures = 0
+        unknown = False  # a failed attempt may have executed; ask ``done``
         last: Exception | None = None
+        verb = "command"
         for attempt in range(1, attempts + 1):
-            if attempt > 1 and done is not None:
+            if unknown and done is not None:
                 try:
                     substitute = done()
                 except TRANSIENT as err:
                     last = err
                     continue
+                unknown = False
                 if substitute is not None:
-                    log.warning("ccd: the command took effect; its reply was lost")
-                    self.retries_used += attempt - 1
-                    return substitute
+                    return self._took_effect(substitute, failures)
             command = make(self.next_mid())
+            frame = proto.encode_command(command)
+            verb = command.verb.value
             try:
-                reply = self._attempt(proto.encode_command(command), command.mid)
+                reply = self._attempt(frame, command.mid)
+            except ControllerError:
+                self._recovered(failures)
+                raise
             except TRANSIENT as err:
-                last = err
+                last, failures, unknown = err, failures + 1, True
                 log.warning("ccd: attempt %d/%d failed: %s", attempt, attempts, err)
                 if isinstance(err, LinkError):
                     self.reconnect()
                 continue
             if not isinstance(reply, expect):
                 raise ProtocolError(
-                    f"ccd: reply {reply!r} to {proto.encode_command(command)!r}; "
+                    f"ccd: {type(reply).__name__} reply to {frame!r} on {self.url}; "
                     f"expected {expect.__name__}"
                 )
-            if attempt > 1:
-                self.retries_used += attempt - 1
-                log.warning("ccd: recovered on attempt %d", attempt)
+            self._recovered(failures)
             return reply
+        if unknown and done is not None:
+            try:
+                substitute = done()
+            except TRANSIENT as err:
+                last = err
+            else:
+                if substitute is not None:
+                    return self._took_effect(substitute, failures)
         assert last is not None
-        raise _give_up(last, attempts, self.url, self.config.reply_timeout_s)
+        raise _give_up(last, verb, attempts, self.url, self.config.reply_timeout_s)
+
+    def _recovered(self, failures: int) -> None:
+        if failures:
+            self.retries_used += failures
+            log.warning("ccd: recovered after %d failed attempt(s)", failures)
+
+    def _took_effect(self, substitute: R, failures: int) -> R:
+        log.warning("ccd: the command took effect; its reply was lost")
+        self._recovered(failures)
+        return substitute
 
     def reconnect(self) -> None:
         """Reopen the line after a dropped link (failures are logged)."""
@@ -231,6 +281,13 @@ class SerialCcdController:
         self.framer = proto.Framer()
 
     def _attempt(self, frame: bytes, mid: int) -> proto.DeviceReply:
+        """Send ``frame`` once; return the reply carrying ``mid``.
+
+        Replies with another MID (late answers to earlier attempts) are
+        dropped. A frame that breaks the grammar is most likely our reply,
+        garbled on the line: once the frames already received are looked
+        through, it ends the attempt, to be retried at once.
+        """
         self.link.discard_input()
         self.framer = proto.Framer()
         self.link.write(frame)
@@ -242,7 +299,20 @@ class SerialCcdController:
                     f"ccd: no reply to {frame!r} within "
                     f"{self.config.reply_timeout_s:g} s on {self.url}"
                 )
-            for reply in self.framer.feed_decoded(self.link.read_some(wait_s=left)):
+            garbled: ProtocolError | None = None
+            for raw in self.framer.feed(self.link.read_some(wait_s=left)):
+                try:
+                    reply = proto.decode_reply(raw)
+                except ProtocolError as err:
+                    garbled = err
+                    continue
+                if reply.mid is None and isinstance(reply, proto.ErrorReply):
+                    garbled = ProtocolError(
+                        f"ccd: controller on {self.url} could not read the message "
+                        f"id of {frame!r} (error {reply.code}: {reply.message}); "
+                        "the command was garbled on the line"
+                    )
+                    continue
                 if reply.mid != mid:
                     log.warning("ccd: dropping a stale reply (MID %s)", reply.mid)
                     continue
@@ -254,23 +324,31 @@ class SerialCcdController:
                     )
                 log.debug("ccd <- %r", reply)
                 return reply
+            if garbled is not None:
+                raise garbled
 
 
-def _give_up(last: Exception, attempts: int, url: str, timeout_s: float) -> Exception:
+def _give_up(
+    last: Exception, verb: str, attempts: int, url: str, timeout_s: float
+) -> Exception:
+    """The error that ends ``attempts`` failed attempts, typed after the last one."""
     if isinstance(last, DeviceTimeout):
         error: Exception = DeviceTimeout(
-            f"ccd: no valid reply on {url} after {attempts} attempts of "
-            f"{timeout_s:g} s; is the controller powered and the cable connected?"
+            f"ccd: no valid reply to {verb} on {url} after {attempts} attempts of "
+            f"{timeout_s:g} s; is the controller powered, the cable connected and "
+            "the URL right?"
         )
     elif isinstance(last, LinkError):
         error = LinkError(
-            f"ccd: serial line {url} failed {attempts} times ({last}); check the "
-            "cable or the terminal server"
+            f"ccd: serial line {url} failed {attempts} times during {verb} ({last}); "
+            "check the cable, the terminal server or whether the controller "
+            "(or its simulator) is still running"
         )
     else:
         error = ProtocolError(
-            f"ccd: {attempts} unusable replies on {url} (last: {last}); check the "
-            "line settings and that the controller runs a compatible firmware"
+            f"ccd: {attempts} unusable replies to {verb} on {url} (last: {last}); "
+            "check the line settings and that the controller runs a compatible "
+            "firmware"
         )
     error.__cause__ = last
     return error

@@ -44,11 +44,15 @@ class Readout:
     pixels
         ``rows x cols`` big-endian uint16 ADU, ready for a BITPIX=16 FITS file.
     bad_blocks
-        Blocks that arrived with a wrong CRC and were fetched again.
+        Blocks that arrived with a wrong CRC and were fetched again (in the
+        order they arrived; a block corrupted twice appears twice).
     refetched
-        Blocks fetched more than once (bad CRC or lost to a dropped link).
+        Distinct blocks requested more than once (bad CRC, or lost to a
+        stalled or dropped link).
     rounds
-        READ requests needed (1 when nothing went wrong).
+        Rounds of READ requests needed (1 when nothing went wrong): the
+        first READ of the whole frame, then one round of ``READ first count``
+        runs per re-fetch.
     """
 
     info: proto.FrameInfo
@@ -77,7 +81,7 @@ class _Transfer:
         self.missing = set(range(info.blocks))
         self.received = 0
         self.bad: list[int] = []
-        self.fetches = 0
+        self.refetched: set[int] = set()
 
     def stream(
         self, first: int | None, count: int | None, progress: Progress | None
@@ -102,6 +106,12 @@ class _Transfer:
                 continue
             deadline = time.monotonic() + timeout
             for reply in ccd.framer.feed_decoded(data):
+                if isinstance(reply, proto.ErrorReply) and reply.mid is None:
+                    raise ProtocolError(
+                        f"ccd: controller on {ccd.url} could not read the message "
+                        f"id of {proto.encode_command(command)!r} (error "
+                        f"{reply.code}: {reply.message}); garbled on the line"
+                    )
                 if reply.mid != command.mid:
                     continue  # the tail of an earlier, abandoned stream
                 if isinstance(reply, proto.DataBlock):
@@ -110,8 +120,10 @@ class _Transfer:
                     return
                 elif isinstance(reply, proto.ErrorReply):
                     raise DeviceError(
-                        f"ccd: controller on {ccd.url} refused the readout with "
-                        f"error {reply.code}: {reply.message}"
+                        f"ccd: controller on {ccd.url} refused the readout of frame "
+                        f"{self.info.frame} with error {reply.code}: {reply.message}"
+                        "; expected a frame READY in memory: EXPOSE, wait for "
+                        "STATE=READY, then read"
                     )
                 else:
                     raise ProtocolError(
@@ -130,7 +142,6 @@ class _Transfer:
                 f"ccd: block {index} carries {len(block.payload)} bytes; "
                 f"expected {stop - start}"
             )
-        self.fetches += 1
         if not block.crc_ok:
             self.bad.append(index)
             log.warning(
@@ -145,21 +156,69 @@ class _Transfer:
                 progress(self.received, self.info.nbytes)
 
 
-def read_frame(ccd: SerialCcdController, progress: Progress | None = None) -> Readout:
-    """Transfer the frame in the controller's memory, every block CRC-checked.
+def _describe(indices: set[int]) -> str:
+    """Block indices as short runs: ``3, 270-539`` (at most five runs shown)."""
+    runs = _runs(list(indices))
+    text = ", ".join(
+        str(first) if count == 1 else f"{first}-{first + count - 1}"
+        for first, count in runs[:5]
+    )
+    return text + (f" and {len(runs) - 5} more runs" if len(runs) > 5 else "")
+
+
+def check_frame_info(info: proto.FrameInfo, url: str) -> None:
+    """Refuse a frame that is not MEGARA raw, or whose numbers disagree.
 
     Raises
     ------
     DeviceError
-        Blocks still missing or corrupt after ``retries`` re-fetch rounds, or
-        the assembled frame fails its whole-frame CRC.
+        The controller holds a frame of another geometry (wrong readout mode).
+    ProtocolError
+        Byte count, block size and block count do not add up.
+    """
+    geometry = (info.rows, info.cols, info.bitpix)
+    if geometry != (proto.ROWS, proto.COLS, proto.BITPIX):
+        raise DeviceError(
+            f"ccd: frame {info.frame} on {url} is {info.rows}x{info.cols} pixels of "
+            f"{info.bitpix} bits; expected {proto.ROWS}x{proto.COLS} of "
+            f"{proto.BITPIX} bits (MEGARA raw): check the controller's readout "
+            "mode (binning, region of interest)"
+        )
+    consistent = (
+        info.nbytes == proto.FRAME_BYTES
+        and 0 < info.block_size <= proto.MAX_BLOCK_SIZE
+        and info.blocks == proto.block_count(info.nbytes, info.block_size)
+    )
+    if not consistent:
+        raise ProtocolError(
+            f"ccd: frame {info.frame} on {url} announces {info.nbytes} bytes in "
+            f"{info.blocks} blocks of {info.block_size}; expected "
+            f"{proto.FRAME_BYTES} bytes in ceil(bytes / block size) blocks of 1 to "
+            f"{proto.MAX_BLOCK_SIZE} bytes"
+        )
+
+
+def read_frame(ccd: SerialCcdController, progress: Progress | None = None) -> Readout:
+    """Transfer the frame in the controller's memory, every block CRC-checked.
+
+    Parameters
+    ----------
+    ccd
+        The controller, with a frame READY in its memory.
+    progress
+        Called with (bytes stored, bytes expected) after each good block.
+
+    Raises
+    ------
+    DeviceError
+        Blocks still missing or corrupt after ``retries`` re-fetch rounds, the
+        assembled frame fails its whole-frame CRC, or the frame is not MEGARA
+        raw.
+    ProtocolError
+        The frame description does not add up.
     """
     info = ccd.frame_info()
-    if (info.rows, info.cols, info.bitpix) != (proto.ROWS, proto.COLS, proto.BITPIX):
-        raise ProtocolError(
-            f"ccd: frame is {info.rows}x{info.cols}x{info.bitpix} bits; expected "
-            f"{proto.ROWS}x{proto.COLS}x{proto.BITPIX} (MEGARA raw)"
-        )
+    check_frame_info(info, ccd.url)
     transfer = _Transfer(ccd, info)
     rounds = 0
     requests: list[tuple[int | None, int | None]] = [(None, None)]
@@ -177,12 +236,13 @@ def read_frame(ccd: SerialCcdController, progress: Progress | None = None) -> Re
             break
         if rounds > ccd.config.retries:
             raise DeviceError(
-                f"ccd: {len(transfer.missing)} of {info.blocks} readout blocks still "
-                f"missing or corrupt after {rounds} rounds on {ccd.url} "
-                f"(first: {sorted(transfer.missing)[:5]}); the frame is lost: check "
-                "the link, then take the exposure again"
+                f"ccd: {len(transfer.missing)} of {info.blocks} readout blocks of "
+                f"frame {info.frame} still missing or corrupt after {rounds} rounds "
+                f"on {ccd.url} (blocks {_describe(transfer.missing)}); the frame is "
+                "lost: check the link, then take the exposure again"
             )
         requests = [(first, count) for first, count in _runs(list(transfer.missing))]
+        transfer.refetched.update(transfer.missing)
         log.warning(
             "ccd: re-fetching %d block(s) in %d run(s)",
             len(transfer.missing),
@@ -191,8 +251,9 @@ def read_frame(ccd: SerialCcdController, progress: Progress | None = None) -> Re
     if proto.crc32(transfer.buffer) != info.crc:
         raise DeviceError(
             f"ccd: assembled frame {info.frame} fails its whole-frame CRC on "
-            f"{ccd.url} although every block passed; the controller's memory may "
-            "be corrupt: take the exposure again"
+            f"{ccd.url} (got {proto.crc32(transfer.buffer):08X}, announced "
+            f"{info.crc:08X}) although every block passed; the controller's memory "
+            "may be corrupt: take the exposure again"
         )
     ccd.retries_used += rounds - 1
     pixels = np.frombuffer(transfer.buffer, dtype=">u2").reshape(info.rows, info.cols)
@@ -200,6 +261,6 @@ def read_frame(ccd: SerialCcdController, progress: Progress | None = None) -> Re
         info=info,
         pixels=pixels,
         bad_blocks=tuple(transfer.bad),
-        refetched=transfer.fetches - info.blocks,
+        refetched=len(transfer.refetched),
         rounds=rounds,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import termios
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -190,6 +191,7 @@ class SerialLink:
                     return b""
                 data = port.read(max_bytes)
                 if not data and self._eof_means_gone:
+                    self.close()
                     raise LinkError(f"{self.device}: {self.url} closed the connection")
                 return data
             waiting = port.in_waiting
@@ -210,7 +212,9 @@ class SerialLink:
         port = self._require()
         try:
             port.reset_input_buffer()
-        except (OSError, serial.SerialException) as err:
+        except (OSError, serial.SerialException, termios.error) as err:
+            # termios.error: tcflush on a pseudo-terminal (or USB adapter)
+            # whose other end has gone.
             self.close()
             raise LinkError(
                 f"{self.device}: flush on {self.url} failed: {err}"

@@ -239,24 +239,23 @@ class DeviceServer:
         while not self.stop_event.is_set():
             watch = [link.fileno()] + ([refuse.fileno()] if refuse else [])
             ready, _, _ = select.select(watch, [], [], _POLL_S)
-            if refuse is not None and refuse.fileno() in ready:
+            if link.fileno() in ready:
+                data = link.recv()
+                if data is None:
+                    return  # the client left: let the next one in
+                for frame in framer.feed(data):
+                    try:
+                        self._answer(link, frame)
+                    except LinkDropped as why:
+                        log.warning("%s: reply cut short: %s", self.model.name, why)
+                        if isinstance(link, _TcpLink):
+                            return
+                        framer = self.model.new_framer()
+                        break
+            # Only once the current client's input is drained: a client that
+            # closes and reconnects at once must find the device free.
+            elif refuse is not None and refuse.fileno() in ready:
                 self._refuse(refuse)
-            if link.fileno() not in ready:
-                continue
-            data = link.recv()
-            if data is None:
-                return
-            if not data:
-                continue
-            for frame in framer.feed(data):
-                try:
-                    self._answer(link, frame)
-                except LinkDropped as why:
-                    log.warning("%s: reply cut short: %s", self.model.name, why)
-                    if isinstance(link, _TcpLink):
-                        return
-                    framer = self.model.new_framer()
-                    break
 
     def _refuse(self, listener: socket.socket) -> None:
         try:
@@ -324,9 +323,12 @@ class DeviceServer:
                 first = False
                 body = bytearray(chunk)
                 end = len(body) - 1 if body.endswith(b"\n") else len(body)
+                noise = b"#%&~^\x00\x7f\xff0123456789"
                 for i in range(min(end, 64)):
                     if self._rng.random() < 0.5:
-                        body[i] = self._rng.choice(b"#%&~^\x00\x7f\xff0123456789")
+                        body[i] = self._rng.choice(noise)
+                if end > 0 and bytes(body) == chunk:  # never let a garble be a no-op
+                    body[0] = ord("#") if body[0] != ord("#") else ord("%")
                 yield bytes(body)
             else:
                 yield chunk

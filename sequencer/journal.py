@@ -1,0 +1,384 @@
+"""The run journal: an append-only, fsync'd record of a run's progress.
+
+One JSON object per line, each written with a single ``os.write`` on a file
+opened with ``O_APPEND`` and then ``os.fsync``'d, so that a record is either
+on disk whole or (after a crash in the middle of the write) a final line with
+no newline, which is ignored with a warning and cut off before the next
+append. Every record carries ``seq`` (1, 2, 3 ...), ``time`` (UTC, ISO 8601)
+and ``event``::
+
+    {"seq": 7, "time": "2026-11-28T13:40:02.123456+00:00",
+     "event": "frame_written", "block": "dark1", "attempt": 3,
+     "file": "dark1_0003.fits", "valid": true, "reason": ""}
+
+Events and their fields (extra fields are kept and ignored by ``replay``):
+
+=================  ===========================================================
+``run_started``    ``blocks`` (ids, in order), ``version``
+``block_started``  ``block``
+``frame_started``  ``block``, ``attempt`` (an exposure began)
+``frame_written``  ``block``, ``attempt``, ``file``, ``valid``, ``reason``,
+                   optional ``sha256``
+``frame_adopted``  as ``frame_written``: a complete file found on resume
+                   whose ``frame_written`` record was lost
+``frame_invalid``  ``block``, ``attempt``, ``reason``: an attempt that left
+                   no file (e.g. the readout was lost)
+``frame_discarded`` ``block``, ``attempt``, ``file``, ``moved_to``: a damaged
+                   file found on resume, moved aside
+``block_done``     ``block``
+``reduction_done`` ``block``, ``qa``
+``fault``          ``block`` (optional), ``error``
+``run_done``
+=================  ===========================================================
+
+Resuming (``resume_block``): the next attempt of a block is one more than the
+highest attempt the journal mentions. A crash between the rename of a frame
+and its ``frame_written`` record leaves a frame file the journal does not
+know: for each such file of the block (``file_name(block, attempt)``), the
+file is verified (``verify_raw_frame``); a good one is adopted (a
+``frame_adopted`` record, its validity from ``INTLKOK``), a damaged one is
+renamed ``<name>.damaged`` and recorded as ``frame_discarded``. Leftover
+``.<name>.partial`` files are never frames and are deleted. Attempt numbers
+are never reused, so no frame is overwritten or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drivers.errors import ConfigError
+from sequencer.rawfits import (
+    file_name,
+    parse_file_name,
+    partial_name,
+    verify_raw_frame,
+)
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+_WRITTEN = frozenset({"frame_written", "frame_adopted"})
+_PARTIAL = partial_name("x")[2:]  # ".partial"
+
+
+class Journal:
+    """An append-only journal file (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The journal file; created (and its folder fsync'd) if missing. A torn
+        final line left by a crash is cut off here, with a warning.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.fsync(fd)
+            os.close(fd)
+            _fsync_dir(self.path.parent)
+        self._cut_torn_tail()
+        records = self.records()
+        self._next_seq = records[-1]["seq"] + 1 if records else 1
+
+    def _cut_torn_tail(self) -> None:
+        data = self.path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        log.warning(
+            "%s: cutting off a torn final record left by a crash: %r",
+            self.path,
+            data[keep:],
+        )
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def append(self, event: str, **fields: Any) -> Record:
+        """Append one record and fsync it; return it.
+
+        Raises
+        ------
+        ConfigError
+            ``fields`` cannot be written as JSON, or use a reserved name.
+        """
+        reserved = {"seq", "time", "event"} & fields.keys()
+        if reserved:
+            raise ConfigError(f"{self.path}: journal fields {reserved} are reserved")
+        record: Record = {
+            "seq": self._next_seq,
+            "time": datetime.now(UTC).isoformat(),
+            "event": event,
+            **fields,
+        }
+        try:
+            line = json.dumps(record, ensure_ascii=True, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"{self.path}: journal record {event!r} is not JSON: {err}"
+            ) from err
+        data = line.encode("ascii")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(
+                    f"{self.path}: wrote {written} of {len(data)} bytes of a "
+                    "journal record; is the disk full?"
+                )
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._next_seq += 1
+        log.debug("journal %s", line.rstrip())
+        return record
+
+    def records(self) -> list[Record]:
+        """Every record, in order.
+
+        A final line without its newline (a write cut short by a crash) is
+        ignored with a warning.
+
+        Raises
+        ------
+        ConfigError
+            A complete line is not a JSON record, or the sequence numbers do
+            not run 1, 2, 3 ...; the message names the line.
+        """
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        if lines[-1]:
+            log.warning(
+                "%s: ignoring a torn final line left by a crash: %r",
+                self.path,
+                lines[-1],
+            )
+        out: list[Record] = []
+        for number, raw in enumerate(lines[:-1], start=1):
+            out.append(self._parse(number, raw, len(out) + 1))
+        return out
+
+    def _parse(self, number: int, raw: bytes, seq: int) -> Record:
+        try:
+            record = json.loads(raw)
+        except ValueError as err:
+            raise ConfigError(
+                f"{self.path} line {number}: not a journal record ({err}): "
+                f"{raw[:80]!r}; the journal is damaged: repair it by hand"
+            ) from err
+        if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+            raise ConfigError(
+                f"{self.path} line {number}: {raw[:80]!r} has no event; expected "
+                "a JSON object with seq, time and event"
+            )
+        if record.get("seq") != seq:
+            raise ConfigError(
+                f"{self.path} line {number}: seq {record.get('seq')!r}, expected "
+                f"{seq}; records are missing or were reordered"
+            )
+        return record
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class BlockState:
+    """What the journal says about one observing block.
+
+    Attributes
+    ----------
+    block
+        Block id.
+    started
+        A ``block_started`` record exists.
+    attempts
+        Highest attempt number mentioned (started, written or failed).
+    valid_files, invalid_files
+        Frame files written (or adopted), in order, by validity.
+    failed_attempts
+        Attempts that left no file (``frame_invalid``).
+    done, reduced
+        ``block_done`` / ``reduction_done`` seen.
+    qa
+        QA flag of the reduction.
+    """
+
+    block: str
+    started: bool = False
+    attempts: int = 0
+    valid_files: list[str] = field(default_factory=list)
+    invalid_files: list[str] = field(default_factory=list)
+    failed_attempts: list[int] = field(default_factory=list)
+    discarded_files: list[str] = field(default_factory=list)
+    written_attempts: set[int] = field(default_factory=set)
+    done: bool = False
+    reduced: bool = False
+    qa: str | None = None
+
+    @property
+    def retakes(self) -> int:
+        """Attempts that did not give a valid frame."""
+        return (
+            len(self.invalid_files)
+            + len(self.failed_attempts)
+            + len(self.discarded_files)
+        )
+
+    @property
+    def expected_next_attempt(self) -> int:
+        """Attempt number of the next exposure (never reuses one)."""
+        return self.attempts + 1
+
+    @property
+    def next_frame_index(self) -> int:
+        """Index (among valid frames) of the next frame."""
+        return len(self.valid_files) + 1
+
+
+@dataclass
+class RunState:
+    """A replayed journal: per-block progress and the run's status."""
+
+    blocks: dict[str, BlockState] = field(default_factory=dict)
+    planned: list[str] = field(default_factory=list)
+    started: bool = False
+    done: bool = False
+    faults: list[str] = field(default_factory=list)
+    last_seq: int = 0
+
+    def block(self, block_id: str) -> BlockState:
+        """The state of ``block_id`` (empty if the journal never mentions it)."""
+        return self.blocks.setdefault(block_id, BlockState(block_id))
+
+
+def replay(records: Iterable[Record]) -> RunState:
+    """Summarise a journal's records (see the module docstring for events)."""
+    state = RunState()
+    for record in records:
+        _apply(state, record)
+    return state
+
+
+def _apply(state: RunState, record: Record) -> None:
+    event = record["event"]
+    state.last_seq = record.get("seq", state.last_seq)
+    if event == "run_started":
+        state.started = True
+        state.planned = list(record.get("blocks", state.planned))
+        return
+    if event == "run_done":
+        state.done = True
+        return
+    if event == "fault":
+        state.faults.append(str(record.get("error", "")))
+        return
+    block_id = record.get("block")
+    if not isinstance(block_id, str):
+        return
+    block = state.block(block_id)
+    attempt = record.get("attempt")
+    if isinstance(attempt, int):
+        block.attempts = max(block.attempts, attempt)
+    if event == "block_started":
+        block.started = True
+    elif event in _WRITTEN and isinstance(attempt, int):
+        if attempt in block.written_attempts:
+            return  # a record written twice counts once
+        block.written_attempts.add(attempt)
+        name = str(record.get("file") or file_name(block_id, attempt))
+        (block.valid_files if record.get("valid") else block.invalid_files).append(name)
+    elif event == "frame_invalid" and isinstance(attempt, int):
+        block.failed_attempts.append(attempt)
+    elif event == "frame_discarded" and isinstance(attempt, int):
+        block.discarded_files.append(str(record.get("file", "")))
+    elif event == "block_done":
+        block.done = True
+    elif event == "reduction_done":
+        block.reduced = True
+        block.qa = record.get("qa")
+
+
+def orphan_frames(state: RunState, block_id: str, datadir: Path) -> list[Path]:
+    """Frame files of ``block_id`` in ``datadir`` that the journal does not know."""
+    known = state.block(block_id)
+    found: list[tuple[int, Path]] = []
+    for path in datadir.iterdir():
+        parsed = parse_file_name(path.name)
+        if parsed is None or parsed[0] != block_id:
+            continue
+        if parsed[1] not in known.written_attempts:
+            found.append((parsed[1], path))
+    return [path for _, path in sorted(found)]
+
+
+def resume_block(
+    journal: Journal, state: RunState, block_id: str, datadir: Path
+) -> BlockState:
+    """Make the journal and ``datadir`` agree for one block before resuming it.
+
+    Deletes leftover partial writes, adopts complete unjournaled frames and
+    moves damaged ones aside (journaling each), and returns the block's state:
+    carry on at ``expected_next_attempt`` and ``next_frame_index``.
+    """
+    for leftover in sorted(datadir.iterdir()):
+        name = leftover.name
+        if not (name.startswith(".") and name.endswith(_PARTIAL)):
+            continue
+        parsed = parse_file_name(name[1 : -len(_PARTIAL)])
+        if parsed is not None and parsed[0] == block_id:
+            log.warning("%s: removing the leftover partial write %s", block_id, name)
+            leftover.unlink()
+    for path in orphan_frames(state, block_id, datadir):
+        parsed = parse_file_name(path.name)
+        assert parsed is not None
+        attempt = parsed[1]
+        try:
+            header = verify_raw_frame(path)
+        except ConfigError as err:
+            aside = path.with_name(path.name + ".damaged")
+            os.replace(path, aside)
+            log.warning("%s: moved aside %s: %s", block_id, path.name, err)
+            record = journal.append(
+                "frame_discarded",
+                block=block_id,
+                attempt=attempt,
+                file=path.name,
+                moved_to=aside.name,
+                reason=str(err),
+            )
+        else:
+            valid = bool(header.get("INTLKOK", False))
+            log.warning(
+                "%s: adopting %s, written before a crash but not journaled",
+                block_id,
+                path.name,
+            )
+            record = journal.append(
+                "frame_adopted",
+                block=block_id,
+                attempt=attempt,
+                file=path.name,
+                valid=valid,
+                reason=str(header.get("INTLKWHY", "")),
+            )
+        _apply(state, record)
+    return state.block(block_id)
