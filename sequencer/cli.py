@@ -93,6 +93,8 @@ def run(
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    # transitions narrates every callback at INFO; our own log says what matters.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
     plan = load_blocks(blocks)
     instrument = load_config(config)
     the_run = Run(plan, instrument, workdir, resume=resume)

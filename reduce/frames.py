@@ -1,0 +1,315 @@
+"""First pass over a raw frame: read it once, check it, fit its overscan.
+
+:func:`inspect_frame` reads the whole file with one positioned read and, from
+that buffer alone: parses the primary header, checks it against the block
+(shape, BITPIX/BZERO, OBSMODE/IMAGETYP, required keywords), verifies
+DATASUM/CHECKSUM, computes the SHA-256 for the provenance record, rejects
+saturated or empty garbage, fits both amplifiers' overscan models and
+measures the frame's mean signal on a sample of rows (for the light-leak
+check). The second pass (:mod:`reduce.engine`) then reads only row bands.
+
+Header keywords written by the sequencer and read here:
+
+``INTLKOK``
+    Interlock evidence (cover and shutter read back Closed before and after
+    the integration). ``F`` marks an invalid frame: it is excluded from the
+    combination and reported, not an error.
+``INTLKWHY``
+    Why the interlock failed (free text, optional).
+``SIMULATE``
+    ``T`` on frames synthesised by the simulators. Simulated and real frames
+    are never combined together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+from reduce.blocks import Mode
+from reduce.errors import InputError
+from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
+from reduce.io import (
+    header_length,
+    ones_complement_sum,
+    verify_checksums,
+)
+from reduce.overscan import OverscanModel, SplineBackend, fit_overscan
+
+log = logging.getLogger(__name__)
+
+# IMAGETYP is optional: megaradrp derives a raw frame's type from OBSMODE, and
+# MEGARA raw frames written by the sequencer omit it (a raw IMAGETYP copied
+# into megaradrp's master bias makes numina refuse that master). When present
+# it must agree with the block.
+REQUIRED_KEYWORDS = ("INSTRUME", "OBSMODE", "EXPTIME")
+"""Keywords every raw frame must carry (DARKTIME defaults to EXPTIME)."""
+
+SATURATION_ADU = 65535
+"""Largest raw count: the ADC's full scale."""
+
+MAX_SATURATED_FRACTION = 0.01
+"""A frame with more sampled pixels at full scale (or 0) than this is garbage."""
+
+SAMPLE_STEP = 16
+"""Every SAMPLE_STEP-th row of each amplifier is sampled for the frame level."""
+
+TEMPERATURE_KEYS = ("CCDTEMP", "SENSTEMP", "DETTEMP")
+"""Detector-temperature keywords, in order of preference (kelvin)."""
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
+class FrameInspection:
+    """What the first pass learnt about one raw frame.
+
+    Attributes
+    ----------
+    path
+        The file.
+    header
+        Its primary header (astropy Header).
+    exptime, darktime
+        EXPTIME and DARKTIME (EXPTIME when absent), seconds.
+    temperature
+        Detector temperature from the header, kelvin (None when absent).
+    simulated
+        Whether the frame says it was synthesised (``SIMULATE = T``).
+    interlock_ok
+        False when the sequencer marked the frame invalid (``INTLKOK = F``).
+    interlock_reason
+        Why (``INTLKWHY``), or ``""``.
+    data_offset
+        Byte offset of the data unit in the file.
+    sha256
+        SHA-256 of the whole file, hex.
+    checksum
+        ``"verified"`` or ``"absent"``.
+    overscan
+        Overscan models of amplifiers 1 and 2.
+    sample_level
+        Per amplifier, the overscan-corrected (and bias-subtracted when a
+        bias was given) median of the sampled rows, ADU.
+    """
+
+    path: Path
+    header: Any
+    exptime: float
+    darktime: float
+    temperature: float | None
+    simulated: bool
+    interlock_ok: bool
+    interlock_reason: str
+    data_offset: int
+    sha256: str
+    checksum: str
+    overscan: tuple[OverscanModel, OverscanModel]
+    sample_level: tuple[float, float]
+
+    @property
+    def name(self) -> str:
+        """File name, for messages and records."""
+        return self.path.name
+
+
+def _read_whole(path: Path) -> bytes:
+    source = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise InputError(source, "frame file not found") from None
+    except OSError as err:
+        raise InputError(source, f"cannot open: {err.strerror}") from err
+    try:
+        size = os.fstat(fd).st_size
+        buf = os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+    if len(buf) != size:
+        raise InputError(source, f"short read ({len(buf)} of {size} bytes)")
+    return buf
+
+
+def _parse_header(buf: bytes, source: str) -> tuple[Any, int]:
+    if not buf.startswith(b"SIMPLE  ="):
+        raise InputError(source, "does not start with SIMPLE: not a FITS file")
+    length = header_length(buf, source)
+    try:
+        header = fits.Header.fromstring(buf[:length].decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InputError(source, f"unreadable primary header: {err}") from err
+    return header, length
+
+
+def _check_layout(header: Any, source: str) -> None:
+    shape = (header.get("NAXIS2"), header.get("NAXIS1"))
+    if header.get("NAXIS") != 2 or shape != RAW_SHAPE:
+        raise InputError(
+            source,
+            f"primary HDU has NAXIS={header.get('NAXIS')} shape {shape}; expected "
+            f"a 2-D raw frame of {RAW_SHAPE} (rows, columns) in the primary HDU",
+        )
+    if header.get("BITPIX") != 16:
+        raise InputError(
+            source,
+            f"BITPIX={header.get('BITPIX')}, expected 16 for a raw frame "
+            "(is it a processed or float image?)",
+        )
+    if header.get("BZERO", 0) != RAW_BZERO or header.get("BSCALE", 1) != 1:
+        raise InputError(
+            source,
+            f"BZERO={header.get('BZERO')} BSCALE={header.get('BSCALE', 1)}; expected "
+            f"BZERO={RAW_BZERO}, BSCALE=1 (unsigned 16-bit counts)",
+        )
+
+
+def _check_keywords(header: Any, mode: Mode, source: str) -> tuple[float, float]:
+    for key in REQUIRED_KEYWORDS:
+        if key not in header:
+            raise InputError(source, f"missing header keyword {key}")
+    if header["INSTRUME"] != "MEGARA":
+        raise InputError(source, f"INSTRUME={header['INSTRUME']!r}, expected 'MEGARA'")
+    if header["OBSMODE"] != mode.value:
+        raise InputError(
+            source,
+            f"OBSMODE={header['OBSMODE']!r}, expected {mode.value!r} for this "
+            "block; is the frame in the wrong block?",
+        )
+    if "IMAGETYP" in header and header["IMAGETYP"] != mode.imagetyp:
+        raise InputError(
+            source, f"IMAGETYP={header['IMAGETYP']!r}, expected {mode.imagetyp!r}"
+        )
+    try:
+        exptime = float(header["EXPTIME"])
+        darktime = float(header.get("DARKTIME", exptime))
+    except (TypeError, ValueError):
+        raise InputError(
+            source,
+            f"EXPTIME={header['EXPTIME']!r} DARKTIME={header.get('DARKTIME')!r}; "
+            "expected numbers of seconds",
+        ) from None
+    if not (math.isfinite(exptime) and math.isfinite(darktime)) or exptime < 0:
+        raise InputError(
+            source, f"EXPTIME={exptime} DARKTIME={darktime}; expected finite >= 0"
+        )
+    if mode is Mode.DARK and darktime <= 0:
+        raise InputError(source, f"DARKTIME={darktime} s; a dark needs > 0")
+    return exptime, darktime
+
+
+def _flag(header: Any, key: str, default: bool) -> bool:
+    value = header.get(key, default)
+    return bool(value) if isinstance(value, bool) else default
+
+
+def _temperature(header: Any) -> float | None:
+    for key in TEMPERATURE_KEYS:
+        value = header.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def _check_garbage(counts: npt.NDArray[np.uint16], source: str) -> None:
+    sample = counts[::SAMPLE_STEP, DATA_COLUMNS]
+    bad = np.count_nonzero((sample == SATURATION_ADU) | (sample == 0))
+    fraction = bad / sample.size
+    if fraction > MAX_SATURATED_FRACTION:
+        raise InputError(
+            source,
+            f"{fraction:.1%} of sampled pixels are at 0 or full scale "
+            f"({SATURATION_ADU} ADU), expected < {MAX_SATURATED_FRACTION:.0%}; "
+            "saturated or garbage frame (light, readout fault?)",
+        )
+
+
+def _sample_levels(
+    counts: npt.NDArray[np.uint16],
+    models: tuple[OverscanModel, OverscanModel],
+    bias: npt.NDArray[np.float32] | None,
+) -> tuple[float, float]:
+    levels = []
+    for amp, model in zip(AMPLIFIERS, models, strict=True):
+        rows = np.arange(amp.data_rows.start, amp.data_rows.stop, SAMPLE_STEP)
+        values = counts[rows][:, DATA_COLUMNS] - model.model[rows - rows[0], None]
+        if bias is not None:
+            values = values - bias[rows - amp.data_rows.start + amp.trimmed_rows.start]
+        levels.append(float(np.median(values)))
+    return levels[0], levels[1]
+
+
+def inspect_frame(
+    path: str | Path,
+    mode: Mode,
+    *,
+    bias: npt.NDArray[np.float32] | None = None,
+    backend: SplineBackend = "numpy",
+) -> FrameInspection:
+    """Read, check and characterise one raw frame (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        Raw MEGARA frame.
+    mode
+        The block's mode (OBSMODE and IMAGETYP must match).
+    bias
+        Trimmed master bias, ADU, subtracted from the sampled level.
+    backend
+        Overscan spline fitter.
+
+    Raises
+    ------
+    InputError
+        For any unusable frame; the message names the file.
+    """
+    source = str(path)
+    buf = _read_whole(Path(path))
+    header, offset = _parse_header(buf, source)
+    _check_layout(header, source)
+    nbytes = RAW_SHAPE[0] * RAW_SHAPE[1] * 2
+    if len(buf) < offset + nbytes:
+        raise InputError(
+            source,
+            f"file is {len(buf)} bytes, too short for a {RAW_SHAPE} data unit at "
+            f"byte {offset}; truncated file (copy interrupted?)",
+        )
+    exptime, darktime = _check_keywords(header, mode, source)
+    padded = -(-nbytes // 2880) * 2880
+    data_bytes = memoryview(buf)[offset : offset + min(padded, len(buf) - offset)]
+    checksum = verify_checksums(
+        header, memoryview(buf)[:offset], ones_complement_sum(data_bytes), source
+    )
+    sha = hashlib.sha256(buf).hexdigest()
+    stored = np.frombuffer(buf, dtype=">u2", count=nbytes // 2, offset=offset)
+    counts = (stored.reshape(RAW_SHAPE) ^ np.uint16(0x8000)).astype(
+        np.uint16, copy=False
+    )
+    _check_garbage(counts, source)
+    models = (
+        fit_overscan(counts[AMPLIFIERS[0].raw_overscan], AMPLIFIERS[0], backend),
+        fit_overscan(counts[AMPLIFIERS[1].raw_overscan], AMPLIFIERS[1], backend),
+    )
+    return FrameInspection(
+        path=Path(path),
+        header=header,
+        exptime=exptime,
+        darktime=darktime,
+        temperature=_temperature(header),
+        simulated=_flag(header, "SIMULATE", False),
+        interlock_ok=_flag(header, "INTLKOK", True),
+        interlock_reason=str(header.get("INTLKWHY", "")),
+        data_offset=offset,
+        sha256=sha,
+        checksum=checksum,
+        overscan=models,
+        sample_level=_sample_levels(counts, models, bias),
+    )
