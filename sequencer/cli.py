@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -68,9 +69,9 @@ def diagram(fmt: str) -> None:
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("megara-dark-run"),
-    show_default=True,
-    help="Folder for the raw frames, the journal and the products.",
+    default=None,
+    help="Folder for the raw frames, the journal and the products "
+    "[default: a new megara-dark-runs/<UTC date and time>].",
 )
 @click.option("--resume", is_flag=True, help="Finish a run that was interrupted.")
 @click.option(
@@ -80,7 +81,11 @@ def diagram(fmt: str) -> None:
     show_default=True,
 )
 def run(
-    blocks: Path, config: Path | None, workdir: Path, resume: bool, log_level: str
+    blocks: Path,
+    config: Path | None,
+    workdir: Path | None,
+    resume: bool,
+    log_level: str,
 ) -> None:
     """Run the observing BLOCKS (YAML) and reduce them: the Dark mode end to end."""
     from sequencer.blocks import load_blocks  # noqa: PLC0415
@@ -95,6 +100,11 @@ def run(
     )
     # transitions narrates every callback at INFO; our own log says what matters.
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    if workdir is None:
+        if resume:
+            raise click.UsageError("--resume needs the --workdir of the run to finish")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        workdir = Path("megara-dark-runs") / stamp
     plan = load_blocks(blocks)
     instrument = load_config(config)
     the_run = Run(plan, instrument, workdir, resume=resume)
@@ -117,6 +127,7 @@ def run(
         )
     if status == EXIT_OK and len(results) < len(plan):
         status = EXIT_FAILED
+    click.echo(f"run folder: {workdir}")
     raise SystemExit(status)
 
 
