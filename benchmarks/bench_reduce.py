@@ -1,37 +1,34 @@
-"""Our master bias/dark against megaradrp's, on the same synthetic raw frames.
+"""``megara-dark reduce`` against ``numina run`` (megaradrp), as whole processes.
 
-Runs only where the official pipeline is importable
-(``pip install '.[compat]'``, megaradrp 0.22 on numina 0.40). It writes
-seeded synthetic raw frames (``reduce.synthetic``), reduces them with
-megaradrp's BiasRecipe and DarkRecipe and with ``reduce.stream.reduce_files``
-(each in its own subprocess, so that peak memory is measured per run), then
-prints the largest PRIMARY difference and the time and peak-RSS ratios.
+Writes seeded synthetic raw frames (``reduce.synthetic``), then reduces the
+biases and the darks (with each side's own master bias) once with our
+command and once with ``numina run`` of megaradrp's BiasRecipe/DarkRecipe,
+each as a separate process: wall time, peak RSS of that process, and the
+largest PRIMARY difference. numina lives in its own environment (it is an
+optional extra): point ``--numina`` at its script.
 
 Usage::
 
-    python benchmarks/bench_reduce.py [--darks 20] [--biases 5] [--workdir DIR]
+    python benchmarks/bench_reduce.py [--darks 20] [--biases 5] \
+        [--numina /path/to/venv/bin/numina] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from astropy.io import fits
 
-from reduce.io import read_master, write_raw
-from reduce.stream import reduce_files
+from reduce.io import write_raw
 from reduce.synthetic import DetectorTruth, make_raw, raw_header
 
 CONFIG_UUID = "4fd05b24-2ed9-457b-b563-a3c618bb1d4c"  # megaradrp's instrument
@@ -66,140 +63,134 @@ def make_frames(workdir: Path, n_darks: int, n_biases: int) -> None:
         write_raw(workdir / f"dark_{k:02d}.fits", raw, header)
 
 
-def run_megaradrp(kind: str, workdir: Path) -> float:
-    """Run megaradrp's recipe as ``numina`` would; return the seconds taken."""
-    # The official pipeline is optional: imported only in this child process.
-    bias_mod = importlib.import_module("megaradrp.recipes.calibration.bias")
-    dark_mod = importlib.import_module("megaradrp.recipes.calibration.dark")
-    core = importlib.import_module("numina.core")
-    assembly = importlib.import_module("numina.instrument.assembly")
-    dataframe = importlib.import_module("numina.types.dataframe")
+def _measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run a whole process; wall seconds and its peak RSS (MiB, via a wrapper).
 
-    files = sorted(workdir.glob(f"{kind}_*.fits"))
-    start = time.perf_counter()
-    header = fits.getheader(files[0])
-    store = assembly.load_paths_store(["megaradrp.instrument.configs"])
-    insmodel = assembly.assembly_instrument(store, CONFIG_UUID, DATE_OBS, by_key="uuid")
-    insmodel.configure_with_header(header)
-    ob = core.ObservationResult()
-    ob.instrument = "MEGARA"
-    ob.mode = "MegaraBiasImage" if kind == "bias" else "MegaraDarkImage"
-    ob.configuration = insmodel
-    ob.frames = [dataframe.DataFrame(filename=str(f)) for f in files]
-    if kind == "bias":
-        recipe: Any = bias_mod.BiasRecipe()
-        rinput = recipe.create_input(obresult=ob)
-        result = recipe.run(rinput)
-        product = result.master_bias
-    else:
-        recipe = dark_mod.DarkRecipe()
-        bias = dataframe.DataFrame(filename=str(workdir / "master_bias_mdrp.fits"))
-        rinput = recipe.create_input(obresult=ob, master_bias=bias)
-        result = recipe.run(rinput)
-        product = result.master_dark
-    recipe.run_qc(rinput, result)
-    product.open().writeto(workdir / f"master_{kind}_mdrp.fits", overwrite=True)
-    return time.perf_counter() - start
-
-
-def run_ours(kind: str, workdir: Path, backend: str) -> float:
-    """Run reduce.stream.reduce_files; return the seconds taken."""
-    files = sorted(workdir.glob(f"{kind}_*.fits"))
-    start = time.perf_counter()
-    bias = None
-    if kind == "dark":
-        bias, _ = read_master(workdir / f"master_bias_ours_{backend}.fits")
-    master = reduce_files(files, bias=bias, backend=backend)  # type: ignore[arg-type]
-    hdul = fits.HDUList(
-        [
-            fits.PrimaryHDU(master.data),
-            fits.ImageHDU(master.variance, name="VARIANCE"),
-            fits.ImageHDU(master.npix, name="MAP"),
-        ]
+    The wrapper is a fresh Python that runs ``argv`` and reports
+    ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, so each figure is one process's.
+    """
+    wrapper = (
+        "import json,resource,subprocess,sys,time;"
+        "t=time.perf_counter();"
+        "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+        "dt=time.perf_counter()-t;"
+        "sys.stderr.write(r.stderr[-3000:] if r.returncode else '');"
+        "print(json.dumps({'seconds':dt,'rc':r.returncode,"
+        "'peak_mib':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))"
     )
-    hdul.writeto(workdir / f"master_{kind}_ours_{backend}.fits", overwrite=True)
-    return time.perf_counter() - start
-
-
-def child(argv: list[str]) -> None:
-    """Subprocess entry: run one reduction, print seconds and peak RSS (MiB)."""
-    who, kind, workdir = argv[0], argv[1], Path(argv[2])
-    if who == "mdrp":
-        seconds = run_megaradrp(kind, workdir)
-    else:
-        seconds = run_ours(kind, workdir, who.split(":")[1])
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib}))
-
-
-def spawn(who: str, kind: str, workdir: Path) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", who, kind, str(workdir)],
-        check=True,
+        [sys.executable, "-c", wrapper, *argv],
         capture_output=True,
         text=True,
+        check=True,
+        env=env,
     )
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    if figures["rc"] != 0:
+        raise RuntimeError(f"{argv[0]} failed: {out.stderr}")
     return figures
 
 
-def compare(workdir: Path, kind: str, backend: str) -> str:
-    with (
-        fits.open(workdir / f"master_{kind}_mdrp.fits") as theirs,
-        fits.open(workdir / f"master_{kind}_ours_{backend}.fits") as ours,
-    ):
-        a = theirs[0].data.astype(np.float64)
-        b = ours[0].data.astype(np.float64)
-        names = [hdu.name for hdu in theirs]
+def _blocks(kind: str, n: int, bias: str | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": kind,
+        "instrument": "MEGARA",
+        "mode": "MegaraBiasImage" if kind == "bias" else "MegaraDarkImage",
+        "frames": [f"{kind}_{k:02d}.fits" for k in range(n)],
+    }
+    if bias is not None:
+        doc["requirements"] = {"master_bias": bias}
+    return doc
+
+
+def ours_command() -> list[str]:
+    """``megara-dark reduce`` when wired, else ``python -m reduce`` (same code)."""
+    beside = Path(sys.executable).with_name("megara-dark")
+    probe = subprocess.run(
+        [str(beside), "reduce", "--help"], capture_output=True, check=False
+    )
+    if beside.exists() and probe.returncode == 0:
+        return [str(beside), "reduce"]
+    return [sys.executable, "-m", "reduce"]
+
+
+def compare(theirs: Path, ours: Path) -> str:
+    """Largest PRIMARY difference and MAP equality of two masters."""
+    with fits.open(theirs) as a, fits.open(ours) as b:
+        diff = np.abs(a[0].data.astype(np.float64) - b[0].data)
+        names = [hdu.name for hdu in a]
         same_map = (
-            bool(np.array_equal(theirs["MAP"].data, ours["MAP"].data))
+            bool(np.array_equal(a["MAP"].data, b["MAP"].data))
             if "MAP" in names
             else "n/a (megaradrp wrote no MAP)"
         )
-        dtypes = f"{theirs[0].data.dtype}/{ours[0].data.dtype}"
-    diff = np.abs(a - b)
-    return (
-        f"{kind:4s} backend={backend:7s} PRIMARY max|diff|={diff.max():.3g} ADU, "
-        f"pixels differing={int(np.count_nonzero(diff))}, dtypes {dtypes}, "
-        f"MAP equal={same_map}"
-    )
+    return f"PRIMARY max|diff| {diff.max():.3g} ADU, MAP equal: {same_map}"
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2:])
-        return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--darks", type=int, default=20)
     parser.add_argument("--biases", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--numina",
+        type=Path,
+        default=None,
+        help="numina script of an environment with megaradrp (default: beside "
+        "this interpreter)",
+    )
     args = parser.parse_args()
-    if importlib.util.find_spec("megaradrp") is None:
-        print("megaradrp is not importable: pip install '.[compat]' to run this")
-        return 0
+    numina = args.numina or Path(sys.executable).with_name("numina")
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        make_frames(workdir, args.darks, args.biases)
+        work = args.workdir or Path(tmp)
+        data = work / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        make_frames(data, args.darks, args.biases)
         figures = {}
-        for kind in ("bias", "dark"):
-            for who in ("mdrp", "ours:numpy", "ours:fitpack"):
-                figures[(who, kind)] = spawn(who, kind, workdir)
-        for kind in ("bias", "dark"):
-            for backend in ("numpy", "fitpack"):
-                print(compare(workdir, kind, backend))
+        # Bias first (both), then each side's dark with its own master bias.
+        for who in ("ours", "numina"):
+            base = work / who
+            base.mkdir(exist_ok=True)
+            for kind, n in (("bias", args.biases), ("dark", args.darks)):
+                bias = str(base / "obsidbias_results" / "master_bias.fits")
+                ob = work / f"{who}_{kind}.yaml"
+                doc = _blocks(kind, n, bias if kind == "dark" else None)
+                ob.write_text(yaml.safe_dump(doc), encoding="utf-8")
+                if who == "ours":
+                    argv = [*ours_command(), str(ob), "--datadir", str(data)]
+                    argv += ["--workdir", str(base), "--min-frames", "1"]
+                else:
+                    if not numina.exists():
+                        continue
+                    argv = [str(numina), "run", str(ob), "--datadir", str(data)]
+                    argv += ["--basedir", str(base)]
+                figures[(who, kind)] = _measure(argv)
         for kind, n in (("bias", args.biases), ("dark", args.darks)):
-            theirs = figures[("mdrp", kind)]
-            for who in ("ours:numpy", "ours:fitpack"):
-                ours = figures[(who, kind)]
-                speedup = theirs["seconds"] / ours["seconds"]
-                print(
-                    f"{kind:4s} N={n:2d} {who:12s}: {ours['seconds']:.2f} s vs "
-                    f"{theirs['seconds']:.2f} s (x{speedup:.1f} faster); "
-                    f"peak RSS {ours['peak_mib']:.0f} MiB vs "
-                    f"{theirs['peak_mib']:.0f} MiB "
-                    f"(x{theirs['peak_mib'] / ours['peak_mib']:.1f} less)"
+            ours = figures[("ours", kind)]
+            line = (
+                f"{kind:4s} N={n:2d} megara-dark reduce: {ours['seconds']:.2f} s, "
+                f"peak RSS {ours['peak_mib']:.0f} MiB"
+            )
+            theirs = figures.get(("numina", kind))
+            if theirs is not None:
+                line += (
+                    f"; numina run: {theirs['seconds']:.2f} s, "
+                    f"{theirs['peak_mib']:.0f} MiB; "
+                    f"x{theirs['seconds'] / ours['seconds']:.1f} faster, "
+                    f"x{theirs['peak_mib'] / ours['peak_mib']:.1f} less memory; "
+                    + compare(
+                        work
+                        / "numina"
+                        / f"obsid{kind}_results"
+                        / f"master_{kind}.fits",
+                        work / "ours" / f"obsid{kind}_results" / f"master_{kind}.fits",
+                    )
                 )
+            print(line)
+            task = work / "ours" / f"obsid{kind}_results" / "task.json"
+            print(f"     ours, stages (s): {json.loads(task.read_text())['timings_s']}")
+        if not numina.exists():
+            print(f"(no numina at {numina}: pass --numina PATH to compare)")
     return 0
 
 

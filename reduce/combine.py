@@ -180,19 +180,25 @@ def median_network(n: int) -> tuple[tuple[int, int], ...]:
 
 
 def _middle_values(band: Float32Array) -> tuple[Float32Array, Float32Array]:
-    """The lower and upper middle order statistics along axis 0 (a copy)."""
+    """The lower and upper middle order statistics along axis 0 (a copy).
+
+    Each comparator writes its minimum into a spare plane and its maximum
+    over the first input, then the three planes swap roles: two passes over
+    the band per comparator instead of three.
+    """
     n = band.shape[0]
     lo_idx, hi_idx = (n - 1) // 2, n // 2
     if n > NETWORK_MAX_N:
         part = np.partition(band, (lo_idx, hi_idx), axis=0)
         return part[lo_idx], part[hi_idx]
-    work = band.copy()
-    tmp = np.empty(band.shape[1:], dtype=band.dtype)
+    planes = [plane.copy() for plane in band]
+    spare = np.empty(band.shape[1:], dtype=band.dtype)
     for a, b in median_network(n):
-        np.minimum(work[a], work[b], out=tmp)
-        np.maximum(work[a], work[b], out=work[b])
-        work[a] = tmp
-    return work[lo_idx], work[hi_idx]
+        low, high = planes[a], planes[b]
+        np.minimum(low, high, out=spare)
+        np.maximum(low, high, out=low)
+        planes[a], planes[b], spare = spare, low, high
+    return planes[lo_idx], planes[hi_idx]
 
 
 def median_planes(band: npt.NDArray[np.floating]) -> Float64Array:
@@ -210,9 +216,30 @@ def median_variance_factor(n: int) -> float:
     return math.pi / (2.0 * n)
 
 
-def _sample_variance(band: npt.NDArray[np.floating]) -> Float64Array:
-    """Unbiased sample variance along axis 0, float64, one plane at a time."""
+def _sample_variance(
+    band: npt.NDArray[np.floating], centre: Float64Array | None = None
+) -> Float64Array:
+    """Unbiased sample variance along axis 0, one plane at a time.
+
+    With ``centre`` (e.g. the median), the sums are of ``x - centre`` in the
+    band's dtype (float32: fast, and exact enough because the deviations are
+    small); otherwise a two-pass float64 computation.
+    """
     n = band.shape[0]
+    if centre is not None:
+        c = centre.astype(band.dtype)
+        s1 = np.zeros(band.shape[1:], dtype=band.dtype)
+        s2 = np.zeros_like(s1)
+        dev = np.empty_like(s1)
+        for plane in band:
+            np.subtract(plane, c, out=dev)
+            s1 += dev
+            dev *= dev
+            s2 += dev
+        shifted: Float64Array = (
+            s2.astype(np.float64) - s1.astype(np.float64) ** 2 / n
+        ) / max(n - 1, 1)
+        return np.maximum(shifted, 0.0)
     total = np.zeros(band.shape[1:], dtype=np.float64)
     for plane in band:
         total += plane
@@ -255,7 +282,7 @@ def combine_band(
     if n == 1:
         variance = _single_frame_variance(median, config.noise, row0)
     else:
-        variance = _sample_variance(band) * median_variance_factor(n)
+        variance = _sample_variance(band, median) * median_variance_factor(n)
     return Combined(median.astype(np.float32), variance.astype(np.float32), npix)
 
 

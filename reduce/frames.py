@@ -63,7 +63,9 @@ MAX_SATURATED_FRACTION = 0.01
 SAMPLE_STEP = 16
 """Every SAMPLE_STEP-th row of each amplifier is sampled for the frame level."""
 
-TEMPERATURE_KEYS = ("CCDTEMP", "SENSTEMP", "DETTEMP")
+# TEMPSTRT: the sequencer's CCD temperature at exposure start; SENTEMP4: the
+# keyword megaradrp reads as the frame temperature.
+TEMPERATURE_KEYS = ("TEMPSTRT", "SENTEMP4", "CCDTEMP", "SENSTEMP", "DETTEMP")
 """Detector-temperature keywords, in order of preference (kelvin)."""
 
 

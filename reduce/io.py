@@ -165,3 +165,164 @@ def write_raw(path: str | Path, counts: npt.NDArray[np.integer], header: Any) ->
         )
     hdu = fits.PrimaryHDU(arr.astype(np.uint16), header=fits.Header(header))
     hdu.writeto(path, overwrite=True, checksum=True)
+
+
+# --- Checksums, atomic writes and the processing log -------------------------
+
+FITS_BLOCK = 2880
+"""FITS files are made of 2880-byte blocks."""
+
+CARD = 80
+"""Bytes per header card."""
+
+
+def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
+    """32-bit ones'-complement sum of big-endian words (the FITS checksum sum).
+
+    Parameters
+    ----------
+    data
+        Bytes, a multiple of 4 long (FITS blocks always are).
+    start
+        Running sum to continue from.
+
+    Returns
+    -------
+    int
+        The folded sum, 0..0xFFFFFFFF.
+    """
+    words = np.frombuffer(data, dtype=">u4")
+    total = int(words.sum(dtype=np.uint64)) + start
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def header_length(buf: bytes | bytearray | memoryview, source: str) -> int:
+    """Bytes of the primary header (to the end of the block holding END)."""
+    view = memoryview(buf)
+    for pos in range(0, len(view) - CARD + 1, CARD):
+        if bytes(view[pos : pos + 8]) == b"END     ":
+            return (pos // FITS_BLOCK + 1) * FITS_BLOCK
+    raise InputError(source, "no END card in the primary header: not a FITS file?")
+
+
+def verify_checksums(
+    header: Mapping[str, Any],
+    header_bytes: bytes | bytearray | memoryview,
+    data_sum: int,
+    source: str,
+) -> str:
+    """Check DATASUM and CHECKSUM of an HDU given its header bytes and data sum.
+
+    Returns
+    -------
+    str
+        ``"verified"`` or ``"absent"`` (no CHECKSUM/DATASUM cards).
+
+    Raises
+    ------
+    InputError
+        On any mismatch (the file was altered or damaged after writing).
+    """
+    datasum = header.get("DATASUM")
+    checksum = header.get("CHECKSUM")
+    if datasum is None and checksum is None:
+        return "absent"
+    if datasum is not None and str(datasum).strip() != str(data_sum):
+        raise InputError(
+            source,
+            f"DATASUM mismatch: header says {str(datasum).strip()}, data sums to "
+            f"{data_sum}; the file is corrupt, take the frame again",
+        )
+    if checksum is not None:
+        total = ones_complement_sum(header_bytes, data_sum)
+        if total != 0xFFFFFFFF:
+            raise InputError(
+                source,
+                f"CHECKSUM mismatch (HDU sums to {total:#010x}, expected "
+                "0xffffffff); the file was altered or damaged after writing",
+            )
+    return "verified"
+
+
+def write_atomic(path: str | Path, writer: Any) -> None:
+    """Write a file atomically: temporary file, fsync, rename, fsync folder.
+
+    Parameters
+    ----------
+    path
+        Destination.
+    writer
+        Callable taking a binary file object and writing the content.
+    """
+    dest = Path(path)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`write_atomic`)."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_hdul_atomic(path: str | Path, hdul: fits.HDUList) -> None:
+    """Write a FITS file atomically with CHECKSUM/DATASUM on every HDU."""
+    write_atomic(path, lambda handle: hdul.writeto(handle, checksum=True))
+
+
+class ProcessingLog:
+    """The text log of one block's reduction (``processing.log``).
+
+    Lines are ``<UTC ISO time> +<seconds since start> <message>``; the log
+    is kept in memory and written once, atomically, with the products.
+
+    Parameters
+    ----------
+    clock
+        Returns ``(utc_iso, seconds)``; injectable for tests.
+    """
+
+    def __init__(self, clock: Any = None) -> None:
+        self._clock = clock or _utc_clock()
+        self.lines: list[str] = []
+
+    def add(self, message: str) -> None:
+        """Record one step (also sent to the module logger at INFO)."""
+        stamp, elapsed = self._clock()
+        self.lines.append(f"{stamp} +{elapsed:8.3f}s {message}")
+        log.info("%s", message)
+
+    def text(self) -> str:
+        """The whole log, one line per step."""
+        return "".join(line + "\n" for line in self.lines)
+
+    def write(self, path: str | Path) -> None:
+        """Write the log atomically."""
+        write_text_atomic(path, self.text())
+
+
+def _utc_clock() -> Any:
+    import datetime  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    start = time.perf_counter()
+
+    def clock() -> tuple[str, float]:
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+        return now, time.perf_counter() - start
+
+    return clock

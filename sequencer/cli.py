@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from drivers.errors import ConfigError, MegaraDarkError
+from reduce.cli import reduce_command
 from sequencer import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
@@ -129,6 +130,9 @@ def run(
         status = EXIT_FAILED
     click.echo(f"run folder: {workdir}")
     raise SystemExit(status)
+
+
+cli.add_command(reduce_command)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ def mermaid() -> str:
         if guard:
             label += f" [{'not ' if 'unless' in row else ''}{guard}]"
         for source in _sources(row):
-            lines.append(f"    {source.name} --> {row['dest'].name}: {label}")  # type: ignore[attr-defined]
+            lines.append(f"    {source.name} --> {row['dest'].name}: {label}")
     return "\n".join(lines) + "\n"
 
 
@@ -29,7 +29,7 @@ def graphviz() -> str:
     for row in TRANSITIONS:
         for source in _sources(row):
             lines.append(
-                f'    {source.name} -> {row["dest"].name} [label="{row["trigger"]}"];'  # type: ignore[attr-defined]
+                f'    {source.name} -> {row["dest"].name} [label="{row["trigger"]}"];'
             )
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,178 @@
+"""Reduction blocks: the numina-style YAML that says what to reduce.
+
+One YAML document per block, several documents run in order, as ``numina
+run`` reads an observation result::
+
+    id: bias_5
+    instrument: MEGARA
+    mode: MegaraBiasImage
+    frames: [bias_00.fits, bias_01.fits, bias_02.fits]
+    ---
+    id: dark_900s
+    instrument: MEGARA
+    mode: MegaraDarkImage
+    frames: [dark_00.fits, dark_01.fits, dark_02.fits]
+    requirements:
+      master_bias: obsidbias_5_results/master_bias.fits   # optional
+
+Frame names are relative to the data folder; a relative ``master_bias`` is
+looked up in the work folder first (where an earlier block wrote it), then
+in the data folder. Parsing is pure: no file is opened here except the YAML.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reduce.errors import InputError
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"[A-Za-z0-9_.+-]+")
+_KEYS = {"id", "instrument", "mode", "frames", "requirements"}
+_OPTIONAL_KEYS = {"children", "enabled", "pipeline", "profile", "insconf"}
+
+
+class Mode(enum.Enum):
+    """Observing modes this reduction handles (megaradrp's names)."""
+
+    BIAS = "MegaraBiasImage"
+    DARK = "MegaraDarkImage"
+
+    @property
+    def imagetyp(self) -> str:
+        """IMAGETYP of the raw frames of this mode."""
+        return "IMAGE_BIAS" if self is Mode.BIAS else "IMAGE_DARK"
+
+    @property
+    def product(self) -> str:
+        """Name of the product (numina's result key and file stem)."""
+        return "master_bias" if self is Mode.BIAS else "master_dark"
+
+
+@dataclass(frozen=True)
+class ReductionBlock:
+    """One block to reduce.
+
+    Attributes
+    ----------
+    id
+        Block id (the products go to ``obsid<id>_results``).
+    mode
+        Bias or dark.
+    frames
+        Raw frame file names, relative to the data folder (or absolute).
+    master_bias
+        Master bias path from ``requirements`` (None: none named).
+    source
+        ``<yaml file>#<document index>``, for messages.
+    """
+
+    id: str
+    mode: Mode
+    frames: tuple[str, ...]
+    master_bias: str | None
+    source: str
+
+
+def _require(doc: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in doc:
+        raise InputError(where, f"missing key {key!r}; expected {sorted(_KEYS)}")
+    return doc[key]
+
+
+def parse_block(doc: Any, where: str) -> ReductionBlock:
+    """Check one YAML document and turn it into a :class:`ReductionBlock`.
+
+    Parameters
+    ----------
+    doc
+        The parsed YAML document.
+    where
+        ``file#index`` for messages.
+    """
+    if not isinstance(doc, Mapping):
+        raise InputError(
+            where, f"block is a {type(doc).__name__}, expected a mapping of keys"
+        )
+    unknown = set(doc) - _KEYS - _OPTIONAL_KEYS
+    if unknown:
+        raise InputError(
+            where,
+            f"unknown key(s) {sorted(map(str, unknown))}; expected {sorted(_KEYS)}",
+        )
+    block_id = str(_require(doc, "id", where))
+    if not _ID_RE.fullmatch(block_id):
+        raise InputError(
+            where, f"key 'id' is {block_id!r}; expected letters, digits, '_.+-'"
+        )
+    where = f"{where} (block {block_id})"
+    instrument = _require(doc, "instrument", where)
+    if instrument != "MEGARA":
+        raise InputError(where, f"key 'instrument' is {instrument!r}, expected MEGARA")
+    mode_name = _require(doc, "mode", where)
+    try:
+        mode = Mode(mode_name)
+    except ValueError:
+        choices = [m.value for m in Mode]
+        raise InputError(
+            where, f"key 'mode' is {mode_name!r}, expected one of {choices}"
+        ) from None
+    frames = _require(doc, "frames", where)
+    if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+        raise InputError(where, "key 'frames' must be a list of file names")
+    if len(set(frames)) != len(frames):
+        raise InputError(where, "key 'frames' names a file twice")
+    reqs = doc.get("requirements") or {}
+    if not isinstance(reqs, Mapping):
+        raise InputError(where, "key 'requirements' must be a mapping")
+    bias = reqs.get("master_bias")
+    extra = set(reqs) - {"master_bias"}
+    if extra:
+        raise InputError(
+            where,
+            f"unknown requirement(s) {sorted(map(str, extra))}; "
+            "only 'master_bias' is used",
+        )
+    if bias is not None and not isinstance(bias, str):
+        raise InputError(where, "requirement 'master_bias' must be a path")
+    if mode is Mode.BIAS and bias is not None:
+        raise InputError(where, "a MegaraBiasImage block takes no master_bias")
+    return ReductionBlock(block_id, mode, tuple(frames), bias, where)
+
+
+def load_blocks(path: str | Path) -> list[ReductionBlock]:
+    """Read every block of a reduction YAML file, in order.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or parsed, a block is malformed, no block
+        is present, or two blocks share an id.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except OSError as err:
+        raise InputError(source, f"cannot read: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        detail = str(err).replace("\n", " ")
+        raise InputError(source, f"not valid YAML: {detail}") from err
+    if not docs:
+        raise InputError(source, "no reduction block; expected at least one document")
+    blocks = [parse_block(doc, f"{source}#{k}") for k, doc in enumerate(docs)]
+    seen: set[str] = set()
+    for block in blocks:
+        if block.id in seen:
+            raise InputError(block.source, f"block id {block.id!r} used twice")
+        seen.add(block.id)
+    return blocks

@@ -1,0 +1,186 @@
+"""Checks on the set of frames of a block, before they are combined.
+
+* simulated and real frames are never mixed (``SIMULATE`` keyword);
+* frames the sequencer marked invalid (``INTLKOK = F``) are excluded;
+* every frame must have the same exposure time (within a tolerance);
+* light leak: a dark frame whose signal is inconsistent with a closed cover
+  for its exposure time and detector temperature is excluded. Its mean
+  dark rate (e-/pix/s, from the sampled rows) must stay below
+  ``leak_rate_e_s`` (scaled to the frame's temperature when it is known,
+  doubling every ``doubling_k`` kelvin above ``reference_k``) and must not
+  exceed the median of the block's frames by more than ``leak_excess_e_s``.
+
+Excluded frames are reported (they make the QA flag PARTIAL), not errors;
+too few frames left is an error.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from reduce.errors import ConfigError, InputError
+from reduce.frames import FrameInspection
+from reduce.geometry import AMPLIFIERS
+
+log = logging.getLogger(__name__)
+
+
+class Exclusion(enum.Enum):
+    """Why a frame was left out of the combination."""
+
+    INTERLOCK = "interlock"
+    LIGHT_LEAK = "light_leak"
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """One frame left out, and why (a sentence naming the file)."""
+
+    name: str
+    kind: Exclusion
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameCheckConfig:
+    """Settings of the frame-set checks.
+
+    Attributes
+    ----------
+    exptime_rtol
+        Largest relative difference of EXPTIME between frames.
+    leak_rate_e_s
+        Largest plausible dark rate of a closed-cover frame at
+        ``reference_k``, e-/pix/s (a leak of light adds far more).
+    leak_excess_e_s
+        Largest excess of one frame's rate over the block's median, e-/pix/s.
+    reference_k
+        Temperature at which ``leak_rate_e_s`` applies, kelvin.
+    doubling_k
+        Dark current doubles every this many kelvin.
+    """
+
+    exptime_rtol: float = 1e-3
+    leak_rate_e_s: float = 0.01
+    leak_excess_e_s: float = 0.002
+    reference_k: float = 163.0
+    doubling_k: float = 6.0
+
+    def __post_init__(self) -> None:
+        for name in ("exptime_rtol", "leak_rate_e_s", "leak_excess_e_s", "doubling_k"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(
+                    f"checks.{name} must be > 0, got {getattr(self, name)}"
+                )
+
+
+def check_provenance(frames: Sequence[FrameInspection], where: str) -> None:
+    """Refuse a block mixing simulated and real frames."""
+    simulated = [f.name for f in frames if f.simulated]
+    if simulated and len(simulated) != len(frames):
+        real = [f.name for f in frames if not f.simulated]
+        raise InputError(
+            where,
+            f"mixes simulated frames ({', '.join(simulated)}) with real ones "
+            f"({', '.join(real)}); reduce them in separate blocks",
+        )
+
+
+def check_exposure_times(
+    frames: Sequence[FrameInspection], config: FrameCheckConfig, where: str
+) -> float:
+    """All frames must share EXPTIME; returns it, seconds."""
+    times = np.array([f.exptime for f in frames])
+    ref = float(np.median(times))
+    tolerance = config.exptime_rtol * max(ref, 1.0)
+    odd = [f for f in frames if abs(f.exptime - ref) > tolerance]
+    if odd:
+        listing = ", ".join(f"{f.name} ({f.exptime:g} s)" for f in odd)
+        raise InputError(
+            where,
+            f"mixed exposure times: {listing} differ from the block's {ref:g} s; "
+            "combine frames of one exposure time only",
+        )
+    return ref
+
+
+def leak_limit(config: FrameCheckConfig, temperature: float | None) -> float:
+    """Largest closed-cover dark rate at a temperature, e-/pix/s."""
+    if temperature is None:
+        return config.leak_rate_e_s
+    scale = 2.0 ** ((temperature - config.reference_k) / config.doubling_k)
+    return float(config.leak_rate_e_s * max(scale, 1.0))
+
+
+def frame_rate(frame: FrameInspection) -> float:
+    """A frame's mean dark rate over both amplifiers, e-/pix/s."""
+    rates = [
+        level * amp.gain / frame.darktime
+        for level, amp in zip(frame.sample_level, AMPLIFIERS, strict=True)
+    ]
+    return float(np.mean(rates))
+
+
+def find_exclusions(
+    frames: Sequence[FrameInspection], dark: bool, config: FrameCheckConfig
+) -> list[Excluded]:
+    """Frames to leave out: interlock failures, then (darks) light leaks."""
+    excluded = [
+        Excluded(
+            f.name,
+            Exclusion.INTERLOCK,
+            f"{f.name}: marked invalid by the sequencer (INTLKOK = F"
+            + (f": {f.interlock_reason})" if f.interlock_reason else ")"),
+        )
+        for f in frames
+        if not f.interlock_ok
+    ]
+    if not dark:
+        return excluded
+    valid = [f for f in frames if f.interlock_ok and f.darktime > 0]
+    if not valid:
+        return excluded
+    rates = {f.name: frame_rate(f) for f in valid}
+    median = float(np.median(list(rates.values())))
+    for f in valid:
+        rate, limit = rates[f.name], leak_limit(config, f.temperature)
+        above_limit = rate > limit
+        above_others = len(valid) >= 3 and rate - median > config.leak_excess_e_s
+        if above_limit or above_others:
+            why = (
+                f"above the closed-cover limit {limit:.4g} e-/pix/s"
+                if above_limit
+                else f"{rate - median:.4g} e-/pix/s above the block's median "
+                f"{median:.4g} (limit {config.leak_excess_e_s:g})"
+            )
+            excluded.append(
+                Excluded(
+                    f.name,
+                    Exclusion.LIGHT_LEAK,
+                    f"{f.name}: light leak suspected, dark rate {rate:.4g} "
+                    f"e-/pix/s {why}",
+                )
+            )
+    return excluded
+
+
+def require_frames(n_used: int, minimum: int, where: str, excluded: int) -> None:
+    """Raise unless at least ``minimum`` frames remain to combine."""
+    if n_used < minimum or n_used < 1:
+        extra = f" after excluding {excluded}" if excluded else ""
+        raise InputError(
+            where,
+            f"{n_used} usable frame(s){extra}, fewer than the minimum "
+            f"{max(minimum, 1)}; take more frames or lower --min-frames",
+        )
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON-friendly number: None for NaN/inf."""
+    return value if math.isfinite(value) else None

@@ -1,0 +1,572 @@
+"""Reduce blocks of raw frames into products: the function the CLI and the
+sequencer share.
+
+:func:`run_reduction_file` reads a reduction YAML (:mod:`reduce.blocks`) and
+runs its blocks in order; :func:`run_block` reduces one block:
+
+1. resolve the frame files and the master bias (named in ``requirements``,
+   or the one an earlier bias block of the same file produced);
+2. first pass over every frame, in parallel (:func:`reduce.frames.inspect_frame`);
+3. frame-set checks (:mod:`reduce.checks`): provenance, exposure times,
+   interlock and light-leak exclusions, minimum frame count;
+4. second pass: banded, threaded combination (:mod:`reduce.engine`), minus
+   the master bias;
+5. QC and QA flag (:mod:`reduce.qc`), then the products
+   (:mod:`reduce.products`) in ``WORK/obsid<ID>_results/``.
+
+Errors: :class:`~reduce.errors.InputError` for unusable inputs (exit status
+2 in the CLI), :class:`~reduce.errors.ReductionError` for the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+from reduce.blocks import Mode, ReductionBlock, load_blocks
+from reduce.checks import (
+    Excluded,
+    FrameCheckConfig,
+    check_exposure_times,
+    check_provenance,
+    find_exclusions,
+    frame_rate,
+    require_frames,
+)
+from reduce.combine import CombineConfig, NoiseModel
+from reduce.engine import BandCombiner, default_threads
+from reduce.errors import ConfigError, InputError
+from reduce.frames import FrameInspection, inspect_frame
+from reduce.geometry import AMPLIFIERS, TRIMMED_SHAPE
+from reduce.io import ProcessingLog, ones_complement_sum, verify_checksums
+from reduce.products import (
+    REDUCER,
+    master_hdul,
+    product_header,
+    result_document,
+    software_versions,
+    write_json,
+    write_master,
+)
+from reduce.qc import QAFlag, QAReport, QCThresholds, dark_rate_image, qc_master
+
+log = logging.getLogger(__name__)
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How to reduce.
+
+    Attributes
+    ----------
+    method
+        ``median`` (megaradrp's) or ``noise_clip``.
+    min_frames
+        Fewer usable frames than this is an error.
+    exact
+        FITPACK overscan spline and float64 subtraction: bit-identical to
+        megaradrp (needs scipy); slower.
+    thresholds
+        QC detection settings and QA limits.
+    checks
+        Exposure-time and light-leak check settings.
+    threads
+        Worker threads (None: one per CPU, at most 8).
+    band_rows
+        Rows combined at a time.
+    """
+
+    method: Literal["median", "noise_clip"] = "median"
+    min_frames: int = 3
+    exact: bool = False
+    thresholds: QCThresholds = field(default_factory=QCThresholds)
+    checks: FrameCheckConfig = field(default_factory=FrameCheckConfig)
+    threads: int | None = None
+    band_rows: int = 16
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1:
+            raise ConfigError(f"min_frames must be >= 1, got {self.min_frames}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one block produced.
+
+    Attributes
+    ----------
+    block_id, mode
+        The block.
+    folder
+        ``WORK/obsid<ID>_results``.
+    product
+        The master FITS file.
+    qa
+        QA flag, ``GOOD`` / ``PARTIAL`` / ``BAD``.
+    reasons
+        Why the flag is not GOOD.
+    n_used
+        Frames combined.
+    excluded
+        Frames left out, with the reason.
+    seconds
+        Wall time of the block's reduction, s.
+    """
+
+    block_id: str
+    mode: Mode
+    folder: Path
+    product: Path
+    qa: str
+    reasons: tuple[str, ...]
+    n_used: int
+    excluded: tuple[Excluded, ...]
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class MasterBias:
+    """A master bias read back for a dark block."""
+
+    path: Path
+    data: Float32Array
+    variance: Float32Array | None
+    uuid: str
+
+
+def _verified_image(
+    buf: bytes, hdul: fits.HDUList, index: int, source: str, verify: bool = True
+) -> npt.NDArray[Any]:
+    """Data of HDU ``index`` from the file bytes, after checking its checksums.
+
+    ``verify=False`` for numina's own products, which carry the first raw
+    frame's stale CHECKSUM/DATASUM (docs/products.md).
+    """
+    info = hdul.fileinfo(index)
+    hdr, start, span = int(info["hdrLoc"]), int(info["datLoc"]), int(info["datSpan"])
+    header = hdul[index].header
+    where = f"{source}[{hdul[index].name}]"
+    if start + span > len(buf):
+        raise InputError(where, "data unit extends past the end of the file")
+    if verify:
+        data_sum = ones_complement_sum(memoryview(buf)[start : start + span])
+        verify_checksums(header, memoryview(buf)[hdr:start], data_sum, where)
+    dtype = {-32: ">f4", -64: ">f8", 16: ">i2", 32: ">i4", 8: "u1"}.get(
+        header.get("BITPIX", 0)
+    )
+    shape = (header.get("NAXIS2", 0), header.get("NAXIS1", 0))
+    if dtype is None or header.get("NAXIS") != 2:
+        raise InputError(
+            where,
+            f"BITPIX={header.get('BITPIX')} NAXIS={header.get('NAXIS')}; "
+            "expected a 2-D image",
+        )
+    count = shape[0] * shape[1]
+    return np.frombuffer(buf, dtype=dtype, count=count, offset=start).reshape(shape)
+
+
+def read_master_bias(path: Path) -> MasterBias:
+    """Read and check a master bias (ours or megaradrp's); checksums verified."""
+    source = str(path)
+    if not path.is_file():
+        raise InputError(source, "master bias not found")
+    try:
+        buf = path.read_bytes()
+        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+            header = hdul[0].header.copy()
+            ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
+            data = _verified_image(buf, hdul, 0, source, ours).astype(np.float32)
+            names = [hdu.name for hdu in hdul]
+            variance = (
+                _verified_image(
+                    buf, hdul, names.index("VARIANCE"), source, ours
+                ).astype(np.float32)
+                if "VARIANCE" in names
+                else None
+            )
+    except (OSError, ValueError, TypeError) as err:
+        raise InputError(source, f"unreadable or corrupt master bias: {err}") from err
+    if data.shape != TRIMMED_SHAPE:
+        raise InputError(
+            source, f"PRIMARY shape {data.shape}, expected the trimmed {TRIMMED_SHAPE}"
+        )
+    kind = header.get("NUMTYPE")
+    if kind not in (None, "MasterBias") or header.get("OBSMODE") not in (
+        None,
+        Mode.BIAS.value,
+    ):
+        raise InputError(
+            source,
+            f"NUMTYPE={kind!r} OBSMODE={header.get('OBSMODE')!r}; expected a master "
+            "bias (NUMTYPE MasterBias, OBSMODE MegaraBiasImage)",
+        )
+    if variance is not None and variance.shape != TRIMMED_SHAPE:
+        variance = None
+    return MasterBias(path, data, variance, str(header.get("UUID", "unknown")))
+
+
+def _resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:
+    paths = []
+    for name in block.frames:
+        path = Path(name) if Path(name).is_absolute() else datadir / name
+        if not path.is_file():
+            raise InputError(
+                str(path), f"frame file not found (listed in {block.source})"
+            )
+        paths.append(path)
+    return paths
+
+
+def _resolve_bias(
+    block: ReductionBlock, datadir: Path, workdir: Path, produced: dict[str, Path]
+) -> Path | None:
+    if block.mode is Mode.BIAS:
+        return None
+    if block.master_bias is None:
+        return produced.get("master_bias")
+    named = Path(block.master_bias)
+    if named.is_absolute():
+        return named
+    for base in (workdir, datadir):
+        if (base / named).is_file():
+            return base / named
+    return workdir / named
+
+
+def _inspect_all(
+    paths: Sequence[Path],
+    mode: Mode,
+    bias: Float32Array | None,
+    options: Options,
+    threads: int,
+) -> list[FrameInspection]:
+    backend: Literal["numpy", "fitpack"] = "fitpack" if options.exact else "numpy"
+
+    def one(path: Path) -> FrameInspection:
+        return inspect_frame(path, mode, bias=bias, backend=backend)
+
+    if threads == 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, paths))
+
+
+def _noise_model(frames: Sequence[FrameInspection]) -> NoiseModel:
+    rn = tuple(
+        float(np.median([f.overscan[k].residual_rms for f in frames]))
+        for k in range(len(AMPLIFIERS))
+    )
+    return NoiseModel(read_noise_adu=(rn[0], rn[1]))
+
+
+def _with_reasons(report: QAReport, extra: Sequence[str]) -> QAReport:
+    if not extra:
+        return report
+    flag = report.flag if report.flag is QAFlag.BAD else QAFlag.PARTIAL
+    return dataclasses.replace(report, flag=flag, reasons=(*report.reasons, *extra))
+
+
+def _qc_document(
+    report: QAReport, used: Sequence[FrameInspection], dark: bool
+) -> dict[str, Any]:
+    def fig(value: float | int | None, unit: str) -> dict[str, Any]:
+        ok = value is None or (isinstance(value, int) or math.isfinite(value))
+        return {"value": value if ok else None, "unit": unit}
+
+    amps = []
+    for a in report.amplifiers:
+        amps.append(
+            {
+                "amplifier": a.amplifier,
+                "dark_current": fig(a.dark_current_e_pix_h, "e-/pix/h"),
+                "read_noise": fig(a.read_noise_e, "e-"),
+                "overscan_level": fig(a.overscan.level, "ADU"),
+                "overscan_drift": fig(a.overscan.drift, "ADU"),
+                "overscan_slope": fig(a.overscan.slope, "ADU"),
+                "hot_pixels": fig(a.hot_pixels, "pixels"),
+                "hot_columns": fig(a.hot_columns, "columns"),
+            }
+        )
+    doc: dict[str, Any] = {
+        "amplifiers": amps,
+        "n_frames": fig(report.n_frames, "frames"),
+        "flagged_fraction": fig(report.flagged_fraction, "fraction of pixels"),
+    }
+    if dark:
+        doc["frame_dark_rate"] = {
+            "unit": "e-/pix/s",
+            "values": {f.name: frame_rate(f) for f in used},
+        }
+    return doc
+
+
+@dataclass
+class _Clock:
+    start: float = field(default_factory=time.perf_counter)
+    marks: dict[str, float] = field(default_factory=dict)
+    last: float = 0.0
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter() - self.start
+        self.marks[name] = round(now - self.last, 4)
+        self.last = now
+
+
+def run_block(
+    block: ReductionBlock,
+    datadir: Path,
+    workdir: Path,
+    options: Options,
+    produced: dict[str, Path] | None = None,
+) -> Result:
+    """Reduce one block into ``workdir/obsid<ID>_results`` (see module doc)."""
+    produced = produced if produced is not None else {}
+    clock, plog = _Clock(), ProcessingLog()
+    started = datetime.datetime.now(datetime.UTC).isoformat()
+    threads = options.threads or default_threads()
+    plog.add(f"block {block.id}: mode {block.mode.value}, {len(block.frames)} frames")
+    paths = _resolve_frames(block, datadir)
+    require_frames(len(paths), options.min_frames, block.source, 0)
+    bias_path = _resolve_bias(block, datadir, workdir, produced)
+    bias = read_master_bias(bias_path) if bias_path is not None else None
+    if bias is not None:
+        plog.add(f"master bias {bias.path} (UUID {bias.uuid})")
+    frames = _inspect_all(
+        paths, block.mode, bias.data if bias else None, options, threads
+    )
+    for f in frames:
+        plog.add(
+            f"inspected {f.name}: EXPTIME {f.exptime:g} s, checksum {f.checksum}, "
+            f"overscan {f.overscan[0].level:.2f}/{f.overscan[1].level:.2f} ADU"
+        )
+    clock.mark("inspect_s")
+    check_provenance(frames, block.source)
+    dark = block.mode is Mode.DARK
+    valid = [f for f in frames if f.interlock_ok] or frames
+    exptime = check_exposure_times(valid, options.checks, block.source)
+    excluded = find_exclusions(frames, dark, options.checks)
+    out_names = {e.name for e in excluded}
+    used = [f for f in frames if f.name not in out_names]
+    for e in excluded:
+        plog.add(f"excluded {e.reason}")
+    require_frames(len(used), options.min_frames, block.source, len(excluded))
+    config = CombineConfig(
+        method=options.method,
+        band_rows=options.band_rows,
+        noise=_noise_model(used) if options.method == "noise_clip" else None,
+    )
+    combined = BandCombiner(
+        [f.path for f in used],
+        [f.overscan for f in used],
+        [f.data_offset for f in used],
+        config,
+        exact=options.exact,
+        threads=threads,
+    ).run()
+    data, variance = combined.data, combined.variance
+    if bias is not None:
+        data -= bias.data
+        if bias.variance is not None:
+            variance += bias.variance
+    plog.add(f"combined {len(used)} frames ({options.method}), threads {threads}")
+    clock.mark("combine_s")
+    darktime = float(np.median([f.darktime for f in used]))
+    models = [m for f in used for m in f.overscan]
+    report, hot = qc_master(
+        data,
+        models,
+        len(used),
+        darktime if dark else None,
+        options.thresholds,
+        combined.npix,
+    )
+    extra = [e.reason for e in excluded]
+    if dark and bias is None:
+        extra.append("no master bias subtracted (none named, none produced)")
+    report = _with_reasons(report, extra)
+    plog.add(f"QA {report.flag.value}" + "".join(f"; {r}" for r in report.reasons))
+    clock.mark("qc_s")
+    folder = workdir / f"obsid{block.id}_results"
+    folder.mkdir(parents=True, exist_ok=True)
+    product_uuid = str(uuid.uuid1())
+    header = product_header(
+        used[0].header,
+        block.mode,
+        product_uuid=product_uuid,
+        frame_uuids=[str(f.header.get("UUID", f.name)) for f in used],
+        bias_uuid=bias.uuid if bias is not None else None,
+        method=options.method,
+        qa=report,
+        excluded=len(excluded),
+    )
+    hdul = master_hdul(
+        header,
+        data,
+        variance,
+        combined.npix,
+        dark_rate=dark_rate_image(data, darktime) if dark else None,
+        dq=hot.mask if dark else None,
+        darktime=darktime if dark else None,
+    )
+    product = folder / f"{block.mode.product}.fits"
+    write_master(product, hdul)
+    plog.add(f"wrote {product.name} (UUID {product_uuid})")
+    clock.mark("write_s")
+    write_json(
+        folder / "result.json",
+        result_document(block.mode.product, product.name, report),
+    )
+    task = {
+        "id": block.id,
+        "result": "result.json",
+        "time_start": started,
+        "time_end": datetime.datetime.now(datetime.UTC).isoformat(),
+        "request": "reduce",
+        "mode": block.mode.value,
+        "instrument": "MEGARA",
+        "product": {"file": product.name, "uuid": product_uuid},
+        "inputs": {
+            "frames": [
+                {
+                    "file": str(f.path),
+                    "sha256": f.sha256,
+                    "uuid": str(f.header.get("UUID", "")),
+                    "exptime_s": f.exptime,
+                    "darktime_s": f.darktime,
+                    "checksum": f.checksum,
+                    "used": f.name not in out_names,
+                }
+                for f in frames
+            ],
+            "master_bias": (
+                {"file": str(bias.path), "uuid": bias.uuid} if bias else None
+            ),
+        },
+        "excluded": [
+            {"file": e.name, "why": e.kind.value, "reason": e.reason} for e in excluded
+        ],
+        "parameters": {
+            "method": options.method,
+            "min_frames": options.min_frames,
+            "exact": options.exact,
+            "threads": threads,
+            "band_rows": options.band_rows,
+            "exptime_s": exptime,
+            "darktime_s": darktime,
+            "thresholds": dataclasses.asdict(options.thresholds),
+            "checks": dataclasses.asdict(options.checks),
+        },
+        "qc": _qc_document(report, used, dark),
+        "qa": {"flag": report.flag.value, "reasons": list(report.reasons)},
+        "software": software_versions(),
+        "timings_s": clock.marks,
+    }
+    clock.mark("json_s")
+    task["timings_s"] = {**clock.marks, "total_s": round(clock.last, 4)}
+    write_json(folder / "task.json", task)
+    plog.add(f"done in {clock.last:.3f} s")
+    plog.write(folder / "processing.log")
+    if block.mode is Mode.BIAS:
+        produced["master_bias"] = product
+    return Result(
+        block_id=block.id,
+        mode=block.mode,
+        folder=folder,
+        product=product,
+        qa=report.flag.value,
+        reasons=report.reasons,
+        n_used=len(used),
+        excluded=tuple(excluded),
+        seconds=clock.last,
+    )
+
+
+def run_reduction_file(
+    ob_path: str | Path,
+    datadir: str | Path,
+    workdir: str | Path,
+    options: Options | None = None,
+) -> list[Result]:
+    """Reduce every block of a reduction YAML file, in order.
+
+    A dark block that names no master bias uses the one produced by the
+    latest bias block before it in the same file.
+
+    Parameters
+    ----------
+    ob_path
+        The reduction blocks (YAML, one document per block).
+    datadir
+        Folder of the raw frames named in the blocks.
+    workdir
+        Folder that receives ``obsid<ID>_results/`` per block.
+    options
+        Reduction settings (defaults when None).
+    """
+    opts = options or Options()
+    blocks = load_blocks(ob_path)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    produced: dict[str, Path] = {}
+    return [run_block(b, Path(datadir), work, opts, produced) for b in blocks]
+
+
+def reduce_block(
+    *,
+    block_id: str,
+    mode: str,
+    frames: Sequence[str | Path],
+    master_bias: str | Path | None,
+    workdir: str | Path,
+    options: Options | None = None,
+) -> Result:
+    """The sequencer's entry point: reduce one block of frame paths.
+
+    Parameters
+    ----------
+    block_id
+        Block id (products in ``workdir/obsid<block_id>_results``).
+    mode
+        ``MegaraBiasImage`` or ``MegaraDarkImage``.
+    frames
+        Raw frame paths (frames marked invalid are excluded, not errors).
+    master_bias
+        Master bias for a dark block (None: none).
+    workdir
+        Work folder.
+    options
+        Reduction settings (defaults when None).
+    """
+    try:
+        the_mode = Mode(mode)
+    except ValueError:
+        raise InputError(
+            block_id, f"mode {mode!r}, expected one of {[m.value for m in Mode]}"
+        ) from None
+    block = ReductionBlock(
+        id=block_id,
+        mode=the_mode,
+        frames=tuple(str(Path(f).resolve()) for f in frames),
+        master_bias=str(master_bias) if master_bias is not None else None,
+        source=f"block {block_id}",
+    )
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    return run_block(block, work, work, options or Options())

@@ -1,0 +1,197 @@
+"""``megara-dark run`` end to end on the built-in simulators, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+from sequencer.journal import Journal, replay
+from sequencer.rawfits import verify_raw_frame
+from tests.simproc import megara_dark
+
+pytestmark = pytest.mark.e2e
+
+BLOCKS = """\
+id: bias3
+instrument: MEGARA
+mode: MegaraBiasImage
+exptime: 0.0
+nframes: 3
+---
+id: dark60
+instrument: MEGARA
+mode: MegaraDarkImage
+exptime: 60.0
+nframes: 3
+"""
+
+
+def write_setup(
+    tmp_path: Path, scenario: str | None = None, **run: float
+) -> tuple[Path, Path]:
+    blocks = tmp_path / "ob.yaml"
+    blocks.write_text(BLOCKS)
+    config = tmp_path / "instrument.toml"
+    lines = ["[simulator]", "time_scale = 1000.0", "seed = 3", "readout_s = 10.0"]
+    if scenario is not None:
+        (tmp_path / "scenario.yaml").write_text(scenario)
+        lines.append('scenario = "scenario.yaml"')
+    lines += ["[run]", *(f"{k} = {v}" for k, v in run.items())]
+    lines += ["[ccd]", "reply_timeout_s = 2.0", "[cover]", "motion_timeout_s = 5.0"]
+    config.write_text("\n".join(lines) + "\n")
+    return blocks, config
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*megara_dark(), "run", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_clean_run_writes_valid_frames_and_products(tmp_path: Path) -> None:
+    blocks, config = write_setup(tmp_path)
+    work = tmp_path / "work"
+    done = run(
+        str(blocks), "--config", str(config), "--workdir", str(work), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bias3: 3/3 valid frames, 0 retaken; QA" in done.stdout
+    assert "dark60: 3/3 valid frames, 0 retaken; QA" in done.stdout
+
+    frames = sorted((work / "data").glob("*.fits"))
+    assert [f.name for f in frames] == [
+        "bias3_0001.fits", "bias3_0002.fits", "bias3_0003.fits",
+        "dark60_0001.fits", "dark60_0002.fits", "dark60_0003.fits",
+    ]  # fmt: skip
+    for path in frames:
+        header = verify_raw_frame(path)  # checksums, shape, layout
+        assert header["INTLKOK"] is True
+        assert header["SIMULATE"] is True
+        assert header["COVBEF"] == header["COVAFT"] == "left=CLOSED right=CLOSED"
+        assert header["SHUTBEF"] == header["SHUTAFT"] == header["SHUTMAX"] == "CLOSED"
+    assert fits.getheader(frames[-1])["EXPTIME"] == 60.0
+
+    for block, product in (
+        ("bias3", "master_bias.fits"),
+        ("dark60", "master_dark.fits"),
+    ):
+        folder = work / f"obsid{block}_results"
+        for name in (product, "result.json", "task.json", "processing.log"):
+            assert (folder / name).is_file(), name
+        result = json.loads((folder / "result.json").read_text())
+        assert result["qc"] in ("GOOD", "PARTIAL", "BAD")
+        with fits.open(folder / product, checksum=True) as hdul:
+            assert hdul[0].data.shape == (4112, 4096)
+
+    state = replay(Journal(work / "run.journal").records())
+    assert state.done
+    assert state.block("dark60").valid_files == [f.name for f in frames[3:]]
+
+
+def test_bad_block_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    blocks = tmp_path / "ob.yaml"
+    blocks.write_text(BLOCKS.replace("nframes: 3\n", "nframes: 0\n", 1))
+    done = run(str(blocks), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "key 'nframes': got 0" in lines[0]
+    assert not (
+        tmp_path / "megara-dark-runs"
+    ).exists()  # nothing moved, nothing written
+
+
+def test_shutter_stuck_open_faults_before_any_frame(tmp_path: Path) -> None:
+    blocks, config = write_setup(
+        tmp_path, "faults:\n  - {device: ccd, kind: shutter_stuck_open}\n"
+    )
+    work = tmp_path / "work"
+    done = run(
+        str(blocks), "--config", str(config), "--workdir", str(work), cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert "FAULT" in done.stdout
+    assert "shutter reads OPEN" in done.stdout
+    assert "Traceback" not in done.stderr
+    assert list((work / "data").glob("*.fits")) == []
+    records = Journal(work / "run.journal").records()
+    assert records[-1]["event"] == "fault"
+
+
+def test_cover_jam_faults_with_an_actionable_message(tmp_path: Path) -> None:
+    blocks, config = write_setup(
+        tmp_path, "faults:\n  - {device: cover_right, kind: cover_jam}\n"
+    )
+    done = run(
+        str(blocks),
+        "--config",
+        str(config),
+        "--workdir",
+        str(tmp_path / "w"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "cover right: stopped part-way" in done.stdout
+    assert "megara-dark reset" in done.stdout
+
+
+def test_interrupted_run_resumes_to_exactly_n_frames(tmp_path: Path) -> None:
+    blocks, config = write_setup(tmp_path)
+    work = tmp_path / "work"
+    proc = subprocess.Popen(
+        [
+            *megara_dark(),
+            "run",
+            str(blocks),
+            "--config",
+            str(config),
+            "--workdir",
+            str(work),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline
+        and len(list((work / "data").glob("dark60_*.fits"))) < 1
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "ABORTED" in out
+    taken = len(list((work / "data").glob("dark60_*.fits")))
+    assert 1 <= taken < 3
+
+    again = run(
+        str(blocks),
+        "--config",
+        str(config),
+        "--workdir",
+        str(work),
+        "--resume",
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "dark60: 3/3 valid frames" in again.stdout
+    frames = sorted(p.name for p in (work / "data").glob("dark60_*.fits"))
+    assert len(frames) == 3  # nothing lost, nothing duplicated
+    state = replay(Journal(work / "run.journal").records())
+    assert state.block("dark60").valid_files == frames
+    assert len(set(frames)) == len(frames)
+    assert (work / "obsiddark60_results" / "master_dark.fits").is_file()
+    assert not [p for p in (work / "data").iterdir() if p.name.endswith(".partial")]

@@ -1,0 +1,87 @@
+"""Reduction blocks, QC settings and the FITS checksum arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from reduce.blocks import Mode, load_blocks
+from reduce.errors import ConfigError, InputError
+from reduce.io import header_length, ones_complement_sum, verify_checksums
+from reduce.settings import load_qc_config
+
+TWO_BLOCKS = """\
+id: b
+instrument: MEGARA
+mode: MegaraBiasImage
+frames: [a.fits, b.fits]
+---
+id: d
+instrument: MEGARA
+mode: MegaraDarkImage
+frames: [c.fits]
+requirements: {master_bias: mb.fits}
+"""
+
+
+def test_blocks_parse_in_order(tmp_path: Path) -> None:
+    (tmp_path / "ob.yaml").write_text(TWO_BLOCKS)
+    bias, dark = load_blocks(tmp_path / "ob.yaml")
+    assert (bias.id, bias.mode, bias.frames) == ("b", Mode.BIAS, ("a.fits", "b.fits"))
+    assert (dark.mode, dark.master_bias) == (Mode.DARK, "mb.fits")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "no reduction block"),
+        ("- 1\n", "expected a mapping"),
+        ("id: x\ninstrument: MEGARA\nmode: Foo\nframes: []\n", "key 'mode' is 'Foo'"),
+        ("id: x\ninstrument: GTC\nmode: MegaraBiasImage\nframes: []\n", "MEGARA"),
+        ("id: x\ninstrument: MEGARA\nmode: MegaraBiasImage\nframes: a\n", "list"),
+        (TWO_BLOCKS.replace("id: d", "id: b"), "used twice"),
+        (TWO_BLOCKS.replace("frames: [c", "frams: [c"), "unknown key"),
+    ],
+)
+def test_bad_blocks_name_what_is_wrong(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    (tmp_path / "ob.yaml").write_text(text)
+    with pytest.raises(InputError, match=expected) as info:
+        load_blocks(tmp_path / "ob.yaml")
+    assert "ob.yaml" in str(info.value)
+
+
+def test_qc_config_overrides_and_rejects_unknown(tmp_path: Path) -> None:
+    good = tmp_path / "qc.toml"
+    good.write_text(
+        "[qc]\ndark_current = { warn = 2.0 }\n[checks]\nleak_rate_e_s = 0.5\n"
+    )
+    qc, checks = load_qc_config(good)
+    assert (qc.dark_current.warn, qc.dark_current.bad) == (2.0, 20.0)
+    assert checks.leak_rate_e_s == 0.5
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[qc]\nmin_frames = 2.5\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: qc.min_frames"):
+        load_qc_config(bad)
+
+
+def test_checksums_agree_with_astropy(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 65535, (40, 30)).astype(np.uint16)
+    path = tmp_path / "f.fits"
+    fits.PrimaryHDU(data).writeto(path, checksum=True)
+    buf = path.read_bytes()
+    length = header_length(buf, "f")
+    header = fits.getheader(path)
+    data_sum = ones_complement_sum(buf[length:])
+    assert str(data_sum) == header["DATASUM"]
+    assert verify_checksums(header, buf[:length], data_sum, "f") == "verified"
+    with pytest.raises(InputError, match="DATASUM mismatch"):
+        verify_checksums(header, buf[:length], data_sum ^ 1, "f")
+    altered = buf[:length].replace(b"SIMPLE  =", b"SIMPLE  =", 1)[:-4] + b"X   "
+    with pytest.raises(InputError, match="CHECKSUM mismatch"):
+        verify_checksums(header, altered, data_sum, "f")
