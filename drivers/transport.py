@@ -14,7 +14,10 @@ same device.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import logging
+import os
 import select
 import socket
 import termios
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import serial
+from serial.urlhandler import protocol_socket
 
 from drivers.errors import ConfigError, DeviceError
 
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 #: How long one low-level read waits for the first byte (seconds). Drivers loop
 #: on it against their own deadline, so it only bounds reaction time.
 READ_SLICE_S = 0.05
+#: How long a write may wait for the line to take its bytes.
+WRITE_TIMEOUT_S = 5.0
 
 
 class BytePort(Protocol):
@@ -117,7 +123,9 @@ class SerialLink:
         )
         self._port: BytePort | None = None
         self._fd: int | None = None
+        self._direct = False
         self._eof_means_gone = False
+        self._pending = array.array("i", [0])
         self.reconnects = 0
 
     @property
@@ -129,6 +137,7 @@ class SerialLink:
         if self._port is None:
             self._port = self._opener(self.url)
             self._fd = _pollable_fd(self._port)
+            self._direct = self._fd is not None and _plain_read(self._port)
             self._eof_means_gone = self.url.startswith("socket://")
             if self._fd is not None:
                 self._port.timeout = 0  # type: ignore[attr-defined]
@@ -166,7 +175,10 @@ class SerialLink:
         port = self._require()
         log.debug("%s -> %r", self.device, data)
         try:
-            port.write(data)
+            if self._direct and self._fd is not None:
+                self._write_fd(self._fd, data)
+            else:
+                port.write(data)
         except (OSError, serial.SerialException) as err:
             self.close()
             raise LinkError(
@@ -182,6 +194,11 @@ class SerialLink:
         are read non-blocking after a ``select``, so a reply is returned the
         moment it arrives and a readout in chunks as large as the kernel
         holds; other ports (rfc2217) fall back to pyserial's own timeout.
+        Plain serial and socket ports are read straight from the descriptor,
+        asking the kernel how much is waiting (``FIONREAD``): pyserial's
+        ``read(n)`` would ``select`` a second time and allocate ``n`` bytes
+        for a 10-byte reply. Wrapped ports (``spy://``) keep pyserial's read,
+        so that their traffic dump sees every byte.
         """
         port = self._require()
         try:
@@ -189,7 +206,10 @@ class SerialLink:
                 ready, _, _ = select.select([self._fd], [], [], wait_s)
                 if not ready:
                     return b""
-                data = port.read(max_bytes)
+                if self._direct:
+                    data = self._read_fd(self._fd, max_bytes)
+                else:
+                    data = port.read(max_bytes)
                 if not data and self._eof_means_gone:
                     self.close()
                     raise LinkError(f"{self.device}: {self.url} closed the connection")
@@ -207,9 +227,56 @@ class SerialLink:
                 f"{self.device}: read from {self.url} failed: {err}"
             ) from err
 
+    def _write_fd(self, fd: int, data: bytes) -> None:
+        """Write all of ``data`` to the non-blocking ``fd``.
+
+        pyserial's ``write`` waits in ``select`` after every write even when
+        all was taken; a command line fits in the kernel's buffer at once, so
+        this waits only when the line is really full.
+        """
+        view = memoryview(data)
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise LinkError(
+                    f"{self.device}: {self.url} took no data for "
+                    f"{WRITE_TIMEOUT_S:g} s (flow control stuck, or the device is "
+                    "not reading)"
+                )
+
+    def _read_fd(self, fd: int, max_bytes: int) -> bytes:
+        """Read what the kernel holds for ``fd`` (after select said ready)."""
+        fcntl.ioctl(fd, termios.FIONREAD, self._pending)
+        try:
+            data = os.read(fd, min(max(self._pending[0], 1), max_bytes))
+        except BlockingIOError:
+            return b""
+        if not data and not self._eof_means_gone:
+            # A tty that selects readable and reads nothing has hung up.
+            raise LinkError(
+                f"{self.device}: {self.url} reports data but returned none "
+                "(device disconnected, or another program reads the port?)"
+            )
+        return data
+
     def discard_input(self) -> None:
         """Drop whatever the device sent that nobody asked for."""
         port = self._require()
+        if self._direct and self._fd is not None:
+            # Nothing waiting (the usual case): skip the tcflush system call.
+            try:
+                fcntl.ioctl(self._fd, termios.FIONREAD, self._pending)
+            except OSError:
+                pass
+            else:
+                if self._pending[0] == 0:
+                    return
         try:
             port.reset_input_buffer()
         except (OSError, serial.SerialException, termios.error) as err:
@@ -219,6 +286,13 @@ class SerialLink:
             raise LinkError(
                 f"{self.device}: flush on {self.url} failed: {err}"
             ) from err
+
+
+def _plain_read(port: BytePort) -> bool:
+    """Whether ``port.read`` is pyserial's own POSIX or socket read."""
+    read = getattr(type(port), "read", None)
+    plain = {getattr(serial, "Serial", None), protocol_socket.Serial}
+    return any(cls is not None and read is cls.read for cls in plain)
 
 
 def _pollable_fd(port: BytePort) -> int | None:

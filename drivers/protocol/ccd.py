@@ -877,7 +877,33 @@ _FRAME_KEYS = (
 )
 
 
+#: The status line as every controller of this protocol sends it, in one
+#: match: the common case of the most frequent reply. Anything else (extra
+#: fields, a malformed value) takes the field-by-field path, which says what
+#: is wrong.
+_STATUS_RE = re.compile(
+    "STATE=(" + "|".join(s.value for s in ControllerState) + ")"
+    f" EXPREQ=({_NUMBER}) ELAPSED=({_NUMBER})"
+    " SHUTTER=(" + "|".join(s.value for s in ShutterState) + ")"
+    f" TEMP=({_NUMBER}) FRAME=({_INT_RE.pattern}) DARK=([01])"
+)
+
+
 def _decode_status(mid: int, text: str) -> Status:
+    m = _STATUS_RE.fullmatch(text)
+    if m is not None:
+        state, exp, elapsed, shutter, temp, frame, dark = m.groups()
+        return Status(
+            mid,
+            state=ControllerState(state),
+            exptime_s=float(exp),
+            elapsed_s=float(elapsed),
+            shutter=ShutterState(shutter),
+            temperature_k=float(temp),
+            frame=int(frame),
+            dark=dark == "1",
+            extra=(),
+        )
     v, extra = _fields(text, _STATUS_KEYS)
     return Status(
         mid,
