@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 READ_SLICE_S = 0.05
 #: How long a write may wait for the line to take its bytes.
 WRITE_TIMEOUT_S = 5.0
+#: A read at least this large may have more behind it (a readout, not a reply).
+_GATHER_BYTES = 1024
 
 
 class BytePort(Protocol):
@@ -252,9 +254,10 @@ class SerialLink:
 
     def _read_fd(self, fd: int, max_bytes: int) -> bytes:
         """Read what the kernel holds for ``fd`` (after select said ready)."""
-        fcntl.ioctl(fd, termios.FIONREAD, self._pending)
+        pending = self._pending
+        fcntl.ioctl(fd, termios.FIONREAD, pending)
         try:
-            data = os.read(fd, min(max(self._pending[0], 1), max_bytes))
+            data = os.read(fd, min(max(pending[0], 1), max_bytes))
         except BlockingIOError:
             return b""
         if not data and not self._eof_means_gone:
@@ -263,7 +266,21 @@ class SerialLink:
                 f"{self.device}: {self.url} reports data but returned none "
                 "(device disconnected, or another program reads the port?)"
             )
-        return data
+        # A readout arrives faster than one read takes it: gather what came
+        # in meanwhile, so that the framer sees large chunks.
+        chunks = [data]
+        size = len(data)
+        while len(data) >= _GATHER_BYTES and size < max_bytes:
+            fcntl.ioctl(fd, termios.FIONREAD, pending)
+            if not pending[0]:
+                break
+            try:
+                data = os.read(fd, min(pending[0], max_bytes - size))
+            except BlockingIOError:
+                break
+            chunks.append(data)
+            size += len(data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def discard_input(self) -> None:
         """Drop whatever the device sent that nobody asked for."""

@@ -887,6 +887,8 @@ _STATUS_RE = re.compile(
     " SHUTTER=(" + "|".join(s.value for s in ShutterState) + ")"
     f" TEMP=({_NUMBER}) FRAME=({_INT_RE.pattern}) DARK=([01])"
 )
+_STATES = {s.value: s for s in ControllerState}
+_SHUTTERS = {s.value: s for s in ShutterState}
 
 
 def _decode_status(mid: int, text: str) -> Status:
@@ -895,10 +897,10 @@ def _decode_status(mid: int, text: str) -> Status:
         state, exp, elapsed, shutter, temp, frame, dark = m.groups()
         return Status(
             mid,
-            state=ControllerState(state),
+            state=_STATES[state],
             exptime_s=float(exp),
             elapsed_s=float(elapsed),
-            shutter=ShutterState(shutter),
+            shutter=_SHUTTERS[shutter],
             temperature_k=float(temp),
             frame=int(frame),
             dark=dark == "1",
