@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -137,6 +137,10 @@ class _Exposure:
     record: ExposureRecord | None = None  # set when the exposure ends
     data: bytes | None = None  # big-endian pixels, once synthesised
     crc: int = 0
+    # CRC-32 of each DATA block, computed once with the frame (a controller
+    # checksums blocks as it digitises them): a READ, or a re-fetch of one
+    # block, then only copies bytes.
+    block_crcs: list[int] = field(default_factory=list)
 
     @property
     def end(self) -> float:
@@ -495,6 +499,12 @@ class CcdModel:
                 )
             exp.data = pixels.astype(">u2").tobytes()
             exp.crc = crc32(exp.data)
+            view = memoryview(exp.data)
+            size = self.block_size
+            exp.block_crcs = [
+                crc32(view[i * size : (i + 1) * size])
+                for i in range(block_count(len(exp.data), size))
+            ]
             self.last_frame = pixels
         return exp
 
@@ -536,7 +546,7 @@ class CcdModel:
             )
         wanted = range(first, first + count)
         bad = self._bad_crc_block(exp.number, wanted, now)
-        chunks = _stream(mid, exp.data, self.block_size, wanted, bad)
+        chunks = _stream(mid, exp.data, self.block_size, wanted, bad, exp.block_crcs)
         return Reply(chunks=chunks, readout=exp.number)
 
     def _bad_crc_block(self, readout: int, wanted: range, now: float) -> int | None:
@@ -574,13 +584,21 @@ def _reply(reply: DeviceReply) -> Reply:
 
 
 def _stream(
-    mid: int, data: bytes, block_size: int, wanted: range, bad: int | None
+    mid: int,
+    data: bytes,
+    block_size: int,
+    wanted: range,
+    bad: int | None,
+    crcs: Sequence[int],
 ) -> Iterator[bytes]:
-    """DATA blocks of ``wanted`` then the closing ``OK READ n`` line, lazily."""
+    """DATA blocks of ``wanted`` then the closing ``OK READ n`` line, lazily.
+
+    ``crcs`` holds each block's CRC-32 (computed when the frame was made).
+    """
     view = memoryview(data)
     for index in wanted:
         payload = view[index * block_size : (index + 1) * block_size]
-        crc = crc32(payload)
+        crc = crcs[index]
         if index == bad:
             crc ^= 0xFFFFFFFF
         yield encode_data_header(mid, index, len(payload), crc) + payload

@@ -63,19 +63,21 @@ class _Link:
         while view:
             if self.stop.is_set():
                 raise LinkDropped("simulator stopping")
-            _, writable, _ = select.select([], [self.fileno()], [], _POLL_S)
-            if not writable:
-                if time.monotonic() - last_progress > STALLED_CLIENT_S:
-                    raise LinkDropped("client stopped reading")
-                continue
+            # Write first: the line usually has room, and a select before
+            # every write would cost a system call per chunk of a readout.
             try:
                 n = self._write(view)
             except (BlockingIOError, InterruptedError):
-                continue
+                n = 0
             except OSError as err:
                 raise LinkDropped(str(err)) from err
-            view = view[n:]
-            last_progress = time.monotonic()
+            if n:
+                view = view[n:]
+                last_progress = time.monotonic()
+                continue
+            _, writable, _ = select.select([], [self.fileno()], [], _POLL_S)
+            if not writable and time.monotonic() - last_progress > STALLED_CLIENT_S:
+                raise LinkDropped("client stopped reading")
 
     def _write(self, view: memoryview) -> int:
         raise NotImplementedError
