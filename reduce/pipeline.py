@@ -351,6 +351,24 @@ def run_block(
     frames = _inspect_all(
         paths, block.mode, bias.data if bias else None, options, threads
     )
+    return _reduce_inspected(
+        block, workdir, options, frames, bias, produced, clock, plog, started
+    )
+
+
+def _reduce_inspected(
+    block: ReductionBlock,
+    workdir: Path,
+    options: Options,
+    frames: Sequence[FrameInspection],
+    bias: MasterBias | None,
+    produced: dict[str, Path],
+    clock: _Clock,
+    plog: ProcessingLog,
+    started: str,
+) -> Result:
+    """Checks, combination, QC and products of inspected frames."""
+    threads = options.threads or default_threads()
     for f in frames:
         plog.add(
             f"inspected {f.name}: EXPTIME {f.exptime:g} s, checksum {f.checksum}, "
@@ -554,15 +572,9 @@ def reduce_block(
     options
         Reduction settings (defaults when None).
     """
-    try:
-        the_mode = Mode(mode)
-    except ValueError:
-        raise InputError(
-            block_id, f"mode {mode!r}, expected one of {[m.value for m in Mode]}"
-        ) from None
     block = ReductionBlock(
         id=block_id,
-        mode=the_mode,
+        mode=_mode(block_id, mode),
         frames=tuple(str(Path(f).resolve()) for f in frames),
         master_bias=str(master_bias) if master_bias is not None else None,
         source=f"block {block_id}",
@@ -570,3 +582,141 @@ def reduce_block(
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     return run_block(block, work, work, options or Options())
+
+
+def _mode(block_id: str, mode: str) -> Mode:
+    try:
+        return Mode(mode)
+    except ValueError:
+        raise InputError(
+            block_id, f"mode {mode!r}, expected one of {[m.value for m in Mode]}"
+        ) from None
+
+
+class StreamingReduction:
+    """Reduce a block while its frames arrive (the sequencer's online reduction).
+
+    Each :meth:`add` reads and checks a raw frame just written (header,
+    checksums, overscan model); :meth:`finish`, after the last one, combines
+    the frames and writes the same products as :func:`reduce_block` on the
+    same files. Frames the sequencer marked invalid (``INTLKOK = F``) are
+    recorded and excluded, not errors.
+
+    Parameters
+    ----------
+    block_id
+        Block id (products in ``workdir/obsid<block_id>_results``).
+    mode
+        ``MegaraBiasImage`` or ``MegaraDarkImage``.
+    nframes
+        Valid frames expected (more may be added when frames are retaken).
+    master_bias
+        Master bias for a dark block (None: none); read and checked here.
+    workdir
+        Work folder.
+    options
+        Reduction settings (defaults when None).
+
+    Raises
+    ------
+    InputError
+        From the constructor for a bad mode, frame count or master bias; from
+        :meth:`add` for an unusable frame (the message names the file).
+    """
+
+    def __init__(
+        self,
+        *,
+        block_id: str,
+        mode: str,
+        nframes: int,
+        master_bias: str | Path | None,
+        workdir: str | Path,
+        options: Options | None = None,
+    ) -> None:
+        self._mode = _mode(block_id, mode)
+        if nframes < 1:
+            raise InputError(block_id, f"nframes={nframes}, expected >= 1")
+        self._block_id = block_id
+        self._nframes = nframes
+        self._options = options or Options()
+        self._workdir = Path(workdir)
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._clock, self._plog = _Clock(), ProcessingLog()
+        self._started = datetime.datetime.now(datetime.UTC).isoformat()
+        bias_path = (
+            None
+            if master_bias is None or self._mode is Mode.BIAS
+            else Path(master_bias)
+        )
+        self._bias = read_master_bias(bias_path) if bias_path is not None else None
+        self._frames: list[FrameInspection] = []
+        self._closed = False
+        self._plog.add(
+            f"block {block_id}: mode {self._mode.value}, streaming, "
+            f"{nframes} frames expected"
+        )
+        if self._bias is not None:
+            self._plog.add(f"master bias {self._bias.path} (UUID {self._bias.uuid})")
+
+    @property
+    def n_added(self) -> int:
+        """Frames added so far (valid or not)."""
+        return len(self._frames)
+
+    def add(self, path: str | Path) -> None:
+        """Read, check and preprocess one raw frame just written.
+
+        Raises
+        ------
+        InputError
+            If the frame is unusable (wrong layout, mode, checksum...).
+        """
+        if self._closed:
+            raise InputError(str(path), "streaming reduction already closed")
+        backend: Literal["numpy", "fitpack"] = (
+            "fitpack" if self._options.exact else "numpy"
+        )
+        frame = inspect_frame(
+            Path(path).resolve(),
+            self._mode,
+            bias=self._bias.data if self._bias is not None else None,
+            backend=backend,
+        )
+        self._frames.append(frame)
+
+    def finish(self) -> Result:
+        """Combine the frames added, write the products; the block's Result."""
+        if self._closed:
+            raise InputError(f"block {self._block_id}", "already closed")
+        block = ReductionBlock(
+            id=self._block_id,
+            mode=self._mode,
+            frames=tuple(str(f.path) for f in self._frames),
+            master_bias=str(self._bias.path) if self._bias is not None else None,
+            source=f"block {self._block_id}",
+        )
+        require_frames(len(self._frames), self._options.min_frames, block.source, 0)
+        self._clock = _Clock()  # timings of the final step, after the last frame
+        return _reduce_inspected(
+            block,
+            self._workdir,
+            self._options,
+            self._frames,
+            self._bias,
+            {},
+            self._clock,
+            self._plog,
+            self._started,
+        )
+
+    def close(self) -> None:
+        """Release what the reduction holds (idempotent)."""
+        self._closed = True
+        self._frames.clear()
+
+    def __enter__(self) -> StreamingReduction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,144 @@
+"""StreamingReduction (the sequencer's online path) equals reduce_block."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from reduce.errors import InputError
+from reduce.io import write_raw
+from reduce.pipeline import Options, StreamingReduction, reduce_block
+from reduce.synthetic import raw_header
+
+from .conftest import DARK_S, Campaign
+
+HDUS = ("PRIMARY", "VARIANCE", "MAP", "DARKRATE", "DQ")
+
+
+def _header(exptime: float, obsmode: str, k: int, **extra: Any) -> dict[str, Any]:
+    header = raw_header(exptime, obsmode=obsmode)
+    header["UUID"] = str(uuid.UUID(int=k + (1 << 64)))
+    header.update(extra)
+    return header
+
+
+@dataclass(frozen=True)
+class Files:
+    biases: list[Path]
+    darks: list[Path]  # the last one is marked invalid by the sequencer
+    master_bias: Path
+
+
+@pytest.fixture(scope="module")
+def files(campaign: Campaign, tmp_path_factory: pytest.TempPathFactory) -> Files:
+    folder = tmp_path_factory.mktemp("stream")
+    biases, darks = [], []
+    for k, raw in enumerate(campaign.biases):
+        biases.append(folder / f"bias_{k}.fits")
+        write_raw(biases[-1], raw, _header(0.0, "MegaraBiasImage", k))
+    for k, raw in enumerate(campaign.darks):
+        darks.append(folder / f"dark_{k}.fits")
+        write_raw(darks[-1], raw, _header(DARK_S, "MegaraDarkImage", 10 + k))
+    darks.append(folder / "dark_invalid.fits")
+    invalid = _header(DARK_S, "MegaraDarkImage", 99, INTLKOK=False, INTLKWHY="cover")
+    write_raw(darks[-1], campaign.darks[0], invalid)
+    bias = reduce_block(
+        block_id="bias",
+        mode="MegaraBiasImage",
+        frames=biases,
+        master_bias=None,
+        workdir=folder / "work",
+    )
+    return Files(biases, darks, bias.product)
+
+
+def _hdus(path: Path) -> dict[str, np.ndarray[Any, Any]]:
+    with fits.open(path) as hdul:
+        names = [h.name for h in hdul]
+        return {n: np.array(hdul[n].data) for n in HDUS if n in names}
+
+
+def _assert_same_products(a: Path, b: Path) -> None:
+    ours, theirs = _hdus(a), _hdus(b)
+    assert set(ours) == set(theirs)
+    for name in ours:
+        assert np.array_equal(ours[name], theirs[name], equal_nan=True), name
+    qa = [json.loads((p.parent / "result.json").read_text())["qc"] for p in (a, b)]
+    assert qa[0] == qa[1]
+    tasks = [json.loads((p.parent / "task.json").read_text()) for p in (a, b)]
+    assert tasks[0]["qa"] == tasks[1]["qa"]
+    assert tasks[0]["qc"] == tasks[1]["qc"]
+
+
+@pytest.mark.parametrize("mode", ["MegaraDarkImage", "MegaraBiasImage"])
+def test_streaming_products_equal_reduce_block(
+    files: Files, tmp_path: Path, mode: str
+) -> None:
+    dark = mode == "MegaraDarkImage"
+    frames = files.darks if dark else files.biases
+    bias = files.master_bias if dark else None
+    whole = reduce_block(
+        block_id="x", mode=mode, frames=frames, master_bias=bias, workdir=tmp_path / "a"
+    )
+    with StreamingReduction(
+        block_id="x",
+        mode=mode,
+        nframes=len(frames) - 1,  # one frame more than planned: grows
+        master_bias=bias,
+        workdir=tmp_path / "b",
+    ) as stream:
+        for path in frames:
+            stream.add(path)
+        result = stream.finish()
+    assert result.n_used == whole.n_used == 3  # the invalid dark is excluded
+    assert [e.name for e in result.excluded] == [e.name for e in whole.excluded]
+    assert result.qa == whole.qa
+    assert result.reasons == whole.reasons
+    assert result.folder == tmp_path / "b" / "obsidx_results"
+    _assert_same_products(result.product, whole.product)
+    leftovers = [p.name for p in result.folder.iterdir()]
+    assert sorted(leftovers) == sorted(p.name for p in whole.folder.iterdir())
+
+
+def test_add_names_the_bad_file(files: Files, tmp_path: Path) -> None:
+    bad = tmp_path / "truncated.fits"
+    bad.write_bytes(files.darks[0].read_bytes()[:100_000])
+    with StreamingReduction(
+        block_id="x",
+        mode="MegaraDarkImage",
+        nframes=2,
+        master_bias=files.master_bias,
+        workdir=tmp_path,
+    ) as stream:
+        with pytest.raises(InputError, match=r"truncated\.fits"):
+            stream.add(bad)
+        with pytest.raises(InputError, match="OBSMODE"):
+            stream.add(files.biases[0])
+        stream.add(files.darks[0])
+        assert stream.n_added == 1
+
+
+def test_too_few_frames_and_bad_mode(files: Files, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="mode 'Dark'"):
+        StreamingReduction(
+            block_id="x", mode="Dark", nframes=1, master_bias=None, workdir=tmp_path
+        )
+    with StreamingReduction(
+        block_id="x",
+        mode="MegaraDarkImage",
+        nframes=3,
+        master_bias=files.master_bias,
+        workdir=tmp_path,
+        options=Options(min_frames=2),
+    ) as stream:
+        stream.add(files.darks[0])
+        stream.add(files.darks[-1])  # invalid: excluded
+        with pytest.raises(InputError, match="fewer than the minimum 2"):
+            stream.finish()
