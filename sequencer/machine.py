@@ -121,6 +121,7 @@ class FrameRecord:
     after: Interlock | None = None
     cover_worst: str = ""
     readout: Readout | None = None
+    cover_close_s: float | None = None  # device seconds the block's close took
 
     @property
     def problems(self) -> list[str]:
@@ -244,6 +245,7 @@ class DarkSequence:
         self.outcome = Outcome(valid_frames=valid_so_far)
         self.abort_requested = False
         self.current: FrameRecord | None = None
+        self.cover_close_s: float | None = None
         self.machine = Machine(
             model=self,
             states=STATES,
@@ -295,6 +297,7 @@ class DarkSequence:
         log.info("%s: closing the cover and the shutter", self.block.id)
         self.devices.ccd.check_temperature()
         self.devices.ccd.close_shutter()
+        closing_since = self.pacing.clock()
         self.devices.cover.close()
         wait_for_cover(
             self.devices.cover,
@@ -304,6 +307,11 @@ class DarkSequence:
             urls=self.devices.cover_urls,
             sleep=self._wait,
         )
+        # Wall time scaled to device seconds (polling latency included), for
+        # the engineering verification's cover close time.
+        self.cover_close_s = (
+            self.pacing.clock() - closing_since
+        ) * self.pacing.time_scale
         now = self.interlock()
         if not now.closed:
             raise DeviceError(
@@ -327,6 +335,7 @@ class DarkSequence:
             date_obs=datetime.now(UTC),
             darktime_s=self.block.exptime,
             before=before,
+            cover_close_s=self.cover_close_s,
         )
         self.current = record
         log.info(

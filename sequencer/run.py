@@ -134,6 +134,15 @@ class RunSink:
             file=path.name,
             valid=valid,
             reason=reason,
+            cover_before=meta.cover_before,
+            cover_after=meta.cover_after,
+            cover_worst=meta.cover_worst,
+            shutter_before=meta.shutter_before,
+            shutter_after=meta.shutter_after,
+            shutter_max=meta.shutter_max,
+            cover_close_s=record.cover_close_s,
+            ccd_temp_start_k=meta.ccd_temp_start_k,
+            ccd_temp_end_k=meta.ccd_temp_end_k,
         )
         (self.result.frames if valid else self.result.invalid).append(path)
         log.info(
