@@ -8,18 +8,26 @@ non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drivers.errors import ConfigError, MegaraDarkError
 from reduce.cli import reduce_command
 from sequencer import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sequencer.blocks import ObservingBlock
+    from sequencer.run import BlockResult, Run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
@@ -76,6 +84,13 @@ def diagram(fmt: str) -> None:
 )
 @click.option("--resume", is_flag=True, help="Finish a run that was interrupted.")
 @click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print progress on stdout as JSON lines (one event per line) instead of "
+    "the live display; the summary goes to stderr.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -86,21 +101,28 @@ def run(
     config: Path | None,
     workdir: Path | None,
     resume: bool,
+    as_json: bool,
     log_level: str,
 ) -> None:
-    """Run the observing BLOCKS (YAML) and reduce them: the Dark mode end to end."""
+    """Run the observing BLOCKS (YAML) and reduce them: the Dark mode end to end.
+
+    On a terminal a live display shows the block, frame k/N, the exposure
+    countdown and the readout; with --json the same news is printed as JSON
+    lines; otherwise only the log (stderr) and the summary (stdout).
+    """
     from sequencer.blocks import load_blocks  # noqa: PLC0415
     from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.progress import (  # noqa: PLC0415
+        EventSink,
+        JsonLines,
+        LiveDisplay,
+        Reporter,
+        Silent,
+    )
     from sequencer.run import Run  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # transitions narrates every callback at INFO; our own log says what matters.
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    console = _terminal_console() if not as_json else None
+    _setup_logging(log_level, console)
     if workdir is None:
         if resume:
             raise click.UsageError("--resume needs the --workdir of the run to finish")
@@ -108,28 +130,113 @@ def run(
         workdir = Path("megara-dark-runs") / stamp
     plan = load_blocks(blocks)
     instrument = load_config(config)
-    the_run = Run(plan, instrument, workdir, resume=resume)
+    display = LiveDisplay(console) if console is not None else None
+    sink: EventSink = JsonLines(sys.stdout) if as_json else display or Silent()
+    reporter = Reporter(sink)
+    the_run = Run(plan, instrument, workdir, resume=resume, reporter=reporter)
     signal.signal(signal.SIGINT, the_run.request_abort)
     signal.signal(signal.SIGTERM, the_run.request_abort)
-    results = the_run.execute()
+    with display if display is not None else contextlib.nullcontext():
+        results = the_run.execute()
+    status, lines = _summary(results, plan, the_run)
+    for line in lines:
+        click.echo(line, err=as_json)
+    click.echo(f"run folder: {workdir}", err=as_json)
+    reporter.emit(
+        "run_done",
+        status="aborted" if status > EXIT_USAGE else "ok" if not status else "failed",
+        exit=status,
+        workdir=str(workdir),
+        blocks=[_block_json(r) for r in results],
+    )
+    if status > EXIT_USAGE:
+        click.echo(_stopped_line(the_run, results, blocks, workdir), err=True)
+    raise SystemExit(status)
+
+
+def _terminal_console() -> Console | None:
+    """A rich console for the live display, when stdout is a terminal."""
+    if not sys.stdout.isatty():
+        return None
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console()
+
+
+def _setup_logging(level: str, console: Console | None) -> None:
+    """Log on stderr; above the live display when both share the terminal."""
+    handler: logging.Handler
+    if console is not None and sys.stderr.isatty():
+        from rich.logging import RichHandler  # noqa: PLC0415
+
+        handler = RichHandler(console=console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="%H:%M:%S"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"
+            )
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    # transitions narrates every callback at INFO; our own log says what matters.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+def _summary(
+    results: list[BlockResult], plan: list[ObservingBlock], the_run: Run
+) -> tuple[int, list[str]]:
+    """The exit status and one line per block that ran."""
     status = EXIT_OK
+    lines = []
     for result in results:
         outcome = result.outcome
         if outcome.error is not None:
             verdict, status = f"FAULT: {outcome.error}", EXIT_FAILED
         elif outcome.aborted:
-            verdict, status = "ABORTED", EXIT_ABORTED
+            verdict = "ABORTED"
+            status = 128 + (the_run.stop_signal or signal.SIGINT)
         else:
             verdict = f"QA {result.qa}" if result.qa else "done"
-        click.echo(
+        lines.append(
             f"{result.block.id}: {outcome.valid_frames}/{result.block.nframes} valid "
             f"frames, {outcome.retaken} retaken; {verdict}"
             + (f"; products in {result.products}" if result.products else "")
         )
     if status == EXIT_OK and len(results) < len(plan):
         status = EXIT_FAILED
-    click.echo(f"run folder: {workdir}")
-    raise SystemExit(status)
+    return status, lines
+
+
+def _block_json(result: BlockResult) -> dict[str, Any]:
+    outcome = result.outcome
+    return {
+        "block": result.block.id,
+        "valid": outcome.valid_frames,
+        "nframes": result.block.nframes,
+        "retaken": outcome.retaken,
+        "invalid_files": [p.name for p in result.invalid],
+        "aborted": outcome.aborted,
+        "fault": str(outcome.error) if outcome.error is not None else None,
+        "qa": result.qa,
+        "products": str(result.products) if result.products else None,
+    }
+
+
+def _stopped_line(
+    the_run: Run, results: list[BlockResult], blocks: Path, workdir: Path
+) -> str:
+    """The one-line summary of a run stopped by a signal."""
+    last = results[-1]
+    kept = sum(len(r.frames) + len(r.invalid) for r in results)
+    safe = last.outcome.safe_state or "not read back"
+    return (
+        f"megara-dark: stopped by {the_run.stop_reason or 'request'} in block "
+        f"{last.block.id} at {last.outcome.valid_frames}/{last.block.nframes} valid "
+        f"frames; exposure aborted, read back {safe}; {kept} frame(s) kept in "
+        f"{workdir / 'data'}; finish with: megara-dark run {blocks} "
+        f"--workdir {workdir} --resume"
+    )
 
 
 cli.add_command(reduce_command)

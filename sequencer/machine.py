@@ -34,6 +34,7 @@ from drivers.motion import wait_for_cover
 from drivers.protocol import ccd as proto_ccd
 from sequencer.blocks import ObservingBlock
 from sequencer.config import RunSettings
+from sequencer.progress import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,9 @@ class FrameRecord:
 class FrameSink(Protocol):
     """Writes frames and hands them to the reduction (supplied by the run)."""
 
-    def write(self, record: FrameRecord, valid: bool, reason: str) -> None: ...
+    def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
+        """Write the frame; return its file name."""
+        ...
 
     def reduce(self) -> None: ...
 
@@ -192,6 +195,7 @@ class Outcome:
     error: MegaraDarkError | None = None
     aborted: bool = False
     invalid_reasons: list[str] = field(default_factory=list)
+    safe_state: str = ""  # cover and shutter read back after an abort
 
 
 class DarkSequence:
@@ -211,6 +215,8 @@ class DarkSequence:
         Attempts already made for this block (when resuming a killed run).
     valid_so_far
         Valid frames already written for this block (when resuming).
+    reporter
+        Where progress events go (none: nowhere).
     """
 
     # Bound by the Machine from TRANSITIONS (annotations only, for mypy).
@@ -236,6 +242,7 @@ class DarkSequence:
         *,
         first_attempt: int = 0,
         valid_so_far: int = 0,
+        reporter: Reporter | None = None,
     ) -> None:
         self.devices = devices
         self.block = block
@@ -244,6 +251,8 @@ class DarkSequence:
         self.attempt = first_attempt
         self.outcome = Outcome(valid_frames=valid_so_far)
         self.abort_requested = False
+        self.abort_reason = "stop requested"
+        self.report = reporter if reporter is not None else Reporter()
         self.current: FrameRecord | None = None
         self.cover_close_s: float | None = None
         self.machine = Machine(
@@ -273,7 +282,10 @@ class DarkSequence:
 
     def check_abort(self) -> None:
         if self.abort_requested:
-            raise AbortRequested(f"{self.block.id}: stopped at the operator's request")
+            raise AbortRequested(
+                f"{self.block.id}: stopped at the operator's request "
+                f"({self.abort_reason})"
+            )
 
     def interlock(self) -> Interlock:
         """Read the cover halves and the shutter back from the hardware now."""
@@ -294,6 +306,7 @@ class DarkSequence:
 
     def prepare(self, event: EventData) -> None:
         """Close both cover halves and the shutter; verify all three."""
+        self.check_abort()
         log.info("%s: closing the cover and the shutter", self.block.id)
         self.devices.ccd.check_temperature()
         self.devices.ccd.close_shutter()
@@ -346,7 +359,16 @@ class DarkSequence:
             record.attempt,
             self.block.exptime,
         )
+        self.report.emit(
+            "frame_started",
+            block=self.block.id,
+            frame=record.index,
+            nframes=self.block.nframes,
+            attempt=record.attempt,
+            exptime_s=self.block.exptime,
+        )
         self.devices.ccd.expose(self.block.exptime, dark=True)
+        self._exposure_progress(0.0, edge=True)
         start = self.pacing.clock()
         limit = (
             self.pacing.wall(self.block.exptime) + self.pacing.settings.timeout_margin_s
@@ -357,6 +379,7 @@ class DarkSequence:
             status = self.devices.ccd.status()
             if status.state is not proto_ccd.ControllerState.EXPOSING:
                 break
+            self._exposure_progress(status.elapsed_s)
             if self.pacing.clock() >= next_cover:
                 cover = self.devices.cover.status()
                 if not cover.fully_closed:
@@ -378,21 +401,49 @@ class DarkSequence:
                 f"ccd: controller on {self.devices.ccd.url} went to ERROR during the "
                 "exposure; expected READING; send CLEAR and check its log"
             )
+        self._exposure_progress(self.block.exptime, edge=True)
         record.after = self.interlock()
         record.cover_worst = worst
         record.darktime_s = max(self.block.exptime, status.elapsed_s)
         self.exposed()
 
+    def _exposure_progress(self, elapsed_s: float, *, edge: bool = False) -> None:
+        record = self.current
+        assert record is not None
+        elapsed_s = min(max(elapsed_s, 0.0), self.block.exptime)
+        self.report.progress(
+            "exposure",
+            edge=edge,
+            block=self.block.id,
+            frame=record.index,
+            elapsed_s=round(elapsed_s, 3),
+            exptime_s=self.block.exptime,
+            remaining_s=round(self.block.exptime - elapsed_s, 3),
+        )
+
+    def _readout_progress(self, percent: float, *, edge: bool = False) -> None:
+        """The controller's readout into its memory (an estimate from the time)."""
+        record = self.current
+        assert record is not None
+        self.report.progress(
+            "readout",
+            edge=edge,
+            block=self.block.id,
+            frame=record.index,
+            phase="ccd",
+            percent=round(percent, 1),
+        )
+
     def read_frame(self, event: EventData) -> None:
         """Wait for the controller's readout into memory, then transfer the frame."""
         start = self.pacing.clock()
-        limit = (
-            self.pacing.wall(self.pacing.settings.readout_s) * 3
-            + self.pacing.settings.timeout_margin_s
-        )
+        expected = max(self.pacing.wall(self.pacing.settings.readout_s), 1e-9)
+        limit = expected * 3 + self.pacing.settings.timeout_margin_s
+        self._readout_progress(0.0, edge=True)
         while True:
             status = self.devices.ccd.status()
             if status.state is proto_ccd.ControllerState.READY:
+                self._readout_progress(100.0, edge=True)
                 break
             if status.state is not proto_ccd.ControllerState.READING:
                 raise DeviceError(
@@ -405,9 +456,17 @@ class DarkSequence:
                     f"ccd: readout not finished after {limit:.0f} s on "
                     f"{self.devices.ccd.url}; the controller may be hung"
                 )
+            self._readout_progress(
+                min(99.0, 100.0 * (self.pacing.clock() - start) / expected)
+            )
             self._wait(self.pacing.poll_s)
-        assert self.current is not None
-        self.current.readout = self.devices.ccd.read_frame()
+        record = self.current
+        assert record is not None
+        record.readout = self.devices.ccd.read_frame(
+            self.report.readout_callback(self.block.id, record.index)
+            if self.report.active
+            else None
+        )
         self.read_out()
 
     def write_frame(self, event: EventData) -> None:
@@ -417,7 +476,15 @@ class DarkSequence:
         problems = record.problems
         valid = not problems
         reason = "; ".join(problems)
-        self.sink.write(record, valid, reason)
+        name = self.sink.write(record, valid, reason)
+        self.report.emit(
+            "frame_written" if valid else "frame_invalid",
+            block=self.block.id,
+            frame=record.index,
+            attempt=record.attempt,
+            file=name,
+            **({} if valid else {"reason": reason}),
+        )
         self.devices.ccd.clear()
         if valid:
             self.outcome.valid_frames += 1
@@ -437,6 +504,13 @@ class DarkSequence:
                     f"{self.pacing.settings.retake_limit}; the instrument is not dark: "
                     "check the cover and the shutter"
                 )
+            self.report.emit(
+                "frame_retaken",
+                block=self.block.id,
+                frame=record.index,
+                attempt=record.attempt + 1,
+                retaken=self.outcome.retaken,
+            )
             if not record.before.closed or (record.after and not record.after.closed):
                 self._reclose()
         self.written()
@@ -469,6 +543,20 @@ class DarkSequence:
     def make_safe_after_abort(self, event: EventData) -> None:
         self.outcome.aborted = True
         self._make_safe()
+        try:
+            now = self.interlock()
+            self.outcome.safe_state = f"{now.cover}, shutter {now.shutter}"
+            log.warning(
+                "%s: stopped; read back %s", self.block.id, self.outcome.safe_state
+            )
+        except MegaraDarkError as err:
+            log.error("%s: reading back after the abort: %s", self.block.id, err)
+        self.report.emit(
+            "aborted",
+            block=self.block.id,
+            signal=self.abort_reason,
+            read_back=self.outcome.safe_state,
+        )
         self.aborted()
 
     def make_safe_after_fault(self, event: EventData) -> None:
@@ -496,6 +584,9 @@ class DarkSequence:
             log.exception("%s: unexpected failure", self.block.id, exc_info=event.error)
         self.outcome.error = error
         log.error("%s", error)
+        self.report.emit(
+            "fault", block=self.block.id, state=state.name, message=str(error)
+        )
         if state in BUSY or state is Step.ABORTING:
             self.fail()
 

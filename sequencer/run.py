@@ -10,6 +10,12 @@ Layout of a run's work folder::
 
 A killed run started again with ``--resume`` reads the journal, adopts or
 discards what the crash left, and carries on at the next frame.
+
+The reduction is online: each frame, once written, goes to a
+:class:`reduce.pipeline.StreamingReduction` on a worker thread, which checks
+and preprocesses it while the next frame integrates; after the last frame only
+the combination is left. On ``--resume`` the frames already on disk are fed
+first.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,8 +42,12 @@ from sequencer.blocks import Mode, ObservingBlock
 from sequencer.config import InstrumentConfig
 from sequencer.journal import Journal, replay, resume_block
 from sequencer.machine import DarkSequence, Devices, FrameRecord, Outcome, Pacing, Step
+from sequencer.progress import Reporter
 from sequencer.rawfits import FrameMeta, file_name, write_raw_frame
 from sequencer.simlaunch import SimulatorProcess, start_simulators
+
+if TYPE_CHECKING:
+    from reduce.pipeline import StreamingReduction
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +98,77 @@ def devices_for(config: InstrumentConfig) -> Iterator[tuple[Devices, bool]]:
 
 
 class RunSink:
-    """Writes a block's frames and journals them; reduces the block at its end."""
+    """Writes a block's frames, journals them and streams them to the reduction.
+
+    Each frame written is handed to the block's streaming reduction on one
+    worker thread (it reads the file back while the next frame integrates);
+    :meth:`reduce` waits for the frames still in hand and finishes. Use as a
+    context manager, so that the worker is stopped whatever happens.
+    """
 
     def __init__(self, run: Run, block: ObservingBlock, result: BlockResult) -> None:
         self.run = run
         self.block = block
         self.result = result
         self.block_uuid = str(uuid.uuid5(run.run_uuid, block.id))
+        self._reduction: StreamingReduction | None = None
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"reduce-{block.id}"
+        )
+        self._pending: list[tuple[Path, Future[None]]] = []
 
-    def write(self, record: FrameRecord, valid: bool, reason: str) -> None:
+    def __enter__(self) -> RunSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (a frame in hand is finished first) and release."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._reduction is not None:
+            self._reduction.close()
+
+    def _streaming(self) -> StreamingReduction:
+        if self._reduction is None:
+            from reduce.pipeline import StreamingReduction  # noqa: PLC0415 - heavy
+
+            block = self.block
+            try:
+                self._reduction = StreamingReduction(
+                    block_id=block.id,
+                    mode=block.mode.value,
+                    nframes=block.nframes,
+                    master_bias=self.run.bias_for(block)
+                    if block.mode is Mode.DARK
+                    else None,
+                    workdir=self.run.workdir,
+                )
+            except Exception as err:  # the reduction has its own error hierarchy
+                raise SequenceError(
+                    f"{block.id}: cannot start the reduction: {err}"
+                ) from err
+        return self._reduction
+
+    def feed(self, path: Path) -> None:
+        """Hand one written frame (valid or not) to the reduction's worker."""
+        self._check_failed()
+        reduction = self._streaming()
+        self._pending.append((path, self._worker.submit(reduction.add, path)))
+
+    def _check_failed(self, *, wait: bool = False) -> None:
+        """Raise the first failure of the frames handed over (all, with wait)."""
+        for path, future in self._pending:
+            if not (wait or future.done()):
+                continue
+            err = future.exception()
+            if err is not None:
+                raise SequenceError(
+                    f"{self.block.id}: reduction of {path.name} failed: {err}"
+                ) from err
+        self._pending = [(p, f) for p, f in self._pending if not f.done()]
+
+    def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
         readout = record.readout
         assert readout is not None
         assert record.after is not None
@@ -148,9 +221,21 @@ class RunSink:
         log.info(
             "%s: wrote %s%s", self.block.id, path.name, "" if valid else " (INVALID)"
         )
+        self.feed(path)
+        return path.name
 
     def reduce(self) -> None:
-        self.run.reduce_block(self.block, self.result)
+        """Wait for the frames in hand, combine them and write the products."""
+        self._check_failed(wait=True)
+        self.run.current_result = self.result
+        self.run.write_reduction_blocks()
+        try:
+            product = self._streaming().finish()
+        except MegaraDarkError:
+            raise
+        except Exception as err:  # the reduction has its own error hierarchy
+            raise SequenceError(f"{self.block.id}: reduction failed: {err}") from err
+        self.run.reduction_done(self.block, self.result, product)
 
 
 class Run:
@@ -163,8 +248,12 @@ class Run:
         workdir: Path,
         *,
         resume: bool = False,
+        reporter: Reporter | None = None,
     ) -> None:
         self.blocks = blocks
+        self.report = reporter if reporter is not None else Reporter()
+        self.stop_signal: int | None = None  # the signal that asked us to stop
+        self.stop_reason: str | None = None  # its name
         self.config = config
         self.workdir = workdir
         self.datadir = workdir / "data"
@@ -186,8 +275,13 @@ class Run:
         self.state = replay(self.journal.records()) if resume else None
 
     def request_abort(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("%s received: stopping safely", signal.Signals(signum).name)
+        """Signal handler: stop safely at the next check (the exit status says why)."""
+        name = signal.Signals(signum).name
+        log.warning("%s received: stopping safely", name)
+        self.stop_signal = signum
+        self.stop_reason = name
         if self.current is not None:
+            self.current.abort_reason = name
             self.current.abort_requested = True
 
     def execute(self) -> list[BlockResult]:
@@ -198,6 +292,12 @@ class Run:
             blocks=[b.id for b in self.blocks],
         )
         self.write_reduction_blocks()
+        self.report.emit(
+            "run_started",
+            workdir=str(self.workdir),
+            blocks=[b.id for b in self.blocks],
+            resume=self.state is not None,
+        )
         with devices_for(self.config) as (devices, _):
             for block in self.blocks:
                 result = self.run_block(devices, block)
@@ -235,6 +335,13 @@ class Run:
                     first_attempt + 1,
                 )
         self.journal.append("block_started", block=block.id)
+        self.report.emit(
+            "block_started",
+            block=block.id,
+            mode=block.mode.value,
+            nframes=block.nframes,
+            exptime_s=block.exptime,
+        )
         pacing = Pacing(
             self.config.run,
             time_scale=self.config.time_scale,
@@ -242,24 +349,51 @@ class Run:
                 "x", "left"
             ).motion_timeout_s,
         )
-        sink = RunSink(self, block, result)
-        sequence = DarkSequence(
-            devices,
-            block,
-            sink,
-            pacing,
-            first_attempt=first_attempt,
-            valid_so_far=len(result.frames),
-        )
-        sequence.outcome.retaken = result.outcome.retaken
-        self.current = sequence
-        try:
-            result.outcome = sequence.run()
-        finally:
-            self.current = None
-        if sequence.state is Step.DONE:
+        with RunSink(self, block, result) as sink:
+            sequence = DarkSequence(
+                devices,
+                block,
+                sink,
+                pacing,
+                first_attempt=first_attempt,
+                valid_so_far=len(result.frames),
+                reporter=self.report,
+            )
+            sequence.outcome.retaken = result.outcome.retaken
+            if self.stop_reason is not None:  # a signal between two blocks
+                sequence.abort_reason = self.stop_reason
+                sequence.abort_requested = True
+            self.current = sequence
+            try:
+                # Frames a killed run left on disk go to the reduction first.
+                for path in sorted(result.frames + result.invalid):
+                    sink.feed(path)
+                if len(result.frames) >= block.nframes:
+                    # Every frame was taken before the crash: reduce only.
+                    sink.reduce()
+                    result.outcome = sequence.outcome
+                    done = True
+                else:
+                    result.outcome = sequence.run()
+                    done = sequence.state is Step.DONE
+            except MegaraDarkError as err:
+                done = False
+                result.outcome = sequence.outcome
+                result.outcome.error = err
+                self.report.emit(
+                    "fault", block=block.id, state="IDLE", message=str(err)
+                )
+            finally:
+                self.current = None
+        if done:
             self.journal.append(
                 "block_done", block=block.id, retaken=result.outcome.retaken
+            )
+            self.report.emit(
+                "block_done",
+                block=block.id,
+                valid=result.outcome.valid_frames,
+                retaken=result.outcome.retaken,
             )
         elif result.outcome.error is not None:
             self.journal.append(
@@ -302,24 +436,19 @@ class Run:
         os.replace(partial, path)
         return path
 
-    def reduce_block(self, block: ObservingBlock, result: BlockResult) -> None:
-        from reduce.pipeline import reduce_block  # noqa: PLC0415 - heavy, on demand
-
-        self.current_result = result
-        self.write_reduction_blocks()
-        bias = self.bias_for(block) if block.mode is Mode.DARK else None
-        try:
-            product = reduce_block(
-                block_id=block.id,
-                mode=block.mode.value,
-                frames=result.frames + result.invalid,
-                master_bias=bias,
-                workdir=self.workdir,
-            )
-        except MegaraDarkError:
-            raise
-        except Exception as err:  # the reduction has its own error hierarchy
-            raise SequenceError(f"{block.id}: reduction failed: {err}") from err
+    def reduction_done(
+        self, block: ObservingBlock, result: BlockResult, product: Any
+    ) -> None:
+        """Record a block's reduction (``product``: a reduce.pipeline.Result)."""
         result.products = product.folder
         result.qa = product.qa
         self.journal.append("reduction_done", block=block.id, qa=product.qa)
+        self.report.emit(
+            "reduction_done",
+            block=block.id,
+            qa=product.qa,
+            folder=str(product.folder),
+            product=str(product.product),
+            reasons=list(product.reasons),
+            used=product.n_used,
+        )

@@ -3,6 +3,13 @@
 The sequencer never imports the simulators: it runs ``python -m simulators``
 (the same program as ``megara-dark simulate``) as a child process, reads the
 JSON lines it prints when ready, and stops it with SIGTERM at the end.
+
+The simulators never outlive the program that started them, even one killed
+with SIGKILL: the child gets ``--watch-fd FD``, the read end of a pipe whose
+write end only this process holds; when this process dies the kernel closes
+it and the simulators see end of file and stop (see
+:mod:`simulators.launcher`). Their stderr is drained by a thread, so that a
+chatty simulator can never block on a full pipe.
 """
 
 from __future__ import annotations
@@ -14,16 +21,38 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from drivers.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
+#: Bytes of the simulators' stderr kept (the tail; enough for any error).
+STDERR_KEEP = 64 * 1024
+
+
+class _Drain:
+    """Reads a pipe to its end in a thread, keeping the last bytes."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self.pipe = pipe
+        self.tail = b""
+        self.thread = threading.Thread(target=self._run, name="sim-stderr", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        fd = self.pipe.fileno()
+        while chunk := os.read(fd, 65536):
+            self.tail = (self.tail + chunk)[-STDERR_KEEP:]
+
+    def text(self, timeout_s: float = 5.0) -> str:
+        self.thread.join(timeout_s)
+        return self.tail.decode(errors="replace")
 
 
 @dataclass
@@ -34,6 +63,8 @@ class SimulatorProcess:
     urls: dict[str, str] = field(default_factory=dict)
     control: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    lifeline: int | None = None  # write end of the pipe the simulators watch
+    drain: _Drain | None = None
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
         """Signal the simulators and wait for their exit status."""
@@ -49,17 +80,28 @@ class SimulatorProcess:
 
     def close(self) -> None:
         """Stop the simulators if still running and release the pipes."""
-        if self.proc.poll() is None:
-            self.stop()
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        try:
+            if self.proc.poll() is None:
+                self.stop()
+        finally:
+            if self.lifeline is not None:
+                os.close(self.lifeline)
+                self.lifeline = None
+            if self.drain is not None:
+                self.drain.text()
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def stderr_text(self) -> str:
-        """What the simulators wrote on stderr (after they exited)."""
-        if self.proc.stderr is None:
+        """What the simulators wrote on stderr (its tail, after they exited)."""
+        if self.drain is None:
             return ""
-        return self.proc.stderr.read().decode(errors="replace")
+        return self.drain.text()
 
     def __enter__(self) -> SimulatorProcess:
         return self
@@ -79,8 +121,12 @@ def start_simulators(
     command: Sequence[str] | None = None,
     ready_timeout_s: float = READY_TIMEOUT_S,
     stderr_to_pipe: bool = True,
+    tied: bool = True,
 ) -> SimulatorProcess:
     """Start the simulators with ``args``; return once they announced their URLs.
+
+    With ``tied`` (the default) the simulators stop when this process dies,
+    however it dies.
 
     Raises
     ------
@@ -88,17 +134,34 @@ def start_simulators(
         The simulators exited or said nothing within ``ready_timeout_s``.
     """
     argv = [*(command or default_command()), *args]
+    lifeline: int | None = None
+    pass_fds: tuple[int, ...] = ()
+    if tied:
+        watched, lifeline = os.pipe()  # both close-on-exec; only `watched` passed
+        argv += ["--watch-fd", str(watched)]
+        pass_fds = (watched,)
     log.info("starting simulators: %s", " ".join(argv))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if stderr_to_pipe else None,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,  # a Ctrl-C at the terminal goes to us, not them
-    )
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr_to_pipe else None,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # a Ctrl-C at the terminal goes to us, not them
+            pass_fds=pass_fds,
+        )
+    except BaseException:
+        if lifeline is not None:
+            os.close(lifeline)
+        raise
+    finally:
+        for fd in pass_fds:
+            os.close(fd)  # the child holds its copy; ours would keep the pipe open
     assert proc.stdout is not None
-    sim = SimulatorProcess(proc)
+    sim = SimulatorProcess(proc, lifeline=lifeline)
+    if proc.stderr is not None:
+        sim.drain = _Drain(proc.stderr)
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + ready_timeout_s
@@ -132,5 +195,5 @@ def start_simulators(
         sim.close()
         why = stderr[-1] if stderr else "no output"
         raise DeviceError(f"the simulators did not start: {why}")
-    log.info("simulators ready: %s", sim.urls)
+    log.info("simulators ready (pid %d): %s", proc.pid, sim.urls)
     return sim

@@ -9,11 +9,18 @@ prints one JSON line per device once all are ready::
     {"device": "cover_right", "url": "/dev/pts/7", "transport": "pty"}
     {"control": "socket://127.0.0.1:40123", "pid": 4242, "time_scale": 1.0, "seed": 1}
 
-It then serves until SIGINT or SIGTERM and exits 0.
+It then serves until SIGINT or SIGTERM and exits 0. A parent program that
+starts it (``megara-dark run``) passes ``--watch-fd FD``, the read end of a pipe
+whose write end only the parent holds: when the parent dies, even by SIGKILL,
+the kernel closes that end, the read returns end-of-file and the simulators
+stop. On Linux the process also asks for SIGTERM when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``); the pipe is the portable path and covers a
+parent that died before that request was made.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -58,6 +65,7 @@ class SimulatorSettings:
     ambient_light_e_per_s: float = 20.0
     ports: tuple[int, int, int] = (0, 0, 0)
     control_port: int = 0
+    first_frame: int = 0  # the CCD's frame counter at start (a resumed run)
 
     def __post_init__(self) -> None:
         checks = {
@@ -102,6 +110,7 @@ class SimulatorSet:
             block_size=settings.block_size,
             temperature_k=settings.ccd_temperature_k,
             light_at_shutter=self._light_at_shutter,
+            first_frame=settings.first_frame,
         )
         models: list[DeviceModel] = [
             self.ccd,
@@ -165,8 +174,48 @@ class SimulatorSet:
         return lines
 
 
-def serve(settings: SimulatorSettings, faults: FaultBook) -> None:
-    """Run the simulators until SIGINT or SIGTERM."""
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def ask_for_signal_on_parent_death(sig: int = signal.SIGTERM) -> bool:
+    """Linux: have the kernel send ``sig`` when the parent process dies.
+
+    Returns False where the call is not available (other systems, no libc);
+    the watched pipe (:func:`watch_parent`) still covers those.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def watch_parent(fd: int, stop: threading.Event) -> threading.Thread:
+    """Set ``stop`` when ``fd`` (the parent's pipe) reaches end of file."""
+
+    def watch() -> None:
+        try:
+            while os.read(fd, 512):
+                pass  # the parent never writes; anything read is ignored
+        except OSError as err:
+            log.warning("parent pipe fd %d: %s; stopping", fd, err)
+        else:
+            log.warning("parent process gone (pipe fd %d closed): stopping", fd)
+        finally:
+            os.close(fd)
+        stop.set()
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve(
+    settings: SimulatorSettings, faults: FaultBook, *, watch_fd: int | None = None
+) -> None:
+    """Run the simulators until SIGINT, SIGTERM or end of file on ``watch_fd``."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -175,6 +224,9 @@ def serve(settings: SimulatorSettings, faults: FaultBook) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if watch_fd is not None:
+        ask_for_signal_on_parent_death()
+        watch_parent(watch_fd, stop)
     sims = SimulatorSet(settings, faults)
     sims.start()
     try:
@@ -256,6 +308,21 @@ def serve(settings: SimulatorSettings, faults: FaultBook) -> None:
 )
 @click.option("--control-port", type=int, default=0, help="Control TCP port (0: any).")
 @click.option(
+    "--first-frame",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="CCD frame counter at start: the first exposure is frame N+1, with the "
+    "pixels frame N+1 always has for this seed (a resumed run continues here).",
+)
+@click.option(
+    "--watch-fd",
+    type=int,
+    default=None,
+    help="Stop when this inherited file descriptor (the read end of the parent's "
+    "pipe) reaches end of file, i.e. when the parent program dies.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="WARNING",
@@ -275,6 +342,8 @@ def simulate(
     ambient_light: float,
     ports: tuple[int, int, int],
     control_port: int,
+    first_frame: int,
+    watch_fd: int | None,
     log_level: str,
 ) -> None:
     """Emulate MEGARA's CCD controller and focal-plane cover halves."""
@@ -295,9 +364,17 @@ def simulate(
         ambient_light_e_per_s=ambient_light,
         ports=ports,
         control_port=control_port,
+        first_frame=first_frame,
     )
     faults = FaultBook(load_scenario(scenario) if scenario is not None else ())
-    serve(settings, faults)
+    if watch_fd is not None:
+        try:
+            os.fstat(watch_fd)
+        except OSError as err:
+            raise ConfigError(
+                f"--watch-fd {watch_fd}: not an open file descriptor ({err.strerror})"
+            ) from None
+    serve(settings, faults, watch_fd=watch_fd)
 
 
 def main(argv: list[str] | None = None) -> int:

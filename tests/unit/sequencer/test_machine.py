@@ -24,6 +24,7 @@ from sequencer.machine import (
     Pacing,
     Step,
 )
+from sequencer.progress import Reporter
 
 CLOSED = pv.Status(pv.Motor.STOPPED, pv.Light.OFF, pv.CoverState.CLOSED)
 OPEN = pv.Status(pv.Motor.STOPPED, pv.Light.OFF, pv.CoverState.OPEN)
@@ -110,8 +111,9 @@ class Sink:
         self.frames: list[tuple[int, bool, str]] = []
         self.reduced = 0
 
-    def write(self, record: FrameRecord, valid: bool, reason: str) -> None:
+    def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
         self.frames.append((record.attempt, valid, reason))
+        return f"frame_{record.attempt:04d}.fits"
 
     def reduce(self) -> None:
         self.reduced += 1
@@ -272,3 +274,94 @@ def test_reset_needs_the_hardware_safe() -> None:
     seq.devices.ccd.shutter_state = pc.ShutterState.CLOSED  # type: ignore[attr-defined]
     seq.reset()
     assert seq.state is Step.IDLE
+
+
+# -- progress events -------------------------------------------------------------
+
+
+class Events:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def handle(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def news(self) -> list[tuple[str, int]]:
+        """(event, frame) for everything but the progress events."""
+        return [
+            (e["event"], e.get("frame", 0))
+            for e in self.events
+            if e["event"] not in ("exposure", "readout")
+        ]
+
+
+def with_events(seq: DarkSequence) -> Events:
+    events = Events()
+    seq.report = Reporter(events, interval_s=0.0)
+    return events
+
+
+def test_events_follow_each_frame_from_start_to_written() -> None:
+    seq, _ = sequence()
+    events = with_events(seq)
+    seq.run()
+    assert events.news() == [
+        ("frame_started", 1), ("frame_written", 1),
+        ("frame_started", 2), ("frame_written", 2),
+        ("frame_started", 3), ("frame_written", 3),
+    ]  # fmt: skip
+    first = [e for e in events.events if e.get("frame") == 1]
+    exposure = [e for e in first if e["event"] == "exposure"]
+    assert exposure[0]["remaining_s"] == 900.0
+    assert exposure[-1]["remaining_s"] == 0.0
+    readout = [(e["phase"], e["percent"]) for e in first if e["event"] == "readout"]
+    assert readout[0] == ("ccd", 0.0)
+    assert ("ccd", 100.0) in readout
+    assert first[-1]["file"] == "frame_0001.fits"
+
+
+def test_events_name_the_invalid_frame_and_its_retake() -> None:
+    seq, _ = sequence(retake_limit=5, cover_poll_s=1e-9)
+    events = with_events(seq)
+    ccd: FakeCcd = seq.devices.ccd  # type: ignore[assignment]
+    cover = seq.devices.cover
+
+    def open_once() -> None:
+        if ccd.frame == 2 and cover.halves == (CLOSED, CLOSED):  # type: ignore[attr-defined]
+            cover.halves = (OPEN, CLOSED)  # type: ignore[attr-defined]
+            ccd.on_status = None
+
+    ccd.on_status = open_once
+    seq.run()
+    assert events.news() == [
+        ("frame_started", 1), ("frame_written", 1),
+        ("frame_started", 2), ("frame_invalid", 2), ("frame_retaken", 2),
+        ("frame_started", 2), ("frame_written", 2),
+        ("frame_started", 3), ("frame_written", 3),
+    ]  # fmt: skip
+    invalid = next(e for e in events.events if e["event"] == "frame_invalid")
+    assert "left=OPEN" in invalid["reason"]
+
+
+def test_abort_and_fault_are_events() -> None:
+    seq, _ = sequence()
+    events = with_events(seq)
+    ccd: FakeCcd = seq.devices.ccd  # type: ignore[assignment]
+
+    def request_abort() -> None:
+        if ccd.frame == 2:
+            seq.abort_reason = "SIGTERM"
+            seq.abort_requested = True
+
+    ccd.on_status = request_abort
+    seq.run()
+    aborted = events.events[-1]
+    assert aborted["event"] == "aborted"
+    assert aborted["signal"] == "SIGTERM"
+    assert aborted["read_back"] == "left=CLOSED right=CLOSED, shutter CLOSED"
+
+    seq, _ = sequence(FakeCcd(shutter_stuck_open=True))
+    events = with_events(seq)
+    seq.run()
+    assert [e["event"] for e in events.events] == ["fault"]
+    assert events.events[0]["state"] == "PREPARING"
