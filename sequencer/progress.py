@@ -14,6 +14,7 @@ run started), to one sink:
 Events, in the order a clean block sends them::
 
     run_started      workdir, blocks, resume
+    devices          ccd, cover (URLs), simulator_pid (None on real hardware)
     block_started    block, mode, nframes, exptime_s
     frame_started    block, frame, nframes, attempt, exptime_s
     exposure         block, frame, elapsed_s, exptime_s, remaining_s (repeated)

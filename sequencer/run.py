@@ -65,7 +65,9 @@ class BlockResult:
 
 
 @contextlib.contextmanager
-def devices_for(config: InstrumentConfig) -> Iterator[tuple[Devices, bool]]:
+def devices_for(
+    config: InstrumentConfig,
+) -> Iterator[tuple[Devices, SimulatorProcess | None]]:
     """Connect to the devices (starting the simulators if configured)."""
     sim: SimulatorProcess | None = None
     if config.devices is None:
@@ -89,7 +91,7 @@ def devices_for(config: InstrumentConfig) -> Iterator[tuple[Devices, bool]]:
             left.url,
             right.url,
         )
-        yield Devices(ccd, cover, (left.url, right.url)), sim is not None
+        yield Devices(ccd, cover, (left.url, right.url)), sim
     finally:
         ccd.close_link()
         cover.close_link()
@@ -298,7 +300,13 @@ class Run:
             blocks=[b.id for b in self.blocks],
             resume=self.state is not None,
         )
-        with devices_for(self.config) as (devices, _):
+        with devices_for(self.config) as (devices, sim):
+            self.report.emit(
+                "devices",
+                ccd=devices.ccd.url,
+                cover=list(devices.cover_urls),
+                simulator_pid=sim.pid if sim is not None else None,
+            )
             for block in self.blocks:
                 result = self.run_block(devices, block)
                 self.results.append(result)

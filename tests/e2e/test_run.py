@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from astropy.io import fits
@@ -63,11 +65,19 @@ def test_clean_run_writes_valid_frames_and_products(tmp_path: Path) -> None:
     blocks, config = write_setup(tmp_path)
     work = tmp_path / "work"
     done = run(
-        str(blocks), "--config", str(config), "--workdir", str(work), cwd=tmp_path
+        str(blocks),
+        "--config",
+        str(config),
+        "--workdir",
+        str(work),
+        "--json",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "bias3: 3/3 valid frames, 0 retaken; QA" in done.stdout
-    assert "dark60: 3/3 valid frames, 0 retaken; QA" in done.stdout
+    # With --json the human summary goes to stderr; stdout is events only.
+    assert "bias3: 3/3 valid frames, 0 retaken; QA" in done.stderr
+    assert "dark60: 3/3 valid frames, 0 retaken; QA" in done.stderr
+    check_events([json.loads(line) for line in done.stdout.splitlines()], work)
 
     frames = sorted((work / "data").glob("*.fits"))
     assert [f.name for f in frames] == [
@@ -97,6 +107,54 @@ def test_clean_run_writes_valid_frames_and_products(tmp_path: Path) -> None:
     state = replay(Journal(work / "run.journal").records())
     assert state.done
     assert state.block("dark60").valid_files == [f.name for f in frames[3:]]
+
+
+def check_events(events: list[dict[str, Any]], work: Path) -> None:
+    """The --json events of the clean two-block run, in order."""
+    news = [
+        (e["event"], e.get("block"), e.get("frame"))
+        for e in events
+        if e["event"] not in ("exposure", "readout")
+    ]
+    expected: list[tuple[str, str | None, int | None]] = [
+        ("run_started", None, None),
+        ("devices", None, None),
+    ]
+    for block in ("bias3", "dark60"):
+        expected.append(("block_started", block, None))
+        for k in (1, 2, 3):
+            expected += [("frame_started", block, k), ("frame_written", block, k)]
+        expected += [("reduction_done", block, None), ("block_done", block, None)]
+    expected.append(("run_done", None, None))
+    assert news == expected
+    assert all(b["t"] >= a["t"] for a, b in itertools.pairwise(events))
+
+    for e in events:
+        if e["event"] == "frame_written":
+            assert (work / "data" / e["file"]).is_file()
+        if e["event"] == "reduction_done":
+            assert e["qa"] in ("GOOD", "PARTIAL", "BAD")
+            assert Path(e["product"]).is_file()
+    done = events[-1]
+    assert (done["status"], done["exit"]) == ("ok", 0)
+    assert [b["valid"] for b in done["blocks"]] == [3, 3]
+
+    # Each dark frame: its exposure counts down 60 s to 0, then its readout
+    # goes through the controller (ccd) and the transfer to 100 %.
+    for k in (1, 2, 3):
+        mine = [e for e in events if e.get("block") == "dark60" and e.get("frame") == k]
+        exposure = [e["remaining_s"] for e in mine if e["event"] == "exposure"]
+        assert exposure[0] == 60.0
+        assert exposure[-1] == 0.0
+        assert exposure == sorted(exposure, reverse=True)
+        readout = [(e["phase"], e["percent"]) for e in mine if e["event"] == "readout"]
+        assert readout[0] == ("ccd", 0.0)
+        assert ("ccd", 100.0) in readout
+        assert readout[-1] == ("transfer", 100.0)
+        kinds = [e["event"] for e in mine]
+        assert kinds.index("frame_written") > max(
+            i for i, kind in enumerate(kinds) if kind == "readout"
+        )
 
 
 def test_bad_block_file_is_one_line_exit_2(tmp_path: Path) -> None:
