@@ -241,6 +241,12 @@ def _stopped_line(
 
 cli.add_command(reduce_command)
 
+# Engineering verification, trends and campaigns (sequencer/engineering/).
+from sequencer.engineering.cli import COMMANDS as _ENGINEERING  # noqa: E402
+
+for _command in _ENGINEERING:
+    cli.add_command(_command)
+
 
 def main() -> None:
     """Console-script entry point: user errors become one line, exit status 2."""

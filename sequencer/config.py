@@ -20,6 +20,9 @@ used; with ``[devices]`` the run talks to real ports::
     retake_limit = 2      # invalid frames retaken per block, at most
     poll_s = 1.0          # status poll interval while exposing (device seconds)
 
+    [verify.limits]       # engineering verification (sequencer.engineering.limits)
+    dark_current = {max = 5.0}
+
 See ``examples/instrument-*.toml``.
 """
 
@@ -34,6 +37,7 @@ from typing import Any
 
 from drivers.config import CcdConfig, CoverConfig
 from drivers.errors import ConfigError
+from sequencer.engineering.limits import VerifySettings, parse_verify
 
 DEVICE_KEYS = ("ccd", "cover_left", "cover_right")
 
@@ -132,6 +136,7 @@ class InstrumentConfig:
     ccd: Mapping[str, Any] = field(default_factory=dict)
     cover: Mapping[str, Any] = field(default_factory=dict)
     run: RunSettings = field(default_factory=RunSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
     source: str = "built-in defaults (simulators)"
 
     @property
@@ -209,7 +214,7 @@ def parse_config(
     doc: Mapping[str, Any], *, source: str, base: Path
 ) -> InstrumentConfig:
     """Validate a parsed TOML document."""
-    allowed = {"devices", "simulator", "ccd", "cover", "run"}
+    allowed = {"devices", "simulator", "ccd", "cover", "run", "verify"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise ConfigError(
@@ -240,6 +245,7 @@ def parse_config(
             ccd=_table(doc, "ccd", source),
             cover=_table(doc, "cover", source),
             run=_typed(RunSettings, _table(doc, "run", source), "run"),
+            verify=parse_verify(_table(doc, "verify", source), base),
             source=source,
         )
         # Build the driver configs once so that bad values fail now.

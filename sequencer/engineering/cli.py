@@ -1,0 +1,207 @@
+"""``megara-dark verify``, ``trend`` and ``campaign``: the engineering commands.
+
+Registered on the main ``megara-dark`` group by :mod:`sequencer.cli`. User
+mistakes raise ConfigError (one line, exit status 2 from the group's
+``main``); a figure out of limits, or a campaign outcome that differs from
+what was expected, exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from drivers.errors import ConfigError
+from sequencer.engineering.limits import FIGURES
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+_LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+)
+_CONFIG = click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Instrument configuration (TOML) with the [verify] limits and history.",
+)
+_HISTORY = click.option(
+    "--history",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="History database [default: [verify] history of the configuration, "
+    "else megara-dark-runs/history.sqlite].",
+)
+
+
+def _run_blocks(blocks: Path, config_path: Path | None, workdir: Path | None) -> Path:
+    """Run ``blocks`` (like ``megara-dark run``); return the run folder."""
+    from sequencer.blocks import load_blocks  # noqa: PLC0415
+    from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.run import Run  # noqa: PLC0415
+
+    plan = load_blocks(blocks)
+    if workdir is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        workdir = Path("megara-dark-runs") / stamp
+    results = Run(plan, load_config(config_path), workdir).execute()
+    for result in results:
+        if result.outcome.error is not None or result.outcome.aborted:
+            why = result.outcome.error or "aborted"
+            click.echo(f"megara-dark: the run did not finish ({why})", err=True)
+            raise SystemExit(EXIT_FAILED)
+    darks = [r for r in results if r.products and r.block.mode.name == "DARK"]
+    if not darks or darks[-1].products is None:
+        raise ConfigError(f"{blocks}: no dark block was reduced; nothing to verify")
+    return darks[-1].products
+
+
+@click.command()
+@click.argument(
+    "results", required=False, type=click.Path(path_type=Path, file_okay=False)
+)
+@click.option(
+    "--run",
+    "blocks",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Run these observing blocks first, then verify the last dark block.",
+)
+@_CONFIG
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder for --run [default: megara-dark-runs/<UTC date and time>].",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the dated report folder goes [default: the run folder].",
+)
+@_HISTORY
+@click.option("--no-history", is_flag=True, help="Do not record the figures.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@_LOG_LEVEL
+def verify(
+    results: Path | None,
+    blocks: Path | None,
+    config: Path | None,
+    workdir: Path | None,
+    report_dir: Path | None,
+    history: Path | None,
+    no_history: bool,
+    as_json: bool,
+    log_level: str,
+) -> None:
+    """Check a dark set's QC figures against the configured limits.
+
+    RESULTS is a dark block's results folder (obsid<ID>_results) or the run
+    folder holding it; with --run, the blocks are run first. Writes a dated
+    report folder (report.html, verdict.json); exit status 1 when a figure
+    is out of limits.
+    """
+    from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.engineering.figures import load_dark_set  # noqa: PLC0415
+    from sequencer.engineering.history import History  # noqa: PLC0415
+    from sequencer.engineering.plots import pyplot  # noqa: PLC0415
+    from sequencer.engineering.verify import verify as judge  # noqa: PLC0415
+    from sequencer.engineering.verify import write_report  # noqa: PLC0415
+
+    _logging(log_level)
+    if (results is None) == (blocks is None):
+        raise click.UsageError("give either RESULTS (a results folder) or --run BLOCKS")
+    settings = load_config(config).verify
+    pyplot()  # fail now, before any run, if matplotlib is missing
+    if blocks is not None:
+        results = _run_blocks(blocks, config, workdir)
+    assert results is not None
+    dark = load_dark_set(results)
+    verdict = judge(dark, settings)
+    write_report(verdict, report_dir or dark.folder.parent)
+    if not no_history:
+        with History(history or settings.history) as db:
+            db.record(verdict)
+    if as_json:
+        click.echo(json.dumps(verdict.to_json_dict(), indent=2))
+    else:
+        for line in verdict.summary_lines():
+            click.echo(line)
+        assert verdict.report_dir is not None
+        click.echo(f"report: {verdict.report_dir / 'report.html'}")
+    raise SystemExit(EXIT_OK if verdict.passed else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("figure", type=click.Choice(list(FIGURES)), metavar="FIGURE")
+@click.option(
+    "--against",
+    type=click.Choice(["date", "temperature"]),
+    default="date",
+    show_default=True,
+)
+@_CONFIG
+@_HISTORY
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder [default: 'trends' beside the history database].",
+)
+@click.option(
+    "--simulated/--real",
+    default=None,
+    help="Only simulated (or only real) dark sets [default: both].",
+)
+@_LOG_LEVEL
+def trend(
+    figure: str,
+    against: str,
+    config: Path | None,
+    history: Path | None,
+    out: Path | None,
+    simulated: bool | None,
+    log_level: str,
+) -> None:
+    """Plot FIGURE from the history against date or CCD temperature (PNG, HTML)."""
+    from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.engineering.trend import trend as draw  # noqa: PLC0415
+
+    _logging(log_level)
+    settings = load_config(config).verify
+    db = history or settings.history
+    doc = draw(
+        db,
+        figure,
+        against,
+        out or db.parent / "trends",
+        settings.limit(figure),
+        simulated=simulated,
+    )
+    click.echo(f"{figure}: {len(doc['points'])} point(s) against {against}")
+    for name, fit in doc["fits"].items():
+        doubling = fit["doubling_k"]
+        click.echo(
+            f"  {name}: ln slope {fit['log_slope_per_k']:.4g} /K"
+            + (f", doubles every {doubling:.3g} K" if doubling else "")
+        )
+    click.echo(f"plot: {doc['png']}")
+    click.echo(f"page: {doc['html']}")
+
+
+COMMANDS = (verify, trend)
