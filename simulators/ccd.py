@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from drivers.errors import ConfigError
 from drivers.protocol.ccd import (
     BITPIX,
     COLS,
@@ -148,7 +149,15 @@ class _Exposure:
 
 
 def _mean(samples: list[tuple[float, float, float]], column: int) -> float:
-    """Trapezoidal time average of one sampled column (plain mean if no span)."""
+    """Trapezoidal time average of one sampled column (plain mean if no span).
+
+    A column that never changed averages to its value exactly: the sums below
+    would round differently with every sampling pattern, and a frame must not
+    depend on when the sequencer happened to poll (see ``first_frame``).
+    """
+    values = {s[column] for s in samples}
+    if len(values) == 1:
+        return values.pop()
     span = samples[-1][0] - samples[0][0]
     if span <= 0:
         return sum(s[column] for s in samples) / len(samples)
@@ -185,6 +194,17 @@ class CcdModel:
         Longest exposure accepted, seconds.
     max_temperature_k
         EXPOSE is refused (code 301) while the CCD is warmer than this, kelvin.
+    first_frame
+        Frame counter at start: the first exposure is frame ``first_frame + 1``.
+
+    Notes
+    -----
+    Frame ``n`` is synthesised from the detector seed and ``n`` alone (its
+    ``frame_seed``), with the exposure's time, temperature and light: a
+    simulator restarted with ``first_frame = n - 1`` (``--first-frame``) makes
+    the same pixels for its next exposure as the one it replaces would have.
+    A run resumed after a crash uses this, so that its frames, and the master
+    dark made from them, equal those of a run that was never interrupted.
     """
 
     name = "ccd"
@@ -202,7 +222,10 @@ class CcdModel:
         firmware: str = "1.0.0",
         max_exptime_s: float = 36000.0,
         max_temperature_k: float = 183.15,
+        first_frame: int = 0,
     ) -> None:
+        if first_frame < 0:
+            raise ConfigError(f"ccd: first frame {first_frame}; expected >= 0")
         self.clock = clock
         self.faults = faults
         self.detector = detector
@@ -220,7 +243,7 @@ class CcdModel:
         self._state = ControllerState.IDLE
         self._shutter = ShutterState.CLOSED
         self._stuck_open = False
-        self._frame_number = 0
+        self._frame_number = first_frame
         self._exposure: _Exposure | None = None
 
     # -- DeviceModel ---------------------------------------------------------
