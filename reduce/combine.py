@@ -255,7 +255,7 @@ def _sample_variance(
 def combine_band(
     band: npt.NDArray[np.floating], config: CombineConfig, row0: int = 0
 ) -> Combined:
-    """Combine one band of rows of a stack.
+    """Combine one band of rows of a stack (the band is not modified).
 
     Parameters
     ----------
@@ -271,9 +271,88 @@ def combine_band(
     Combined
         Median, variance of the median and frames used, for the band.
     """
+    work = np.array(band, dtype=np.float32)
+    if work.ndim != 3 or work.shape[0] == 0:
+        raise InputError("stack", "no frames to combine; expected at least one")
+    shape = work.shape[1:]
+    out = Combined(
+        np.empty(shape, np.float32),
+        np.empty(shape, np.float32),
+        np.empty(shape, np.int16),
+    )
+    combine_band_into(work, config, row0, out.data, out.variance, out.npix)
+    return out
+
+
+def combine_band_into(
+    band: Float32Array,
+    config: CombineConfig,
+    row0: int,
+    data: Float32Array,
+    variance: Float32Array,
+    npix: npt.NDArray[np.int16],
+) -> None:
+    """Combine a band in place (its planes are reordered) into output rows.
+
+    The median comes from the pruned sorting network run over the band's own
+    planes (each comparator: one ``minimum`` into a spare plane and one
+    ``maximum`` in place), so nothing is copied; the network only permutes
+    each pixel's values between planes, so the variance, which does not
+    depend on their order, is taken from the same planes afterwards.
+
+    Parameters
+    ----------
+    band
+        ``(N, rows, columns)`` float32 values, ADU; scratch: overwritten.
+    config
+        Method and noise model.
+    row0
+        Trimmed-frame row of the band's first row (selects the amplifier).
+    data, variance, npix
+        ``(rows, columns)`` destinations: median (ADU, float32), its variance
+        (ADU^2, float32) and frames used (int16).
+    """
     n = band.shape[0]
     if n == 0:
         raise InputError("stack", "no frames to combine; expected at least one")
+    if config.method != "median" or n == 1 or n > NETWORK_MAX_N:
+        part = _combine_general(band, config, row0)
+        data[...], variance[...], npix[...] = part.data, part.variance, part.npix
+        return
+    planes = list(band)
+    spare = np.empty(band.shape[1:], dtype=np.float32)
+    for a, b in median_network(n):
+        low, high = planes[a], planes[b]
+        np.minimum(low, high, out=spare)
+        np.maximum(low, high, out=low)
+        planes[a], planes[b], spare = spare, low, high
+    lower, upper = planes[(n - 1) // 2], planes[n // 2]
+    if n % 2:
+        data[...] = lower
+    else:  # numina: (upper + lower) / 2.0 in double, then cast
+        middle = np.add(lower, upper, dtype=np.float64)
+        middle *= 0.5
+        data[...] = middle
+    s1 = np.subtract(planes[0], data)
+    s2 = np.multiply(s1, s1)
+    for plane in planes[1:]:
+        np.subtract(plane, data, out=spare)
+        s1 += spare
+        spare *= spare
+        s2 += spare
+    ss = s2.astype(np.float64)
+    ss -= np.square(s1, dtype=np.float64) / n
+    np.maximum(ss, 0.0, out=ss)
+    ss *= median_variance_factor(n) / (n - 1)
+    variance[...] = ss
+    npix[...] = n
+
+
+def _combine_general(
+    band: npt.NDArray[np.floating], config: CombineConfig, row0: int = 0
+) -> Combined:
+    """Noise clipping, single frames and large stacks (np.partition)."""
+    n = band.shape[0]
     median = median_planes(band)
     npix = np.full(median.shape, n, dtype=np.int16)
     if config.method == "noise_clip":

@@ -1,21 +1,24 @@
-"""Second pass: combine raw files band by band, on several threads.
+"""Second pass: combine frames band by band, on several threads.
 
-For each band of trimmed rows, every file's raw rows are read with one
-``os.preadv`` into a reused buffer (no allocation), the stored big-endian
-words are turned into counts by flipping the sign bit in place (BZERO =
-32768), the overscan model is subtracted into a float32 stack band, and the
-band is combined (:func:`reduce.combine.combine_band`). Bands are independent
-and numpy and ``preadv`` release the GIL, so a small thread pool keeps every
-core busy; memory is ``threads x N x band_rows x 4196 x 6`` bytes plus the
-output arrays.
+A band is ``band_rows`` trimmed rows of every frame, ``(N, band_rows, 4096)``
+float32, in a buffer each worker thread reuses. Two sources fill it:
 
-Two ways to subtract the model:
+* :class:`RawBands`, archived raw files: each file's raw rows are read with
+  one ``os.preadv`` into a reused buffer, the stored big-endian words become
+  counts by flipping the sign bit in place (BZERO = 32768 is the top bit),
+  and the overscan model is subtracted (:func:`subtract_model`);
+* :class:`SpoolBands`, frames already preprocessed by the streaming
+  reduction into a spool file of float32 frames: rows are read straight
+  into the band, nothing to convert.
 
-* ``exact=False`` (default): ``float32(counts) - float32(model)``; differs
-  from megaradrp's float64 subtraction by at most one float32 rounding of the
-  model (~1.2e-4 ADU at a 2000 ADU bias level), and is ~2x faster;
-* ``exact=True``: ``float32(float64(counts) - model)``, megaradrp's rounding,
-  bit-identical when the models are (FITPACK backend).
+The band is then combined in place (:func:`reduce.combine.combine_band_into`).
+Bands are independent and numpy and ``preadv`` release the GIL, so a small
+thread pool keeps every core busy; memory is about ``threads x N x band_rows
+x 4096 x 4`` bytes plus the output arrays, whatever N.
+
+The model is subtracted as megaradrp does, ``float32(float64(counts) -
+model)``: bit-identical to it when the models are (FITPACK backend), and
+one float32 rounding step off on a few pixels with our own spline fit.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from reduce.combine import CombineConfig, Combined, combine_band
+from reduce.combine import CombineConfig, Combined, combine_band_into
 from reduce.errors import InputError
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import OverscanModel
@@ -38,9 +42,13 @@ from reduce.overscan import OverscanModel
 log = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 
 ROW_BYTES = RAW_SHAPE[1] * 2
 """Bytes per raw row."""
+
+TRIMMED_ROW_BYTES = TRIMMED_SHAPE[1] * 4
+"""Bytes per preprocessed (float32) row."""
 
 _SIGN_BIT = np.array([0x8000], dtype=">u2").view(np.uint16)[0]
 """The stored words' top bit, as seen through a native uint16 view."""
@@ -55,20 +63,68 @@ def default_threads() -> int:
     return max(1, min(ncpu, 8))
 
 
-def _pieces(r0: int, r1: int) -> list[tuple[slice, int, int]]:
+def pieces(r0: int, r1: int) -> list[tuple[slice, int, int]]:
     """``(band rows, raw first row, amplifier index)`` of a trimmed band."""
-    pieces = []
+    found = []
     for index, amp in enumerate(AMPLIFIERS):
         lo = max(r0, amp.trimmed_rows.start)
         hi = min(r1, amp.trimmed_rows.stop)
         if lo < hi:
             shift = amp.data_rows.start - amp.trimmed_rows.start
-            pieces.append((slice(lo - r0, hi - r0), lo + shift, index))
-    return pieces
+            found.append((slice(lo - r0, hi - r0), lo + shift, index))
+    return found
 
 
-class BandCombiner:
-    """Combine raw files into a trimmed master, band by band.
+def subtract_model(
+    big_endian_counts: npt.NDArray[np.generic], model: Float64Array, out: Float32Array
+) -> None:
+    """``out = float32(float64(counts) - model[:, None])``, megaradrp's rounding.
+
+    Parameters
+    ----------
+    big_endian_counts
+        ``(rows, 4096)`` counts, ADU, as a big-endian unsigned view.
+    model
+        Overscan model of those rows, ADU (float64).
+    out
+        Destination rows, float32.
+    """
+    np.subtract(
+        big_endian_counts,
+        model[:, np.newaxis],
+        out=out,
+        dtype=np.float64,
+        casting="unsafe",
+    )
+
+
+def to_counts(stored: npt.NDArray[np.uint16]) -> npt.NDArray[np.generic]:
+    """Stored FITS words (read as native uint16) -> big-endian counts view.
+
+    Flips the sign bit in place (adding BZERO = 32768 to a 16-bit two's
+    complement value is the same as flipping its top bit).
+    """
+    np.bitwise_xor(stored, _SIGN_BIT, out=stored)
+    return stored.view(">u2")
+
+
+class BandSource(Protocol):
+    """Fills frame ``k``'s rows ``r0:r1`` of a band (float32, preprocessed)."""
+
+    n: int
+
+    def open(self) -> None:
+        """Acquire file descriptors."""
+
+    def close(self) -> None:
+        """Release them."""
+
+    def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
+        """Write frame ``k``'s trimmed rows ``r0:r1`` into ``out``."""
+
+
+class RawBands:
+    """Bands of raw files, overscan-corrected on the fly.
 
     Parameters
     ----------
@@ -76,81 +132,125 @@ class BandCombiner:
         Raw frames (already checked by :func:`reduce.frames.inspect_frame`).
     models
         Per file, the overscan models of amplifiers 1 and 2.
-    header_bytes
+    data_offsets
         Per file, the byte offset of the data unit.
-    config
-        Combination settings (band size, method, noise model).
-    exact
-        Subtract in float64, as megaradrp (see the module docstring).
-    threads
-        Worker threads (1: all in the calling thread).
     """
 
     def __init__(
         self,
         paths: Sequence[Path],
         models: Sequence[tuple[OverscanModel, OverscanModel]],
-        header_bytes: Sequence[int],
-        config: CombineConfig,
-        *,
-        exact: bool = False,
-        threads: int = 1,
+        data_offsets: Sequence[int],
     ) -> None:
-        if not paths:
-            raise InputError("combine", "no frame to combine; expected at least one")
+        self.n = len(paths)
         self._paths = list(paths)
-        self._offsets = list(header_bytes)
-        self._model64 = [tuple(m.model for m in pair) for pair in models]
-        self._model32 = [
-            tuple(m.model.astype(np.float32) for m in pair) for pair in models
-        ]
-        self._config = config
-        self._exact = exact
-        self._threads = max(1, threads)
+        self._offsets = list(data_offsets)
+        self._models = [tuple(m.model for m in pair) for pair in models]
+        self._fds: list[int] = []
         self._local = threading.local()
 
-    def _buffers(self, rows: int) -> tuple[npt.NDArray[np.uint16], Float32Array]:
-        local = self._local
-        if getattr(local, "rows", None) != rows:
-            n = len(self._paths)
-            local.raw = np.empty((rows, RAW_SHAPE[1]), dtype=np.uint16)
-            local.stack = np.empty((n, rows, TRIMMED_SHAPE[1]), dtype=np.float32)
-            local.rows = rows
-        return local.raw, local.stack
+    def open(self) -> None:
+        self._fds = [os.open(p, os.O_RDONLY) for p in self._paths]
 
-    def _load(self, fd: int, k: int, r0: int, r1: int, stack: Float32Array) -> None:
-        raw, _ = self._buffers(r1 - r0)
-        for rows, raw_row, amp in _pieces(r0, r1):
-            target = raw[rows]
-            want = target.nbytes
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
+        raw: npt.NDArray[np.uint16] | None = getattr(self._local, "raw", None)
+        if raw is None or raw.shape[0] < r1 - r0:
+            raw = self._local.raw = np.empty((r1 - r0, RAW_SHAPE[1]), np.uint16)
+        for rows, raw_row, amp in pieces(r0, r1):
+            target = raw[: rows.stop - rows.start]
             got = os.preadv(
-                fd, [memoryview(target.data)], self._offsets[k] + raw_row * ROW_BYTES
+                self._fds[k],
+                [target.data],
+                self._offsets[k] + raw_row * ROW_BYTES,
             )
-            if got != want:
+            if got != target.nbytes:
                 raise InputError(
                     str(self._paths[k]), f"short read at raw row {raw_row}"
                 )
-            np.bitwise_xor(target, _SIGN_BIT, out=target)
-            counts = target.view(">u2")[:, DATA_COLUMNS]
             first = raw_row - AMPLIFIERS[amp].data_rows.start
-            span = slice(first, first + (rows.stop - rows.start))
-            out = stack[k, rows]
-            if self._exact:
-                model = self._model64[k][amp][span]
-                np.subtract(
-                    counts, model[:, None], out=out, dtype=np.float64, casting="unsafe"
-                )
-            else:
-                np.subtract(counts, self._model32[k][amp][span, None], out=out)
+            model = self._models[k][amp][first : first + target.shape[0]]
+            subtract_model(to_counts(target)[:, DATA_COLUMNS], model, out[rows])
 
-    def _band(self, fds: Sequence[int], r0: int, r1: int, result: Combined) -> None:
-        _, stack = self._buffers(r1 - r0)
-        for k, fd in enumerate(fds):
-            self._load(fd, k, r0, r1, stack)
-        part = combine_band(stack, self._config, r0)
-        result.data[r0:r1] = part.data
-        result.variance[r0:r1] = part.variance
-        result.npix[r0:r1] = part.npix
+
+class SpoolBands:
+    """Bands of preprocessed float32 frames stored one after the other in a file.
+
+    Parameters
+    ----------
+    path
+        The spool file (frame ``slot`` at byte ``slot x 4112 x 4096 x 4``).
+    slots
+        The slots to combine, in order.
+    """
+
+    def __init__(self, path: Path, slots: Sequence[int]) -> None:
+        self.n = len(slots)
+        self._path = path
+        self._slots = list(slots)
+        self._fd = -1
+
+    def open(self) -> None:
+        self._fd = os.open(self._path, os.O_RDONLY)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
+        frame = self._slots[k] * TRIMMED_SHAPE[0] * TRIMMED_ROW_BYTES
+        got = os.preadv(self._fd, [out.data], frame + r0 * TRIMMED_ROW_BYTES)
+        if got != out.nbytes:
+            raise InputError(str(self._path), f"short read of slot {self._slots[k]}")
+
+
+class BandCombiner:
+    """Combine frames into a trimmed master, band by band, on threads.
+
+    Parameters
+    ----------
+    source
+        Where the bands come from (:class:`RawBands`, :class:`SpoolBands`).
+    config
+        Combination settings (band size, method, noise model).
+    threads
+        Worker threads (1: all in the calling thread).
+    """
+
+    def __init__(
+        self, source: BandSource, config: CombineConfig, *, threads: int = 1
+    ) -> None:
+        if source.n < 1:
+            raise InputError("combine", "no frame to combine; expected at least one")
+        self._source = source
+        self._config = config
+        self._threads = max(1, threads)
+        self._local = threading.local()
+
+    def _stack(self, rows: int) -> Float32Array:
+        stack: Float32Array | None = getattr(self._local, "stack", None)
+        if stack is None or stack.shape[1] != rows:
+            shape = (self._source.n, rows, TRIMMED_SHAPE[1])
+            stack = self._local.stack = np.empty(shape, dtype=np.float32)
+        return stack
+
+    def _band(self, r0: int, r1: int, result: Combined) -> None:
+        stack = self._stack(r1 - r0)
+        for k in range(self._source.n):
+            self._source.load(k, r0, r1, stack[k])
+        combine_band_into(
+            stack,
+            self._config,
+            r0,
+            result.data[r0:r1],
+            result.variance[r0:r1],
+            result.npix[r0:r1],
+        )
 
     def run(self) -> Combined:
         """Combine all bands; returns the trimmed median, variance and MAP."""
@@ -159,28 +259,21 @@ class BandCombiner:
             np.empty(TRIMMED_SHAPE, np.float32),
             np.empty(TRIMMED_SHAPE, np.int16),
         )
-        fds = [os.open(p, os.O_RDONLY) for p in self._paths]
+        step = self._config.band_rows
+        bands = [
+            (r0, min(r0 + step, TRIMMED_SHAPE[0]))
+            for r0 in range(0, TRIMMED_SHAPE[0], step)
+        ]
+        self._source.open()
         try:
-            step = self._config.band_rows
-            starts = range(0, TRIMMED_SHAPE[0], step)
             if self._threads == 1:
-                for r0 in starts:
-                    self._band(fds, r0, min(r0 + step, TRIMMED_SHAPE[0]), result)
+                for r0, r1 in bands:
+                    self._band(r0, r1, result)
             else:
                 with ThreadPoolExecutor(self._threads) as pool:
-                    futures = [
-                        pool.submit(
-                            self._band,
-                            fds,
-                            r0,
-                            min(r0 + step, TRIMMED_SHAPE[0]),
-                            result,
-                        )
-                        for r0 in starts
-                    ]
+                    futures = [pool.submit(self._band, *b, result) for b in bands]
                     for future in futures:
                         future.result()
         finally:
-            for fd in fds:
-                os.close(fd)
+            self._source.close()
         return result

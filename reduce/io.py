@@ -13,6 +13,8 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,27 @@ import numpy.typing as npt
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from reduce.checksum import (
+    CARD,
+    CHECKSUM_PLACEHOLDER,
+    FITS_BLOCK,
+    encode_checksum,
+    header_length,
+    ones_complement_sum,
+    verify_checksums,
+)
 from reduce.errors import InputError
 from reduce.geometry import RAW_BZERO, RAW_SHAPE, TRIMMED_SHAPE
 
 log = logging.getLogger(__name__)
+
+__all__ = [  # checksum helpers re-exported: older imports use reduce.io
+    "CARD",
+    "FITS_BLOCK",
+    "header_length",
+    "ones_complement_sum",
+    "verify_checksums",
+]
 
 UInt16Array = npt.NDArray[np.uint16]
 
@@ -167,83 +186,7 @@ def write_raw(path: str | Path, counts: npt.NDArray[np.integer], header: Any) ->
     hdu.writeto(path, overwrite=True, checksum=True)
 
 
-# --- Checksums, atomic writes and the processing log -------------------------
-
-FITS_BLOCK = 2880
-"""FITS files are made of 2880-byte blocks."""
-
-CARD = 80
-"""Bytes per header card."""
-
-
-def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
-    """32-bit ones'-complement sum of big-endian words (the FITS checksum sum).
-
-    Parameters
-    ----------
-    data
-        Bytes, a multiple of 4 long (FITS blocks always are).
-    start
-        Running sum to continue from.
-
-    Returns
-    -------
-    int
-        The folded sum, 0..0xFFFFFFFF.
-    """
-    words = np.frombuffer(data, dtype=">u4")
-    total = int(words.sum(dtype=np.uint64)) + start
-    while total >> 32:
-        total = (total & 0xFFFFFFFF) + (total >> 32)
-    return total
-
-
-def header_length(buf: bytes | bytearray | memoryview, source: str) -> int:
-    """Bytes of the primary header (to the end of the block holding END)."""
-    view = memoryview(buf)
-    for pos in range(0, len(view) - CARD + 1, CARD):
-        if bytes(view[pos : pos + 8]) == b"END     ":
-            return (pos // FITS_BLOCK + 1) * FITS_BLOCK
-    raise InputError(source, "no END card in the primary header: not a FITS file?")
-
-
-def verify_checksums(
-    header: Mapping[str, Any],
-    header_bytes: bytes | bytearray | memoryview,
-    data_sum: int,
-    source: str,
-) -> str:
-    """Check DATASUM and CHECKSUM of an HDU given its header bytes and data sum.
-
-    Returns
-    -------
-    str
-        ``"verified"`` or ``"absent"`` (no CHECKSUM/DATASUM cards).
-
-    Raises
-    ------
-    InputError
-        On any mismatch (the file was altered or damaged after writing).
-    """
-    datasum = header.get("DATASUM")
-    checksum = header.get("CHECKSUM")
-    if datasum is None and checksum is None:
-        return "absent"
-    if datasum is not None and str(datasum).strip() != str(data_sum):
-        raise InputError(
-            source,
-            f"DATASUM mismatch: header says {str(datasum).strip()}, data sums to "
-            f"{data_sum}; the file is corrupt, take the frame again",
-        )
-    if checksum is not None:
-        total = ones_complement_sum(header_bytes, data_sum)
-        if total != 0xFFFFFFFF:
-            raise InputError(
-                source,
-                f"CHECKSUM mismatch (HDU sums to {total:#010x}, expected "
-                "0xffffffff); the file was altered or damaged after writing",
-            )
-    return "verified"
+# --- Atomic writes and the processing log ------------------------------------
 
 
 def write_atomic(path: str | Path, writer: Any) -> None:
@@ -282,6 +225,94 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_hdul_atomic(path: str | Path, hdul: fits.HDUList) -> None:
     """Write a FITS file atomically with CHECKSUM/DATASUM on every HDU."""
     write_atomic(path, lambda handle: hdul.writeto(handle, checksum=True))
+
+
+CHUNK_BYTES = 4 << 20
+"""Image data is converted to big-endian and summed this many bytes at a time."""
+
+
+def _padded(nbytes: int) -> int:
+    return -(-nbytes // FITS_BLOCK) * FITS_BLOCK
+
+
+def _with_checksums(header: fits.Header, datasum: int) -> bytes:
+    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0."""
+    header = header.copy()
+    header["CHECKSUM"] = (CHECKSUM_PLACEHOLDER, "HDU checksum (FITS 4.0 appendix J)")
+    header["DATASUM"] = (str(datasum), "data unit checksum")
+    total = ones_complement_sum(header.tostring().encode("ascii"), datasum)
+    header["CHECKSUM"] = encode_checksum(total)
+    text: str = header.tostring()
+    return text.encode("ascii")
+
+
+def _image_data(hdu: Any) -> npt.NDArray[Any] | None:
+    data = hdu.data if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) else None
+    if data is None or hdu.header.get("BZERO", 0) or hdu.header.get("BSCALE", 1) != 1:
+        return None
+    return np.ascontiguousarray(data).reshape(-1)
+
+
+def _write_image(fd: int, offset: int, flat: npt.NDArray[Any]) -> int:
+    """pwrite an image's big-endian data (zero-padded) at ``offset``; its DATASUM."""
+    big = flat.dtype.newbyteorder(">")
+    step = max(4, CHUNK_BYTES // flat.dtype.itemsize // 4 * 4)
+    buf = np.empty(min(step, flat.size), dtype=big)
+    total = 0
+    for start in range(0, flat.size, step):
+        piece = flat[start : start + step]
+        out = buf[: piece.size]
+        out[...] = piece
+        raw = out.view(np.uint8).data
+        tail = (-len(raw)) % 4  # only the last piece can be ragged
+        chunk = bytes(raw) + b"\0" * tail if tail else raw
+        total = ones_complement_sum(chunk, total)
+        os.pwrite(fd, chunk, offset + start * flat.dtype.itemsize)
+    return total  # the padding is the zeros of the file's ftruncate
+
+
+def write_images_atomic(path: str | Path, hdul: fits.HDUList, threads: int = 2) -> None:
+    """Write a FITS file atomically, image data summed and written in chunks.
+
+    Same bytes on disk as a FITS writer with checksums would produce for the
+    data units, without a big-endian copy of whole images: each image is
+    converted, summed and written a few MiB at a time, HDUs on ``threads``
+    threads (numpy and ``pwrite`` release the GIL). HDUs that are not plain
+    images (tables) are serialised by astropy. CHECKSUM/DATASUM on every HDU.
+    """
+    layout: list[tuple[int, Any, npt.NDArray[Any] | None]] = []
+    offset = 0
+    for index, hdu in enumerate(hdul):
+        flat = _image_data(hdu)
+        if flat is None:
+            buffer = BytesIO()
+            single = hdu if index == 0 else fits.HDUList([fits.PrimaryHDU(), hdu])
+            single.writeto(buffer, checksum=True)
+            blob = buffer.getvalue()[(0 if index == 0 else FITS_BLOCK) :]
+            layout.append((offset, blob, None))
+            offset += len(blob)
+            continue
+        size = len(_with_checksums(hdu.header, 0))  # cards are fixed length
+        layout.append((offset, hdu.header, flat))
+        offset += size + _padded(flat.nbytes)
+
+    def one(item: tuple[int, Any, npt.NDArray[Any] | None], fd: int) -> None:
+        at, what, flat = item
+        if flat is None:
+            os.pwrite(fd, what, at)
+            return
+        head = len(_with_checksums(what, 0))
+        datasum = _write_image(fd, at + head, flat)
+        os.pwrite(fd, _with_checksums(what, datasum), at)
+
+    def writer(handle: Any) -> None:
+        fd = handle.fileno()
+        os.ftruncate(fd, offset)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for future in [pool.submit(one, item, fd) for item in layout]:
+                future.result()
+
+    write_atomic(path, writer)
 
 
 class ProcessingLog:

@@ -24,9 +24,11 @@ import dataclasses
 import datetime
 import logging
 import math
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +49,20 @@ from reduce.checks import (
     require_frames,
 )
 from reduce.combine import CombineConfig, NoiseModel
-from reduce.engine import BandCombiner, default_threads
-from reduce.errors import ConfigError, InputError
+from reduce.engine import (
+    BandCombiner,
+    BandSource,
+    RawBands,
+    SpoolBands,
+    default_threads,
+    subtract_model,
+    to_counts,
+)
+from reduce.errors import ConfigError, InputError, ReductionError
 from reduce.frames import FrameInspection, inspect_frame
-from reduce.geometry import AMPLIFIERS, TRIMMED_SHAPE
+from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
 from reduce.io import ProcessingLog, ones_complement_sum, verify_checksums
+from reduce.overscan import OverscanModel
 from reduce.products import (
     REDUCER,
     master_hdul,
@@ -79,8 +90,8 @@ class Options:
     min_frames
         Fewer usable frames than this is an error.
     exact
-        FITPACK overscan spline and float64 subtraction: bit-identical to
-        megaradrp (needs scipy); slower.
+        FITPACK overscan spline (scipy's, as megaradrp): bit-identical to
+        megaradrp; needs scipy, whose import costs a few tenths of a second.
     thresholds
         QC detection settings and QA limits.
     checks
@@ -268,6 +279,12 @@ def _inspect_all(
         return list(pool.map(one, paths))
 
 
+def _raw_bands(used: Sequence[FrameInspection]) -> BandSource:
+    paths = [f.path for f in used]
+    offsets = [f.data_offset for f in used]
+    return RawBands(paths, [f.overscan for f in used], offsets)
+
+
 def _noise_model(frames: Sequence[FrameInspection]) -> NoiseModel:
     rn = tuple(
         float(np.median([f.overscan[k].residual_rms for f in frames]))
@@ -366,8 +383,13 @@ def _reduce_inspected(
     clock: _Clock,
     plog: ProcessingLog,
     started: str,
+    bands: Callable[[Sequence[FrameInspection]], BandSource] | None = None,
 ) -> Result:
-    """Checks, combination, QC and products of inspected frames."""
+    """Checks, combination, QC and products of inspected frames.
+
+    ``bands`` gives the combination's source for the frames used (default:
+    their raw files, :class:`~reduce.engine.RawBands`).
+    """
     threads = options.threads or default_threads()
     for f in frames:
         plog.add(
@@ -390,14 +412,8 @@ def _reduce_inspected(
         band_rows=options.band_rows,
         noise=_noise_model(used) if options.method == "noise_clip" else None,
     )
-    combined = BandCombiner(
-        [f.path for f in used],
-        [f.overscan for f in used],
-        [f.data_offset for f in used],
-        config,
-        exact=options.exact,
-        threads=threads,
-    ).run()
+    source = (bands or _raw_bands)(used)
+    combined = BandCombiner(source, config, threads=threads).run()
     data, variance = combined.data, combined.variance
     if bias is not None:
         data -= bias.data
@@ -596,11 +612,17 @@ def _mode(block_id: str, mode: str) -> Mode:
 class StreamingReduction:
     """Reduce a block while its frames arrive (the sequencer's online reduction).
 
-    Each :meth:`add` reads and checks a raw frame just written (header,
-    checksums, overscan model); :meth:`finish`, after the last one, combines
-    the frames and writes the same products as :func:`reduce_block` on the
-    same files. Frames the sequencer marked invalid (``INTLKOK = F``) are
-    recorded and excluded, not errors.
+    Each :meth:`add` reads a raw frame just written, once: it is checked
+    (header, checksums, garbage), its overscan is fitted, and a valid frame is
+    preprocessed (overscan subtracted, trimmed, float32) into a preallocated
+    frame buffer and spooled to a disk-backed file in the product folder
+    (``.stream-*.spool``, removed by :meth:`close`), so that memory stays
+    bounded whatever the number of frames. :meth:`finish`, after the last
+    one, runs the frame-set checks, combines the spooled frames band by band
+    and writes the same products as :func:`reduce_block` on the same files
+    (identical arrays: the same arithmetic, in the same order). Frames the
+    sequencer marked invalid (``INTLKOK = F``) are recorded and excluded, not
+    errors; they are not spooled.
 
     Parameters
     ----------
@@ -609,7 +631,7 @@ class StreamingReduction:
     mode
         ``MegaraBiasImage`` or ``MegaraDarkImage``.
     nframes
-        Valid frames expected (more may be added when frames are retaken).
+        Valid frames expected; more may be added (retakes): the spool grows.
     master_bias
         Master bias for a dark block (None: none); read and checked here.
     workdir
@@ -638,10 +660,8 @@ class StreamingReduction:
         if nframes < 1:
             raise InputError(block_id, f"nframes={nframes}, expected >= 1")
         self._block_id = block_id
-        self._nframes = nframes
         self._options = options or Options()
         self._workdir = Path(workdir)
-        self._workdir.mkdir(parents=True, exist_ok=True)
         self._clock, self._plog = _Clock(), ProcessingLog()
         self._started = datetime.datetime.now(datetime.UTC).isoformat()
         bias_path = (
@@ -651,7 +671,14 @@ class StreamingReduction:
         )
         self._bias = read_master_bias(bias_path) if bias_path is not None else None
         self._frames: list[FrameInspection] = []
-        self._closed = False
+        self._slots: dict[Path, int] = {}
+        self._frame: Float32Array | None = None
+        self._pending_slot: int | None = None
+        folder = self._workdir / f"obsid{block_id}_results"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".stream-", suffix=".spool", dir=folder)
+        self._spool_fd: int | None = fd
+        self._spool = Path(name)
         self._plog.add(
             f"block {block_id}: mode {self._mode.value}, streaming, "
             f"{nframes} frames expected"
@@ -664,31 +691,58 @@ class StreamingReduction:
         """Frames added so far (valid or not)."""
         return len(self._frames)
 
+    def _spool_frame(
+        self,
+        stored: npt.NDArray[np.uint16],
+        models: tuple[OverscanModel, OverscanModel],
+    ) -> None:
+        """Preprocess a checked frame into the buffer and append it to the spool."""
+        if self._frame is None:
+            self._frame = np.empty(TRIMMED_SHAPE, dtype=np.float32)
+        for amp, model in zip(AMPLIFIERS, models, strict=True):
+            counts = to_counts(stored[amp.data_rows])[:, DATA_COLUMNS]
+            subtract_model(counts, model.model, self._frame[amp.trimmed_rows])
+        slot = len(self._slots)
+        if self._spool_fd is None:
+            raise InputError(str(self._spool), "streaming reduction is closed")
+        nbytes = self._frame.nbytes
+        if os.pwrite(self._spool_fd, self._frame.data, slot * nbytes) != nbytes:
+            raise ReductionError(f"{self._spool}: short write; is the disk full?")
+        self._pending_slot = slot
+
     def add(self, path: str | Path) -> None:
-        """Read, check and preprocess one raw frame just written.
+        """Read, check, preprocess and spool one raw frame just written.
 
         Raises
         ------
         InputError
             If the frame is unusable (wrong layout, mode, checksum...).
         """
-        if self._closed:
+        if self._spool_fd is None:
             raise InputError(str(path), "streaming reduction already closed")
         backend: Literal["numpy", "fitpack"] = (
             "fitpack" if self._options.exact else "numpy"
         )
+        self._pending_slot = None
         frame = inspect_frame(
             Path(path).resolve(),
             self._mode,
             bias=self._bias.data if self._bias is not None else None,
             backend=backend,
+            sink=self._spool_frame,
         )
+        if self._pending_slot is not None:
+            self._slots[frame.path] = self._pending_slot
         self._frames.append(frame)
+
+    def _bands(self, used: Sequence[FrameInspection]) -> BandSource:
+        return SpoolBands(self._spool, [self._slots[f.path] for f in used])
 
     def finish(self) -> Result:
         """Combine the frames added, write the products; the block's Result."""
-        if self._closed:
+        if self._spool_fd is None:
             raise InputError(f"block {self._block_id}", "already closed")
+        self._frame = None  # the combination reads the spool band by band
         block = ReductionBlock(
             id=self._block_id,
             mode=self._mode,
@@ -698,22 +752,29 @@ class StreamingReduction:
         )
         require_frames(len(self._frames), self._options.min_frames, block.source, 0)
         self._clock = _Clock()  # timings of the final step, after the last frame
-        return _reduce_inspected(
-            block,
-            self._workdir,
-            self._options,
-            self._frames,
-            self._bias,
-            {},
-            self._clock,
-            self._plog,
-            self._started,
-        )
+        try:
+            return _reduce_inspected(
+                block,
+                self._workdir,
+                self._options,
+                self._frames,
+                self._bias,
+                {},
+                self._clock,
+                self._plog,
+                self._started,
+                bands=self._bands,
+            )
+        finally:
+            self.close()
 
     def close(self) -> None:
-        """Release what the reduction holds (idempotent)."""
-        self._closed = True
-        self._frames.clear()
+        """Remove the spool and release the buffers (idempotent)."""
+        self._frame = None
+        if self._spool_fd is not None:
+            os.close(self._spool_fd)
+            self._spool_fd = None
+        self._spool.unlink(missing_ok=True)
 
     def __enter__(self) -> StreamingReduction:
         return self

@@ -26,7 +26,7 @@ from astropy.io import fits
 
 from reduce.blocks import Mode
 from reduce.geometry import AMP1, AMP2
-from reduce.io import write_hdul_atomic, write_text_atomic
+from reduce.io import write_images_atomic, write_text_atomic
 from reduce.qc import DQ, DQ_DESCRIPTIONS, QAReport
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def master_hdul(
 
 def write_master(path: Path, hdul: fits.HDUList) -> None:
     """Write a master atomically, with CHECKSUM/DATASUM on every HDU."""
-    write_hdul_atomic(path, hdul)
+    write_images_atomic(path, hdul)
 
 
 def result_document(product: str, filename: str, qa: QAReport) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import enum
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -136,10 +137,50 @@ def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:
         raise InputError(what, f"shape {image.shape}, expected {TRIMMED_SHAPE}")
 
 
+CHUNK_ROWS = 128
+"""Rows processed at a time by the QC passes (temporaries stay in cache)."""
+
+
+def _amp_hot_pixels(
+    region: npt.NDArray[np.float32],
+    amp_mask: npt.NDArray[np.uint8],
+    thresholds: QCThresholds,
+) -> npt.NDArray[np.intp]:
+    """Set HOT_PIXEL and HOT_COLUMN bits of one amplifier; its hot columns."""
+    k = thresholds.hot_nsigma
+    level = float(np.median(region[::4, ::4]))  # 1/16 of the pixels
+    sigma = clipped_std(region[::7, ::7])  # a sample is plenty for the scale
+    hot_cut, near_cut = np.float32(level + k * sigma), np.float32(k * sigma)
+    # Column means, clipped about each column's own median (so isolated hot
+    # pixels drop out but a hot column keeps its pixels): continuous, unlike
+    # medians of quantised values, so their scatter is a usable scale.
+    col_median = np.median(region[::8], axis=0).astype(np.float32)  # robust
+    col_sum = np.zeros(region.shape[1], dtype=np.float64)
+    col_count = np.zeros(region.shape[1], dtype=np.int64)
+    for r0 in range(0, region.shape[0], CHUNK_ROWS):
+        chunk = region[r0 : r0 + CHUNK_ROWS]
+        rows_mask = amp_mask[r0 : r0 + CHUNK_ROWS]
+        hot = chunk > hot_cut
+        np.bitwise_or(rows_mask, hot.view(np.uint8), out=rows_mask)  # HOT_PIXEL=1
+        work = np.subtract(chunk, col_median)
+        np.abs(work, out=work)
+        near = np.less_equal(work, near_cut, out=hot)
+        col_count += np.count_nonzero(near, axis=0)
+        np.multiply(chunk, near, out=work)
+        col_sum += work.sum(axis=0)
+    col_mean = col_sum / np.maximum(col_count, 1)
+    col_level = float(np.median(col_mean))
+    col_cut = max(k * robust_std(col_mean), thresholds.hot_column_min_adu)
+    hot_cols = np.flatnonzero(col_mean > col_level + col_cut)
+    amp_mask[:, hot_cols] |= np.uint8(DQ.HOT_COLUMN)
+    return hot_cols
+
+
 def detect_hot_pixels(
     master: npt.NDArray[np.floating],
     thresholds: QCThresholds = QCThresholds(),
     npix: npt.NDArray[np.integer] | None = None,
+    threads: int = 2,
 ) -> HotPixels:
     """Flag hot pixels and hot columns of a bias-subtracted master dark.
 
@@ -148,9 +189,11 @@ def detect_hot_pixels(
     master
         Trimmed master dark, ADU.
     thresholds
-        ``hot_nsigma`` is used.
+        ``hot_nsigma`` and ``hot_column_min_adu`` are used.
     npix
         Frames used per pixel (MAP); pixels with 0 get NO_DATA.
+    threads
+        The amplifiers are processed on this many threads.
 
     Returns
     -------
@@ -159,44 +202,18 @@ def detect_hot_pixels(
     """
     _check_trimmed(master, "master dark")
     mask = np.zeros(TRIMMED_SHAPE, dtype=np.uint8)
-    columns: list[tuple[int, int]] = []
-    k = thresholds.hot_nsigma
-    for amp in AMPLIFIERS:
+
+    def one(amp: Amplifier) -> list[tuple[int, int]]:
         region = np.asarray(master[amp.trimmed_rows], dtype=np.float32)
-        sample = region[::4, ::4].astype(np.float64)  # 1/16 of the pixels
-        level = float(np.median(sample))
-        sigma = clipped_std(region[::7, ::7])  # a sample is plenty for the scale
-        hot_pix = region > np.float32(level + k * sigma)
-        amp_mask = mask[amp.trimmed_rows]
-        np.bitwise_or(amp_mask, hot_pix.view(np.uint8), out=amp_mask)  # HOT_PIXEL=1
-        # Column means, clipped about each column's own median (so isolated
-        # hot pixels drop out but a hot column keeps its pixels): continuous,
-        # unlike medians of quantised values, so their scatter is a usable scale.
-        col_median = np.median(region[::8], axis=0)  # every 8th row: robust
-        work = np.subtract(region, col_median)
-        np.abs(work, out=work)
-        near = work <= np.float32(k * sigma)
-        count = np.maximum(np.count_nonzero(near, axis=0), 1)
-        np.multiply(region, near, out=work)
-        col_mean = work.sum(axis=0, dtype=np.float64) / count
-        col_level = float(np.median(col_mean))
-        col_cut = max(k * robust_std(col_mean), thresholds.hot_column_min_adu)
-        hot_cols = np.flatnonzero(col_mean > col_level + col_cut)
-        mask[amp.trimmed_rows, hot_cols] |= np.uint8(DQ.HOT_COLUMN)
-        columns.extend((amp.number, int(c)) for c in hot_cols)
+        cols = _amp_hot_pixels(region, mask[amp.trimmed_rows], thresholds)
+        return [(amp.number, int(c)) for c in cols]
+
+    with ThreadPoolExecutor(max(1, min(threads, len(AMPLIFIERS)))) as pool:
+        columns = [c for found in pool.map(one, AMPLIFIERS) for c in found]
     if npix is not None:
         mask[np.asarray(npix) == 0] |= np.uint8(DQ.NO_DATA)
     n_hot = int(np.count_nonzero(mask & DQ.HOT_PIXEL))
     return HotPixels(mask=mask, n_hot_pixels=n_hot, hot_columns=tuple(columns))
-
-
-def _clipped_mean(values: npt.NDArray[np.floating], nsigma: float = 5.0) -> float:
-    step = max(1, values.size // 500_000)
-    sample = values[::step].astype(np.float64)
-    level = float(np.median(sample))
-    sigma = robust_std(sample)
-    keep = np.abs(values - level) <= nsigma * max(sigma, 1e-12)
-    return float(np.mean(values[keep], dtype=np.float64))
 
 
 def dark_current(
@@ -204,8 +221,12 @@ def dark_current(
     darktime_s: float,
     amp: Amplifier,
     mask: npt.NDArray[np.uint8] | None = None,
+    nsigma: float = 5.0,
 ) -> float:
     """Dark current of one amplifier, e-/pix/h.
+
+    The mean of the unflagged pixels within ``nsigma`` robust sigmas of
+    their median (median and sigma from a 1/16 sample), x gain / DARKTIME.
 
     Parameters
     ----------
@@ -217,15 +238,29 @@ def dark_current(
         The amplifier (rows and gain).
     mask
         DQ mask; flagged pixels are excluded.
+    nsigma
+        Clipping threshold, robust sigmas.
     """
     if not darktime_s > 0:
         raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
     region = np.asarray(master[amp.trimmed_rows], dtype=np.float32)
-    keep = (
-        mask[amp.trimmed_rows] == 0 if mask is not None else np.ones(region.shape, bool)
-    )
-    values = region[keep]
-    return _clipped_mean(values) * amp.gain / darktime_s * SECONDS_PER_HOUR
+    amp_mask = mask[amp.trimmed_rows] if mask is not None else None
+    sample = region[::4, ::4]
+    if amp_mask is not None:
+        sample = sample[amp_mask[::4, ::4] == 0]
+    level = float(np.median(sample))
+    cut = nsigma * max(robust_std(sample), 1e-12)
+    lo, hi = np.float32(level - cut), np.float32(level + cut)
+    total, count = 0.0, 0
+    for r0 in range(0, region.shape[0], CHUNK_ROWS):
+        chunk = region[r0 : r0 + CHUNK_ROWS]
+        keep = (chunk >= lo) & (chunk <= hi)
+        if amp_mask is not None:
+            keep &= amp_mask[r0 : r0 + CHUNK_ROWS] == 0
+        total += float(np.sum(np.where(keep, chunk, np.float32(0)), dtype=np.float64))
+        count += int(np.count_nonzero(keep))
+    mean = total / max(count, 1)
+    return mean * amp.gain / darktime_s * SECONDS_PER_HOUR
 
 
 def dark_rate_image(
@@ -417,18 +452,21 @@ def qc_master(
         MAP, for the NO_DATA bit.
     """
     hot = detect_hot_pixels(master, thresholds, npix)
+
+    def current(amp: Amplifier) -> float | None:
+        if darktime_s is None or not darktime_s > 0:
+            return None
+        return dark_current(master, darktime_s, amp, hot.mask)
+
+    with ThreadPoolExecutor(len(AMPLIFIERS)) as pool:
+        currents = list(pool.map(current, AMPLIFIERS))
     amps = []
-    for amp in AMPLIFIERS:
-        current = (
-            dark_current(master, darktime_s, amp, hot.mask)
-            if darktime_s is not None and darktime_s > 0
-            else None
-        )
+    for amp, current_e in zip(AMPLIFIERS, currents, strict=True):
         rows_mask = hot.mask[amp.trimmed_rows]
         amps.append(
             AmplifierQC(
                 amplifier=amp.number,
-                dark_current_e_pix_h=current,
+                dark_current_e_pix_h=current_e,
                 read_noise_e=read_noise_from_overscan(models, amp),
                 overscan=overscan_stats(models, amp),
                 hot_pixels=int(np.count_nonzero(rows_mask & DQ.HOT_PIXEL)),

@@ -142,3 +142,24 @@ def test_too_few_frames_and_bad_mode(files: Files, tmp_path: Path) -> None:
         stream.add(files.darks[-1])  # invalid: excluded
         with pytest.raises(InputError, match="fewer than the minimum 2"):
             stream.finish()
+
+
+def test_spool_lives_in_the_product_folder_until_close(
+    files: Files, tmp_path: Path
+) -> None:
+    stream = StreamingReduction(
+        block_id="s",
+        mode="MegaraDarkImage",
+        nframes=1,
+        master_bias=files.master_bias,
+        workdir=tmp_path,
+    )
+    folder = tmp_path / "obsids_results"
+    for path in files.darks:  # three valid frames spooled, the invalid one not
+        stream.add(path)
+    (spool,) = folder.glob(".stream-*.spool")
+    assert spool.stat().st_size == 3 * 4112 * 4096 * 4
+    stream.close()
+    assert not spool.exists()
+    with pytest.raises(InputError, match="closed"):
+        stream.add(files.darks[0])

@@ -1,0 +1,143 @@
+"""FITS checksums (the DATASUM and CHECKSUM cards), as pure functions.
+
+The FITS checksum convention (FITS standard 4.0, appendix J; Seaman, Pence &
+Rots): ``DATASUM`` is the 32-bit ones'-complement sum of the data unit read as
+big-endian 32-bit words, written as a decimal string; ``CHECKSUM`` is a
+16-character ASCII encoding of the complement of the whole HDU's sum, chosen
+so that the header and data together sum to negative zero (0xFFFFFFFF). The
+encoding spreads each byte of the value over four characters of ``0-9A-Za-z``
+(avoiding the punctuation between them) and rotates the string by one place,
+because the card's value starts one byte before a 4-byte boundary.
+
+The sum is commutative, so a data unit may be summed in pieces (each a
+multiple of 4 bytes long, starting on a 4-byte boundary) and the pieces
+added: :func:`ones_complement_sum` takes the running sum as ``start``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from reduce.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FITS_BLOCK = 2880
+"""FITS files are made of 2880-byte blocks."""
+
+CARD = 80
+"""Bytes per header card."""
+
+
+def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
+    """32-bit ones'-complement sum of big-endian words (the FITS checksum sum).
+
+    Parameters
+    ----------
+    data
+        Bytes, a multiple of 4 long (FITS blocks always are).
+    start
+        Running sum to continue from.
+
+    Returns
+    -------
+    int
+        The folded sum, 0..0xFFFFFFFF.
+    """
+    words = np.frombuffer(data, dtype=">u4")
+    total = int(words.sum(dtype=np.uint64)) + start
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def header_length(buf: bytes | bytearray | memoryview, source: str) -> int:
+    """Bytes of the primary header (to the end of the block holding END)."""
+    view = memoryview(buf)
+    for pos in range(0, len(view) - CARD + 1, CARD):
+        if bytes(view[pos : pos + 8]) == b"END     ":
+            return (pos // FITS_BLOCK + 1) * FITS_BLOCK
+    raise InputError(source, "no END card in the primary header: not a FITS file?")
+
+
+def verify_checksums(
+    header: Mapping[str, Any],
+    header_bytes: bytes | bytearray | memoryview,
+    data_sum: int,
+    source: str,
+) -> str:
+    """Check DATASUM and CHECKSUM of an HDU given its header bytes and data sum.
+
+    Returns
+    -------
+    str
+        ``"verified"`` or ``"absent"`` (no CHECKSUM/DATASUM cards).
+
+    Raises
+    ------
+    InputError
+        On any mismatch (the file was altered or damaged after writing).
+    """
+    datasum = header.get("DATASUM")
+    checksum = header.get("CHECKSUM")
+    if datasum is None and checksum is None:
+        return "absent"
+    if datasum is not None and str(datasum).strip() != str(data_sum):
+        raise InputError(
+            source,
+            f"DATASUM mismatch: header says {str(datasum).strip()}, data sums to "
+            f"{data_sum}; the file is corrupt, take the frame again",
+        )
+    if checksum is not None:
+        total = ones_complement_sum(header_bytes, data_sum)
+        if total != 0xFFFFFFFF:
+            raise InputError(
+                source,
+                f"CHECKSUM mismatch (HDU sums to {total:#010x}, expected "
+                "0xffffffff); the file was altered or damaged after writing",
+            )
+    return "verified"
+
+
+CHECKSUM_PLACEHOLDER = "0" * 16
+"""CHECKSUM value while the sum is taken (the encoding is relative to '0')."""
+
+_EXCLUDED = frozenset(range(0x3A, 0x41)) | frozenset(range(0x5B, 0x61))
+"""Punctuation between digits and letters, never used in an encoded checksum."""
+
+
+def encode_checksum(total: int) -> str:
+    """The CHECKSUM string for an HDU whose bytes sum to ``total``.
+
+    Parameters
+    ----------
+    total
+        Ones'-complement sum of the header (with CHECKSUM set to
+        :data:`CHECKSUM_PLACEHOLDER`) plus DATASUM.
+
+    Returns
+    -------
+    str
+        16 characters; with them in place the HDU sums to 0xFFFFFFFF.
+    """
+    value = ~total & 0xFFFFFFFF
+    chars = [0] * 16
+    for i in range(4):
+        byte = (value >> (24 - 8 * i)) & 0xFF
+        group = [byte // 4 + 0x30] * 4
+        group[0] += byte % 4
+        changed = True
+        while changed:  # move pairs off the excluded punctuation, same sum
+            changed = False
+            for j in (0, 2):
+                if group[j] in _EXCLUDED or group[j + 1] in _EXCLUDED:
+                    group[j] += 1
+                    group[j + 1] -= 1
+                    changed = True
+        for j in range(4):
+            chars[4 * j + i] = group[j]
+    return bytes(chars[15:] + chars[:15]).decode("ascii")
