@@ -204,4 +204,100 @@ def trend(
     click.echo(f"page: {doc['html']}")
 
 
-COMMANDS = (verify, trend)
+@click.command()
+@click.argument("campaign_file", type=click.Path(path_type=Path, dir_okay=False))
+@_CONFIG
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder [default: megara-dark-runs/campaign-<name>-<UTC time>].",
+)
+@click.option(
+    "--history",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="History database for the runs' QC figures [default: OUT/history.sqlite].",
+)
+@click.option(
+    "--run-reports/--no-run-reports",
+    default=True,
+    show_default=True,
+    help="Write a verification report page for every run's dark set.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1.0),
+    default=1800.0,
+    show_default=True,
+    help="Wall seconds after which a run is killed and counted as 'timeout'.",
+)
+@_LOG_LEVEL
+def campaign(
+    campaign_file: Path,
+    config: Path | None,
+    out: Path | None,
+    history: Path | None,
+    run_reports: bool,
+    timeout_s: float,
+    log_level: str,
+) -> None:
+    """Run the observing blocks of CAMPAIGN_FILE on the simulators, with faults.
+
+    Every run states its expected outcome; the summary (campaign.html,
+    campaign.json) says what was expected and what was seen. Exit status 1
+    when any run differs from its expectation.
+    """
+    from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.engineering.campaign import (  # noqa: PLC0415
+        CampaignResult,
+        RunReport,
+        run_campaign,
+    )
+    from sequencer.engineering.campaign_report import write_summary  # noqa: PLC0415
+    from sequencer.engineering.campaign_spec import load_campaign  # noqa: PLC0415
+    from sequencer.engineering.plots import pyplot  # noqa: PLC0415
+
+    _logging(log_level)
+    spec = load_campaign(campaign_file)
+    settings = load_config(config).verify
+    pyplot()
+    if out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        out = Path("megara-dark-runs") / f"campaign-{spec.name}-{stamp}"
+
+    def progress(run: RunReport) -> None:
+        s = run.seen
+        verdict = "as expected" if run.matched else "; ".join(run.differences)
+        click.echo(
+            f"{run.spec.name}: {s.outcome} ({s.valid_frames} valid, "
+            f"{s.invalid_frames} invalid frames, {s.retakes} retakes, QA "
+            f"{s.last_qa or '-'}, verify {s.verify or '-'}, {s.wall_s:.1f} s): "
+            f"{verdict}"
+        )
+
+    def summary(result: CampaignResult) -> None:
+        write_summary(result, settings)
+
+    result = run_campaign(
+        spec,
+        out,
+        settings=settings,
+        history=history,
+        timeout_s=timeout_s,
+        run_reports=run_reports,
+        progress=progress,
+        summary=summary,
+    )
+    doc = write_summary(result, settings, final=True)
+    t = doc["totals"]
+    click.echo(
+        f"campaign {spec.name}: {t['matched']}/{t['runs']} run(s) as expected, "
+        f"{t['differed']} differed, {t['not_run']} not run; "
+        f"report: {out / 'campaign.html'}"
+    )
+    if result.interrupted:
+        raise SystemExit(130)
+    raise SystemExit(EXIT_OK if result.matched else EXIT_FAILED)
+
+
+COMMANDS = (verify, trend, campaign)
