@@ -152,7 +152,11 @@ class FrameSink(Protocol):
     """Writes frames and hands them to the reduction (supplied by the run)."""
 
     def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
-        """Write the frame; return its file name."""
+        """Write the frame (now or soon, in order); return its file name.
+
+        The sink reports ``frame_written`` or ``frame_invalid`` once the file
+        is on disk.
+        """
         ...
 
     def reduce(self) -> None: ...
@@ -476,15 +480,7 @@ class DarkSequence:
         problems = record.problems
         valid = not problems
         reason = "; ".join(problems)
-        name = self.sink.write(record, valid, reason)
-        self.report.emit(
-            "frame_written" if valid else "frame_invalid",
-            block=self.block.id,
-            frame=record.index,
-            attempt=record.attempt,
-            file=name,
-            **({} if valid else {"reason": reason}),
-        )
+        self.sink.write(record, valid, reason)
         self.devices.ccd.clear()
         if valid:
             self.outcome.valid_frames += 1

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ class Reporter:
         self.clock = clock
         self.t0 = clock()
         self._last: dict[str, float] = {}
+        self._lock = threading.Lock()  # the run's frame writer reports too
 
     @property
     def active(self) -> bool:
@@ -111,13 +113,14 @@ class Reporter:
 
     def emit(self, event: str, **fields: Any) -> None:
         """Send one event now."""
-        now = self.clock()
-        record = {"event": event, "t": round(now - self.t0, 4), **fields}
-        try:
-            self.sink.handle(record)
-        except (OSError, ValueError) as err:  # a closed pipe must not stop a run
-            log.warning("progress output failed (%s); continuing without it", err)
-            self.sink = Silent()
+        with self._lock:
+            now = self.clock()
+            record = {"event": event, "t": round(now - self.t0, 4), **fields}
+            try:
+                self.sink.handle(record)
+            except (OSError, ValueError) as err:  # a closed pipe must not stop a run
+                log.warning("progress output failed (%s); continuing without it", err)
+                self.sink = Silent()
 
     def progress(self, event: str, *, edge: bool = False, **fields: Any) -> None:
         """Send a progress event, unless one of its kind went out just now.

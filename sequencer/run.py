@@ -32,6 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 import yaml
 
 from drivers.ccd import SerialCcdController
@@ -102,10 +104,14 @@ def devices_for(
 class RunSink:
     """Writes a block's frames, journals them and streams them to the reduction.
 
-    Each frame written is handed to the block's streaming reduction on one
-    worker thread (it reads the file back while the next frame integrates);
-    :meth:`reduce` waits for the frames still in hand and finishes. Use as a
-    context manager, so that the worker is stopped whatever happens.
+    :meth:`write` returns at once: one worker thread writes the FITS file
+    (atomically, fsync'd), journals it, reports it and hands it to the block's
+    streaming reduction, while the machine clears the controller and starts
+    the next exposure (the controller discards its frame at the next EXPOSE,
+    so the pixels are already ours). The frames are written in order; a
+    failure is raised at the next frame or at :meth:`reduce`, which waits for
+    the frames in hand and finishes. Use as a context manager, so that the
+    worker finishes the frames in hand whatever happens.
     """
 
     def __init__(self, run: Run, block: ObservingBlock, result: BlockResult) -> None:
@@ -126,8 +132,8 @@ class RunSink:
         self.close()
 
     def close(self) -> None:
-        """Stop the worker (a frame in hand is finished first) and release."""
-        self._worker.shutdown(wait=True, cancel_futures=True)
+        """Finish the frames in hand (written frames are kept), then release."""
+        self._worker.shutdown(wait=True)
         if self._reduction is not None:
             self._reduction.close()
 
@@ -153,10 +159,18 @@ class RunSink:
         return self._reduction
 
     def feed(self, path: Path) -> None:
-        """Hand one written frame (valid or not) to the reduction's worker."""
+        """Hand a frame already on disk (valid or not) to the reduction."""
         self._check_failed()
+        self._pending.append((path, self._worker.submit(self._add, path)))
+
+    def _add(self, path: Path) -> None:
         reduction = self._streaming()
-        self._pending.append((path, self._worker.submit(reduction.add, path)))
+        try:
+            reduction.add(path)
+        except Exception as err:  # the reduction has its own error hierarchy
+            raise SequenceError(
+                f"{self.block.id}: reduction of {path.name} failed: {err}"
+            ) from err
 
     def _check_failed(self, *, wait: bool = False) -> None:
         """Raise the first failure of the frames handed over (all, with wait)."""
@@ -164,9 +178,11 @@ class RunSink:
             if not (wait or future.done()):
                 continue
             err = future.exception()
+            if isinstance(err, MegaraDarkError):
+                raise err
             if err is not None:
                 raise SequenceError(
-                    f"{self.block.id}: reduction of {path.name} failed: {err}"
+                    f"{self.block.id}: handling {path.name} failed: {err!r}"
                 ) from err
         self._pending = [(p, f) for p, f in self._pending if not f.done()]
 
@@ -201,7 +217,27 @@ class RunSink:
             software_version=__version__,
         )
         path = self.run.datadir / file_name(self.block.id, record.attempt)
-        write_raw_frame(path, readout.pixels, meta)
+        self._check_failed()
+        job = self._worker.submit(self._store, path, readout.pixels, meta, record)
+        self._pending.append((path, job))
+        return path.name
+
+    def _store(
+        self,
+        path: Path,
+        pixels: npt.NDArray[np.uint16],
+        meta: FrameMeta,
+        record: FrameRecord,
+    ) -> None:
+        """On the worker: write, journal, report, then reduce one frame."""
+        valid, reason = meta.valid, meta.invalid_reason or ""
+        try:
+            write_raw_frame(path, pixels, meta)
+        except OSError as err:
+            raise SequenceError(
+                f"{self.block.id}: cannot write {path}: {err.strerror or err}; "
+                "check the disk (space, permissions); the frame is lost"
+            ) from err
         self.run.journal.append(
             "frame_written",
             block=self.block.id,
@@ -223,8 +259,15 @@ class RunSink:
         log.info(
             "%s: wrote %s%s", self.block.id, path.name, "" if valid else " (INVALID)"
         )
-        self.feed(path)
-        return path.name
+        self.run.report.emit(
+            "frame_written" if valid else "frame_invalid",
+            block=self.block.id,
+            frame=record.index,
+            attempt=record.attempt,
+            file=path.name,
+            **({} if valid else {"reason": reason}),
+        )
+        self._add(path)
 
     def reduce(self) -> None:
         """Wait for the frames in hand, combine them and write the products."""

@@ -107,13 +107,23 @@ class FakeCover:
 
 
 class Sink:
+    """Records the frames; reports them written, as the run's sink does."""
+
     def __init__(self) -> None:
         self.frames: list[tuple[int, bool, str]] = []
         self.reduced = 0
+        self.report = Reporter()
 
     def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
         self.frames.append((record.attempt, valid, reason))
-        return f"frame_{record.attempt:04d}.fits"
+        name = f"frame_{record.attempt:04d}.fits"
+        self.report.emit(
+            "frame_written" if valid else "frame_invalid",
+            frame=record.index,
+            file=name,
+            reason=reason,
+        )
+        return name
 
     def reduce(self) -> None:
         self.reduced += 1
@@ -298,6 +308,7 @@ class Events:
 def with_events(seq: DarkSequence) -> Events:
     events = Events()
     seq.report = Reporter(events, interval_s=0.0)
+    seq.sink.report = seq.report  # type: ignore[attr-defined]
     return events
 
 
