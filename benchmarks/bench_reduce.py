@@ -1,22 +1,30 @@
 """``megara-dark reduce`` against ``numina run`` (megaradrp), as whole processes.
 
-Writes seeded synthetic raw frames (``reduce.synthetic``), then reduces the
-biases and the darks (with each side's own master bias) once with our
-command and once with ``numina run`` of megaradrp's BiasRecipe/DarkRecipe,
-each as a separate process: wall time, peak RSS of that process, and the
-largest PRIMARY difference. numina lives in its own environment (it is an
-optional extra): point ``--numina`` at its script.
+Writes seeded synthetic raw frames (``reduce.synthetic``): ``--biases``
+biases and ``max(--darks)`` one-hour darks, read once so that they are in
+the page cache. Then, side by side in the same run, each as a separate
+process: the bias block with each pipeline (each side's dark uses its own
+master bias), and the dark block of the first N frames for every N of
+``--darks`` with ours, and for the first N with ``numina run`` of
+megaradrp's DarkRecipe. Printed: wall time and peak RSS of each process,
+the speed ratio, the largest PRIMARY difference and MAP equality, and, over
+the values of N, how peak RSS grows per extra frame.
+
+Targets (issue 5): N = 20 at least 8x faster than numina, peak RSS at
+N = 20 at most 600 MiB, growing by at most 5 MiB per extra frame up to
+N = 50. Each prints PASS or FAIL; the exit status is 1 if any failed.
 
 Usage::
 
-    python benchmarks/bench_reduce.py [--darks 20] [--biases 5] \
-        [--numina /path/to/venv/bin/numina] [--workdir DIR]
+    python benchmarks/bench_reduce.py [--darks 20,35,50] [--biases 5] \
+        [--numina PATH] [--workdir DIR] [--repeat 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,71 +135,125 @@ def compare(theirs: Path, ours: Path) -> str:
     return f"PRIMARY max|diff| {diff.max():.3g} ADU, MAP equal: {same_map}"
 
 
+def _warm(folder: Path) -> None:
+    """Read every frame once, so that both pipelines find them in the page cache."""
+    for path in sorted(folder.glob("*.fits")):
+        with path.open("rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
+def _run(
+    who: str, numina: Path | None, work: Path, data: Path, kind: str, n: int
+) -> dict[str, float]:
+    base = work / who
+    base.mkdir(exist_ok=True)
+    bias = str(base / "obsidbias_results" / "master_bias.fits")
+    doc = _blocks(kind, n, bias if kind == "dark" else None)
+    doc["id"] = kind if kind == "bias" else f"dark{n}"
+    ob = work / f"{who}_{doc['id']}.yaml"
+    ob.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    if who == "ours":
+        argv = [*ours_command(), str(ob), "--datadir", str(data)]
+        argv += ["--workdir", str(base), "--min-frames", "1"]
+    else:
+        assert numina is not None
+        argv = [str(numina), "run", str(ob), "--datadir", str(data)]
+        argv += ["--basedir", str(base)]
+    return _measure(argv)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--darks", type=int, default=20)
+    parser.add_argument("--darks", default="20,35,50", help="values of N")
     parser.add_argument("--biases", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="best of R runs")
     parser.add_argument(
         "--numina",
         type=Path,
         default=None,
-        help="numina script of an environment with megaradrp (default: beside "
-        "this interpreter)",
+        help="numina script of an environment with megaradrp (default: the "
+        "numina on PATH, else none: ours alone)",
     )
     args = parser.parse_args()
-    numina = args.numina or Path(sys.executable).with_name("numina")
+    sizes = sorted({int(v) for v in args.darks.split(",")})
+    found = shutil.which("numina")
+    numina = args.numina or (Path(found) if found else None)
+    failed = False
     with tempfile.TemporaryDirectory() as tmp:
-        work = args.workdir or Path(tmp)
+        work = (args.workdir or Path(tmp)).resolve()
         data = work / "data"
         data.mkdir(parents=True, exist_ok=True)
-        make_frames(data, args.darks, args.biases)
-        figures = {}
-        # Bias first (both), then each side's dark with its own master bias.
-        for who in ("ours", "numina"):
-            base = work / who
-            base.mkdir(exist_ok=True)
-            for kind, n in (("bias", args.biases), ("dark", args.darks)):
-                bias = str(base / "obsidbias_results" / "master_bias.fits")
-                ob = work / f"{who}_{kind}.yaml"
-                doc = _blocks(kind, n, bias if kind == "dark" else None)
-                ob.write_text(yaml.safe_dump(doc), encoding="utf-8")
-                if who == "ours":
-                    argv = [*ours_command(), str(ob), "--datadir", str(data)]
-                    argv += ["--workdir", str(base), "--min-frames", "1"]
-                else:
-                    if not numina.exists():
-                        continue
-                    argv = [str(numina), "run", str(ob), "--datadir", str(data)]
-                    argv += ["--basedir", str(base)]
-                figures[(who, kind)] = _measure(argv)
-        for kind, n in (("bias", args.biases), ("dark", args.darks)):
-            ours = figures[("ours", kind)]
+        make_frames(data, max(sizes), args.biases)
+        _warm(data)
+        sides = ["ours"] + (["numina"] if numina is not None else [])
+        figures: dict[tuple[str, str, int], dict[str, float]] = {}
+        for who in sides:
+            figures[(who, "bias", args.biases)] = _run(
+                who, numina, work, data, "bias", args.biases
+            )
+        for _ in range(args.repeat):
+            for n in sizes:
+                runs = ["ours"] + (["numina"] if n == sizes[0] and numina else [])
+                for who in runs:
+                    got = _run(who, numina, work, data, "dark", n)
+                    best = figures.get((who, "dark", n))
+                    if best is None or got["seconds"] < best["seconds"]:
+                        figures[(who, "dark", n)] = got
+        for kind, n in [("bias", args.biases)] + [("dark", n) for n in sizes]:
+            ours = figures[("ours", kind, n)]
             line = (
                 f"{kind:4s} N={n:2d} megara-dark reduce: {ours['seconds']:.2f} s, "
                 f"peak RSS {ours['peak_mib']:.0f} MiB"
             )
-            theirs = figures.get(("numina", kind))
+            theirs = figures.get(("numina", kind, n))
+            stem = kind if kind == "bias" else f"dark{n}"
             if theirs is not None:
+                ratio = theirs["seconds"] / ours["seconds"]
                 line += (
                     f"; numina run: {theirs['seconds']:.2f} s, "
-                    f"{theirs['peak_mib']:.0f} MiB; "
-                    f"x{theirs['seconds'] / ours['seconds']:.1f} faster, "
+                    f"{theirs['peak_mib']:.0f} MiB; x{ratio:.2f} faster, "
                     f"x{theirs['peak_mib'] / ours['peak_mib']:.1f} less memory; "
                     + compare(
                         work
                         / "numina"
-                        / f"obsid{kind}_results"
+                        / f"obsid{stem}_results"
                         / f"master_{kind}.fits",
-                        work / "ours" / f"obsid{kind}_results" / f"master_{kind}.fits",
+                        work / "ours" / f"obsid{stem}_results" / f"master_{kind}.fits",
                     )
                 )
+                if kind == "dark" and n == 20:
+                    failed |= ratio < 8.0
+                    line += f" [x8 target: {_verdict(ratio >= 8.0)}]"
+            if kind == "dark" and n == 20:
+                ok = ours["peak_mib"] <= 600.0
+                failed |= not ok
+                line += f" [RSS <= 600 MiB: {_verdict(ok)}]"
             print(line)
-            task = work / "ours" / f"obsid{kind}_results" / "task.json"
+            task = work / "ours" / f"obsid{stem}_results" / "task.json"
             print(f"     ours, stages (s): {json.loads(task.read_text())['timings_s']}")
-        if not numina.exists():
-            print(f"(no numina at {numina}: pass --numina PATH to compare)")
-    return 0
+        if len(sizes) > 1:
+            first, last = sizes[0], sizes[-1]
+            rss = [figures[("ours", "dark", n)]["peak_mib"] for n in sizes]
+            slope = (rss[-1] - rss[0]) / (last - first)
+            ok = slope <= 5.0
+            failed |= not ok
+            steps = ", ".join(
+                f"N={a}->{b}: {(rb - ra) / (b - a):+.2f}"
+                for a, b, ra, rb in zip(sizes, sizes[1:], rss, rss[1:], strict=False)
+            )
+            print(
+                f"peak RSS growth N={first}->{last}: {slope:+.2f} MiB per extra "
+                f"frame ({steps}) [<= 5 MiB/frame: {_verdict(ok)}]"
+            )
+        if numina is None:
+            print("(no numina found: pass --numina PATH to compare)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

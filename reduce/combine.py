@@ -11,7 +11,7 @@ one frame inflated by 1/0.637, *not* divided by N), and the MAP is N.
 We return the same median, bit for bit: the selection is exact, the two
 middle float32 values are promoted to float64 before averaging, and the
 single rounding to float32 happens last. It is faster and bounded in memory:
-the stack is processed in bands of rows, and for N <= 32 the middle order
+the stack is processed in bands of rows, and for N <= 64 the middle order
 statistics come from a pruned Batcher sorting network run with vectorised
 ``minimum``/``maximum`` over a cache-sized band (no per-pixel calls).
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 Float32Array = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
 
-NETWORK_MAX_N = 32
+NETWORK_MAX_N = 64
 """Largest stack for which the sorting network is used (np.sort beyond)."""
 
 DEFAULT_BAND_ROWS = 16

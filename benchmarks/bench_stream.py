@@ -1,0 +1,103 @@
+"""The streaming reduction's final step against the whole-file reduction.
+
+The sequencer hands each raw frame to :class:`reduce.pipeline.StreamingReduction`
+as it is written (``add``) and calls ``finish()`` after the last one; the
+issue's target is ``finish()`` at most 1 s for N = 20 full-size one-hour
+darks with a master bias. Side by side in one process, on the same seeded
+synthetic frames (in the page cache), alternating ``--repeat`` times:
+
+* ``add()`` of every frame (per-frame time printed), then ``finish()``;
+* the reference: ``reduce_block()`` of the same files, the whole reduction
+  the sequencer would otherwise run after the last frame.
+
+Printed: median times, the ratio finish / reference, and PASS or FAIL for
+the 1 s target (exit status 1 on FAIL). The products of both are compared
+(PRIMARY identical).
+
+Usage::
+
+    python benchmarks/bench_stream.py [--darks 20] [--repeat 3] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from bench_reduce import _warm, make_frames  # run as a script, beside it
+
+from reduce.pipeline import StreamingReduction, reduce_block
+
+TARGET_S = 1.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--darks", type=int, default=20)
+    parser.add_argument("--biases", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = (args.workdir or Path(tmp)).resolve()
+        data = work / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        make_frames(data, args.darks, args.biases)
+        _warm(data)
+        darks = [data / f"dark_{k:02d}.fits" for k in range(args.darks)]
+        bias = reduce_block(
+            block_id="bias",
+            mode="MegaraBiasImage",
+            frames=[data / f"bias_{k:02d}.fits" for k in range(args.biases)],
+            master_bias=None,
+            workdir=work,
+        ).product
+        adds, finishes, wholes = [], [], []
+        for _ in range(args.repeat):
+            with StreamingReduction(
+                block_id="stream",
+                mode="MegaraDarkImage",
+                nframes=args.darks,
+                master_bias=bias,
+                workdir=work,
+            ) as stream:
+                for path in darks:
+                    t0 = time.perf_counter()
+                    stream.add(path)
+                    adds.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                streamed = stream.finish()
+                finishes.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            whole = reduce_block(
+                block_id="whole",
+                mode="MegaraDarkImage",
+                frames=darks,
+                master_bias=bias,
+                workdir=work,
+            )
+            wholes.append(time.perf_counter() - t0)
+        same = np.array_equal(
+            fits.getdata(streamed.product), fits.getdata(whole.product)
+        )
+    finish, ref = statistics.median(finishes), statistics.median(wholes)
+    ok = finish <= TARGET_S
+    print(
+        f"N={args.darks}: add() median {statistics.median(adds):.3f} s per frame "
+        f"(max {max(adds):.3f}); finish() median {finish:.3f} s "
+        f"(runs {', '.join(f'{t:.3f}' for t in finishes)}); reference "
+        f"reduce_block() {ref:.3f} s; finish/reference {finish / ref:.2f}; "
+        f"PRIMARY identical: {same} [finish <= {TARGET_S:g} s: "
+        f"{'PASS' if ok else 'FAIL'}]"
+    )
+    return 0 if ok and same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
