@@ -265,3 +265,11 @@ def main() -> None:
     except MegaraDarkError as err:
         click.echo(f"megara-dark: {err}", err=True)
         raise SystemExit(EXIT_FAILED) from None
+    except OSError as err:  # the file system refused a write (space, permissions)
+        where = err.filename if err.filename is not None else "a file"
+        click.echo(
+            f"megara-dark: {where}: {err.strerror or err}; check the free space and "
+            "the permissions of the run folder, then finish the run with --resume",
+            err=True,
+        )
+        raise SystemExit(EXIT_FAILED) from None

@@ -44,6 +44,21 @@ file is verified (``verify_raw_frame``); a good one is adopted (a
 renamed ``<name>.damaged`` and recorded as ``frame_discarded``. Leftover
 ``.<name>.partial`` files are never frames and are deleted. Attempt numbers
 are never reused, so no frame is overwritten or duplicated.
+
+A resumed run restarts the simulators with their CCD frame counter at
+``exposures_done`` (the attempts that finished, in every block), so that each
+frame gets the pixels it would have had in a run that was never interrupted.
+
+Failures. An append that cannot be written whole (no space, a file-size limit,
+a read-only folder) cuts the file back to its last complete record and raises
+:class:`JournalError`: the journal on disk stays consistent, and the run can
+be resumed once the cause is fixed.
+
+Fault injection (tests only). With the environment variable
+``MEGARA_DARK_FAULT_KILL_JOURNAL=EVENT:N:BYTES`` set, the process writes only
+the first BYTES bytes of its N-th ``EVENT`` record, fsyncs them and kills
+itself with SIGKILL: a crash in the middle of a journal append, on demand.
+Unset (the default), nothing changes. See ``tests/reliability``.
 """
 
 from __future__ import annotations
@@ -51,13 +66,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, SequenceError
 from sequencer.rawfits import (
     file_name,
     parse_file_name,
@@ -71,6 +87,50 @@ Record = dict[str, Any]
 
 _WRITTEN = frozenset({"frame_written", "frame_adopted"})
 _PARTIAL = partial_name("x")[2:]  # ".partial"
+#: Environment variable of the journal's fault-injection hook (tests only).
+KILL_HOOK_ENV = "MEGARA_DARK_FAULT_KILL_JOURNAL"
+
+
+class JournalError(SequenceError):
+    """The journal cannot be written (no space, read-only, size limit)."""
+
+
+def _resume_hint(path: Path) -> str:
+    return (
+        f"fix that (free space, make {path.parent} writable), then finish the "
+        f"run with: megara-dark run BLOCKS --workdir {path.parent} --resume"
+    )
+
+
+def _os_reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+class _KillHook:
+    """``EVENT:N:BYTES`` from :data:`KILL_HOOK_ENV`: tear the N-th EVENT record."""
+
+    def __init__(self, spec: str) -> None:
+        try:
+            event, count, size = spec.rsplit(":", 2)
+            self.event, self.count, self.size = event, int(count), int(size)
+        except ValueError as err:
+            raise ConfigError(
+                f"{KILL_HOOK_ENV}={spec!r}; expected EVENT:N:BYTES "
+                "(a fault-injection hook for tests)"
+            ) from err
+        self.seen = 0
+
+    def tear(self, event: str, fd: int, data: bytes) -> None:
+        """Write part of ``data`` and die, if this is the record to tear."""
+        if event != self.event:
+            return
+        self.seen += 1
+        if self.seen != self.count:
+            return
+        os.write(fd, data[: self.size])
+        os.fsync(fd)
+        log.critical("fault injection: killed after %d bytes of a record", self.size)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Journal:
@@ -85,12 +145,20 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.fsync(fd)
-            os.close(fd)
-            _fsync_dir(self.path.parent)
-        self._cut_torn_tail()
+        spec = os.environ.get(KILL_HOOK_ENV)
+        self._hook = _KillHook(spec) if spec else None
+        try:
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.fsync(fd)
+                os.close(fd)
+                _fsync_dir(self.path.parent)
+            self._cut_torn_tail()
+        except OSError as err:
+            raise JournalError(
+                f"{self.path}: cannot create or repair the run journal "
+                f"({_os_reason(err)}); {_resume_hint(self.path)}"
+            ) from err
         records = self.records()
         self._next_seq = records[-1]["seq"] + 1 if records else 1
 
@@ -118,6 +186,9 @@ class Journal:
         ------
         ConfigError
             ``fields`` cannot be written as JSON, or use a reserved name.
+        JournalError
+            The record could not be written whole; the file is cut back to its
+            last complete record (nothing half-written is left).
         """
         reserved = {"seq", "time", "event"} & fields.keys()
         if reserved:
@@ -134,66 +205,100 @@ class Journal:
             raise ConfigError(
                 f"{self.path}: journal record {event!r} is not JSON: {err}"
             ) from err
-        data = line.encode("ascii")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(
-                    f"{self.path}: wrote {written} of {len(data)} bytes of a "
-                    "journal record; is the disk full?"
-                )
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._write(event, line.encode("ascii"))
         self._next_seq += 1
         log.debug("journal %s", line.rstrip())
         return record
 
-    def records(self) -> list[Record]:
-        """Every record, in order.
-
-        A final line without its newline (a write cut short by a crash) is
-        ignored with a warning.
-
-        Raises
-        ------
-        ConfigError
-            A complete line is not a JSON record, or the sequence numbers do
-            not run 1, 2, 3 ...; the message names the line.
-        """
-        data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        if lines[-1]:
-            log.warning(
-                "%s: ignoring a torn final line left by a crash: %r",
-                self.path,
-                lines[-1],
-            )
-        out: list[Record] = []
-        for number, raw in enumerate(lines[:-1], start=1):
-            out.append(self._parse(number, raw, len(out) + 1))
-        return out
-
-    def _parse(self, number: int, raw: bytes, seq: int) -> Record:
+    def _write(self, event: str, data: bytes) -> None:
+        """Append ``data`` whole and fsync it, or leave the file as it was."""
         try:
-            record = json.loads(raw)
-        except ValueError as err:
-            raise ConfigError(
-                f"{self.path} line {number}: not a journal record ({err}): "
-                f"{raw[:80]!r}; the journal is damaged: repair it by hand"
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as err:
+            raise JournalError(
+                f"{self.path}: cannot open the run journal to append a {event!r} "
+                f"record ({_os_reason(err)}); {_resume_hint(self.path)}"
             ) from err
-        if not isinstance(record, dict) or not isinstance(record.get("event"), str):
-            raise ConfigError(
-                f"{self.path} line {number}: {raw[:80]!r} has no event; expected "
-                "a JSON object with seq, time and event"
-            )
-        if record.get("seq") != seq:
-            raise ConfigError(
-                f"{self.path} line {number}: seq {record.get('seq')!r}, expected "
-                f"{seq}; records are missing or were reordered"
-            )
-        return record
+        try:
+            size = os.fstat(fd).st_size
+            if self._hook is not None:
+                self._hook.tear(event, fd, data)
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(
+                        0, f"wrote {written} of {len(data)} bytes (disk full?)"
+                    )
+                os.fsync(fd)
+            except OSError as err:
+                self._cut_back(fd, size)
+                raise JournalError(
+                    f"{self.path}: cannot append a {event!r} record "
+                    f"({_os_reason(err)}); the journal keeps its last complete "
+                    f"record; {_resume_hint(self.path)}"
+                ) from err
+        finally:
+            os.close(fd)
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        """Remove the bytes of a failed append (best effort: a cut that fails
+        leaves a torn final line, which the next open cuts off anyway)."""
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as err:
+            log.error("%s: could not cut back a failed append: %s", self.path, err)
+
+    def records(self) -> list[Record]:
+        """Every record, in order (see :func:`read_records`)."""
+        return read_records(self.path)[0]
+
+
+def read_records(path: Path) -> tuple[list[Record], bytes]:
+    """Every record of the journal at ``path``, and its torn final line if any.
+
+    Reads only (a :class:`Journal` opened for appending cuts the torn line
+    off). A final line without its newline, a write cut short by a crash, is
+    not a record: it is returned as the second item (empty when there is
+    none) and logged as a warning.
+
+    Raises
+    ------
+    ConfigError
+        A complete line is not a JSON record, or the sequence numbers do not
+        run 1, 2, 3 ...; the message names the line.
+    """
+    data = Path(path).read_bytes()
+    lines = data.split(b"\n")
+    if lines[-1]:
+        log.warning(
+            "%s: ignoring a torn final line left by a crash: %r", path, lines[-1]
+        )
+    out: list[Record] = []
+    for number, raw in enumerate(lines[:-1], start=1):
+        out.append(_parse(path, number, raw, len(out) + 1))
+    return out, lines[-1]
+
+
+def _parse(path: Path, number: int, raw: bytes, seq: int) -> Record:
+    try:
+        record = json.loads(raw)
+    except ValueError as err:
+        raise ConfigError(
+            f"{path} line {number}: not a journal record ({err}): "
+            f"{raw[:80]!r}; the journal is damaged: repair it by hand"
+        ) from err
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        raise ConfigError(
+            f"{path} line {number}: {raw[:80]!r} has no event; expected "
+            "a JSON object with seq, time and event"
+        )
+    if record.get("seq") != seq:
+        raise ConfigError(
+            f"{path} line {number}: seq {record.get('seq')!r}, expected "
+            f"{seq}; records are missing or were reordered"
+        )
+    return record
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -234,6 +339,7 @@ class BlockState:
     failed_attempts: list[int] = field(default_factory=list)
     discarded_files: list[str] = field(default_factory=list)
     written_attempts: set[int] = field(default_factory=set)
+    discarded_attempts: set[int] = field(default_factory=set)
     done: bool = False
     reduced: bool = False
     qa: str | None = None
@@ -314,6 +420,7 @@ def _apply(state: RunState, record: Record) -> None:
         block.failed_attempts.append(attempt)
     elif event == "frame_discarded" and isinstance(attempt, int):
         block.discarded_files.append(str(record.get("file", "")))
+        block.discarded_attempts.add(attempt)
     elif event == "block_done":
         block.done = True
     elif event == "reduction_done":
@@ -386,3 +493,25 @@ def resume_block(
             )
         _apply(state, record)
     return state.block(block_id)
+
+
+def exposures_done(state: RunState, datadir: Path) -> int:
+    """Attempts that finished, in every block: the CCD frame counter to resume at.
+
+    An attempt finished if the journal records its frame (written, adopted,
+    discarded) or its failure (``frame_invalid``), or its frame file is in
+    ``datadir`` (also as ``<name>.damaged``) though not yet journaled. An
+    exposure a crash cut short finished nothing: the resumed run takes it
+    again, as the same frame.
+    """
+    finished: set[tuple[str, int]] = set()
+    for block in state.blocks.values():
+        attempts = block.written_attempts | set(block.failed_attempts)
+        attempts |= block.discarded_attempts
+        finished |= {(block.block, a) for a in attempts}
+    if datadir.is_dir():
+        for path in datadir.iterdir():
+            parsed = parse_file_name(path.name.removesuffix(".damaged"))
+            if parsed is not None:
+                finished.add(parsed)
+    return len(finished)

@@ -85,26 +85,40 @@ not look at them.
 File names are ``<block_id>_<attempt:04d>.fits`` (``file_name``); a write in
 progress is ``.<name>.partial`` in the same folder, which a crash may leave
 behind and which is never a frame.
+
+A write that fails (no space, a file-size limit, a read-only folder) removes
+its partial file and raises :class:`FrameWriteError`, one line naming the
+file, the reason and what to do: no file that looks whole but is not is ever
+left under a frame's name.
+
+Fault injection (tests only). With the environment variable
+``MEGARA_DARK_FAULT_KILL_FITS=NAME:BYTES`` set, the process writing frame
+``NAME`` (e.g. ``dark1_0002.fits``) kills itself with SIGKILL once BYTES bytes
+of its partial file are written and fsync'd: a crash in the middle of a FITS
+write, on demand. Unset (the default), nothing changes. See
+``tests/reliability``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import signal
 import uuid as uuidlib
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, MegaraDarkError, SequenceError
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +163,12 @@ _FILE_RE = re.compile(
     r"(?P<block>[A-Za-z0-9][A-Za-z0-9._-]*)_(?P<attempt>\d{4,})\.fits"
 )
 _PARTIAL_SUFFIX = ".partial"
+#: Environment variable of the writer's fault-injection hook (tests only).
+KILL_HOOK_ENV = "MEGARA_DARK_FAULT_KILL_FITS"
+
+
+class FrameWriteError(SequenceError):
+    """A raw frame could not be written (no space, read-only, size limit)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -447,8 +467,10 @@ def write_raw_frame(
     ------
     ConfigError
         ``path`` (or a leftover temporary file for it) exists, or the pixels
-        are not a MEGARA raw frame. An OSError while writing propagates after
-        the temporary file is removed.
+        are not a MEGARA raw frame.
+    FrameWriteError
+        The file system refused the write (no space, a file-size limit, a
+        read-only folder); the temporary file is removed first.
     """
     path = Path(path)
     _check_pixels(path, pixels)
@@ -461,26 +483,107 @@ def write_raw_frame(
     tmp = path.with_name(partial_name(path.name))
     hdu = fits.PrimaryHDU(data=pixels, header=header)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        # Reopened by name (not from the descriptor): astropy's own report of
+        # a failed write needs the name, and it does not know mode "xb".
+        stream = open(tmp, "wb")  # noqa: SIM115 - closed below, in every case
     except FileExistsError as err:
         raise ConfigError(
             f"{tmp}: a leftover partial write of {path.name} exists; it is not a "
             "frame: remove it, then write again"
         ) from err
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _write_error(path, err) from err
     try:
-        with os.fdopen(fd, "wb") as stream:
-            hdu.writeto(stream, checksum=True)
+        with stream:
+            hdu.writeto(_kill_hook(path.name, stream), checksum=True)
             stream.flush()
             os.fsync(stream.fileno())
         if path.exists():  # appeared while we wrote: never replace a frame
             raise ConfigError(f"{path}: appeared during the write; not replaced")
         os.replace(tmp, path)
-    except BaseException:
+    except MegaraDarkError:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        raise _write_error(path, cause) from err
+    try:
+        _fsync_dir(path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
     log.debug("wrote %s", path)
     return path
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err`` (astropy may wrap one in another exception)."""
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None or isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _write_error(path: Path, err: OSError) -> FrameWriteError:
+    if err.errno is None:  # numpy's short write carries no errno
+        reason = f"short write, {err}: the disk is full or a file-size limit hit"
+    else:
+        reason = err.strerror or str(err)
+    return FrameWriteError(
+        f"{path.name}: cannot write the frame in {path.parent} ({reason}); "
+        "nothing of it was kept; free space (or raise the file-size limit, or "
+        "make the folder writable), then finish the run with --resume"
+    )
+
+
+class _KillAfter:
+    """A stream that SIGKILLs this process after ``limit`` bytes (tests only)."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._written = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        room = self._limit - self._written
+        if len(view) >= room:
+            self._stream.write(view[: max(room, 0)])
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            log.critical("fault injection: killed after %d bytes", self._limit)
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._written += len(view)
+        return self._stream.write(view)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def tell(self) -> int:
+        return self._written
+
+
+def _kill_hook(name: str, stream: BinaryIO) -> BinaryIO | _KillAfter:
+    """``stream``, or a killing wrapper if :data:`KILL_HOOK_ENV` names ``name``."""
+    spec = os.environ.get(KILL_HOOK_ENV)
+    if not spec:
+        return stream
+    target, _, size = spec.rpartition(":")
+    try:
+        limit = int(size)
+    except ValueError as err:
+        raise ConfigError(
+            f"{KILL_HOOK_ENV}={spec!r}; expected NAME:BYTES (a fault-injection "
+            "hook for tests)"
+        ) from err
+    return _KillAfter(stream, limit) if target == name else stream
 
 
 def _fsync_dir(folder: Path) -> None:

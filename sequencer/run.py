@@ -42,7 +42,7 @@ from drivers.errors import ConfigError, MegaraDarkError, SequenceError
 from sequencer import __version__
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.config import InstrumentConfig
-from sequencer.journal import Journal, replay, resume_block
+from sequencer.journal import Journal, exposures_done, replay, resume_block
 from sequencer.machine import DarkSequence, Devices, FrameRecord, Outcome, Pacing, Step
 from sequencer.progress import Reporter
 from sequencer.rawfits import FrameMeta, file_name, write_raw_frame
@@ -68,12 +68,18 @@ class BlockResult:
 
 @contextlib.contextmanager
 def devices_for(
-    config: InstrumentConfig,
+    config: InstrumentConfig, *, first_frame: int = 0
 ) -> Iterator[tuple[Devices, SimulatorProcess | None]]:
-    """Connect to the devices (starting the simulators if configured)."""
+    """Connect to the devices (starting the simulators if configured).
+
+    ``first_frame``: the simulated CCD's frame counter at start (a resumed run
+    continues at the number of exposures it finished, so that each frame gets
+    the pixels it would have had without the crash).
+    """
     sim: SimulatorProcess | None = None
     if config.devices is None:
-        sim = start_simulators(config.simulator.argv())
+        resume = ["--first-frame", str(first_frame)] if first_frame else []
+        sim = start_simulators([*config.simulator.argv(), *resume])
         urls = sim.urls
     else:
         urls = dict(config.devices)
@@ -343,7 +349,8 @@ class Run:
             blocks=[b.id for b in self.blocks],
             resume=self.state is not None,
         )
-        with devices_for(self.config) as (devices, sim):
+        taken = 0 if self.state is None else exposures_done(self.state, self.datadir)
+        with devices_for(self.config, first_frame=taken) as (devices, sim):
             self.report.emit(
                 "devices",
                 ccd=devices.ccd.url,
