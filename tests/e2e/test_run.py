@@ -261,3 +261,7 @@ def test_interrupted_run_resumes_to_exactly_n_frames(tmp_path: Path) -> None:
     assert len(set(frames)) == len(frames)
     assert (work / "obsiddark60_results" / "master_dark.fits").is_file()
     assert not [p for p in (work / "data").iterdir() if p.name.endswith(".partial")]
+    # The resumed run fed the frames taken before the stop to its reduction.
+    task = json.loads((work / "obsiddark60_results" / "task.json").read_text())
+    used = sorted(Path(f["file"]).name for f in task["inputs"]["frames"] if f["used"])
+    assert used == frames
