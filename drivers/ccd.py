@@ -280,6 +280,31 @@ class SerialCcdController:
             log.warning("ccd: reconnect failed: %s", err)
         self.framer = proto.Framer()
 
+    def drain(self, quiet_s: float = 0.2, limit_s: float = 30.0) -> int:
+        """Read and drop bytes until the line has been quiet for ``quiet_s``.
+
+        A readout abandoned mid-stream (its block headers garbled) is still
+        being sent by the controller: a new request made at once would have
+        its reply queued behind the rest of the old stream, and the framer
+        would start inside a block's binary payload. Stops after ``limit_s``
+        seconds even if bytes still flow; returns the bytes dropped.
+        """
+        dropped = 0
+        end = time.monotonic() + limit_s
+        try:
+            while time.monotonic() < end:
+                data = self.link.read_some(wait_s=quiet_s)
+                if not data:
+                    break
+                dropped += len(data)
+        except LinkError as err:
+            log.warning("ccd: line failed while draining: %s", err)
+            self.reconnect()
+        self.framer = proto.Framer()
+        if dropped:
+            log.warning("ccd: dropped %d bytes of an abandoned reply", dropped)
+        return dropped
+
     def _attempt(self, frame: bytes, mid: int) -> proto.DeviceReply:
         """Send ``frame`` once; return the reply carrying ``mid``.
 

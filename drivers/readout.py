@@ -231,6 +231,8 @@ def read_frame(ccd: SerialCcdController, progress: Progress | None = None) -> Re
                 log.warning("ccd: readout round %d interrupted: %s", rounds, err)
                 if isinstance(err, LinkError):
                     ccd.reconnect()
+                elif isinstance(err, ProtocolError):
+                    ccd.drain()  # the rest of the garbled stream is still coming
                 break
         if not transfer.missing:
             break
