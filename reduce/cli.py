@@ -76,8 +76,7 @@ def _fail(message: str, status: int) -> NoReturn:
 @click.option(
     "--exact",
     is_flag=True,
-    help="FITPACK spline and float64 subtraction: bit-identical to megaradrp "
-    "(needs scipy).",
+    help="FITPACK overscan spline (scipy): bit-identical to megaradrp (needs scipy).",
 )
 @click.option(
     "--threads",
