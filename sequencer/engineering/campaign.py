@@ -31,6 +31,7 @@ import yaml
 from drivers.errors import ConfigError
 from sequencer.config import parse_config
 from sequencer.engineering.campaign_spec import Campaign, RunSpec, check_faults
+from sequencer.engineering.cli import RUN_CLI
 from sequencer.engineering.figures import load_dark_set
 from sequencer.engineering.history import History
 from sequencer.engineering.limits import VerifySettings
@@ -40,7 +41,6 @@ from sequencer.journal import Journal, replay
 log = logging.getLogger(__name__)
 
 _EXIT_OUTCOME = {0: "done", 1: "fault", 2: "error", 130: "aborted", 143: "aborted"}
-_CLI = "import sys; from sequencer.cli import main; sys.argv[0] = 'megara-dark'; main()"
 
 
 @dataclass
@@ -220,7 +220,7 @@ def compare(report: RunReport) -> None:
 def execute(report: RunReport, blocks: Path, config: Path, timeout_s: float) -> None:
     """Run one ``megara-dark run`` process; fill ``report.seen``."""
     argv = [
-        sys.executable, "-c", _CLI, "run", str(blocks), "--config", str(config),
+        sys.executable, "-c", RUN_CLI, "run", str(blocks), "--config", str(config),
         "--workdir", str(report.folder / "work"), "--log-level", "WARNING",
     ]  # fmt: skip
     start = time.monotonic()

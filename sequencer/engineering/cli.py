@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,10 @@ from drivers.errors import ConfigError
 from sequencer.engineering.limits import FIGURES
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: ``megara-dark`` through this interpreter (the console script may not be on PATH).
+RUN_CLI = (
+    "import sys; from sequencer.cli import main; sys.argv[0] = 'megara-dark'; main()"
+)
 
 
 def _logging(level: str) -> None:
@@ -52,26 +57,46 @@ _HISTORY = click.option(
 )
 
 
-def _run_blocks(blocks: Path, config_path: Path | None, workdir: Path | None) -> Path:
-    """Run ``blocks`` (like ``megara-dark run``); return the run folder."""
-    from sequencer.blocks import load_blocks  # noqa: PLC0415
-    from sequencer.config import load_config  # noqa: PLC0415
-    from sequencer.run import Run  # noqa: PLC0415
+def _run_blocks(
+    blocks: Path, config_path: Path | None, workdir: Path | None, quiet_stdout: bool
+) -> Path:
+    """Run ``blocks`` with ``megara-dark run``; return the last dark's results.
 
-    plan = load_blocks(blocks)
+    The run is the real command in a child process (its progress display,
+    signal handling and exit statuses are those users know); a run that does
+    not finish ends verification with its exit status. With ``quiet_stdout``
+    the run's stdout goes to stderr (stdout is for the JSON verdict).
+    """
+    from sequencer.blocks import Mode, load_blocks  # noqa: PLC0415
+
+    plan = load_blocks(blocks)  # refuse bad blocks before anything runs
+    darks = [b for b in plan if b.mode is Mode.DARK]
+    if not darks:
+        raise ConfigError(f"{blocks}: no MegaraDarkImage block; nothing to verify")
     if workdir is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         workdir = Path("megara-dark-runs") / stamp
-    results = Run(plan, load_config(config_path), workdir).execute()
-    for result in results:
-        if result.outcome.error is not None or result.outcome.aborted:
-            why = result.outcome.error or "aborted"
-            click.echo(f"megara-dark: the run did not finish ({why})", err=True)
-            raise SystemExit(EXIT_FAILED)
-    darks = [r for r in results if r.products and r.block.mode.name == "DARK"]
-    if not darks or darks[-1].products is None:
-        raise ConfigError(f"{blocks}: no dark block was reduced; nothing to verify")
-    return darks[-1].products
+    argv = [
+        sys.executable,
+        "-c",
+        RUN_CLI,
+        "run",
+        str(blocks),
+        "--workdir",
+        str(workdir),
+    ]
+    if config_path is not None:
+        argv += ["--config", str(config_path)]
+    stdout = sys.stderr if quiet_stdout else None
+    status = subprocess.run(argv, check=False, stdout=stdout).returncode
+    if status != 0:
+        click.echo(
+            f"megara-dark: the run did not finish (exit status {status}); "
+            f"nothing verified; its folder: {workdir}",
+            err=True,
+        )
+        raise SystemExit(status)
+    return workdir / f"obsid{darks[-1].id}_results"
 
 
 @click.command()
@@ -130,7 +155,7 @@ def verify(
     settings = load_config(config).verify
     pyplot()  # fail now, before any run, if matplotlib is missing
     if blocks is not None:
-        results = _run_blocks(blocks, config, workdir)
+        results = _run_blocks(blocks, config, workdir, as_json)
     assert results is not None
     dark = load_dark_set(results)
     verdict = judge(dark, settings)

@@ -128,3 +128,63 @@ def test_a_bias_results_folder_is_refused(sweep: CampaignRun, tmp_path: Path) ->
     done = cli("verify", str(bias), "--no-history", cwd=tmp_path)
     assert done.returncode == 2
     assert "holds no master_dark.fits" in done.stderr
+
+
+RUN_BLOCKS = """\
+id: b3
+instrument: MEGARA
+mode: MegaraBiasImage
+exptime: 0.0
+nframes: 3
+---
+id: d3
+instrument: MEGARA
+mode: MegaraDarkImage
+exptime: 600.0
+nframes: 3
+"""
+
+
+def test_verify_run_takes_the_frames_then_verifies(tmp_path: Path) -> None:
+    blocks = tmp_path / "ob.yaml"
+    blocks.write_text(RUN_BLOCKS, encoding="utf-8")
+    config = tmp_path / "sim.toml"
+    config.write_text("[simulator]\ntime_scale = 4000.0\nseed = 2\n", encoding="utf-8")
+    work = tmp_path / "run"
+    done = cli(
+        "verify", "--run", str(blocks), "--config", str(config),
+        "--workdir", str(work), "--no-history", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)  # the run's own summary went to stderr
+    assert "d3: 3/3 valid frames" in done.stderr
+    assert verdict["dark_set"]["block"] == "d3"
+    assert verdict["dark_set"]["n_frames"] == 3
+    assert Path(verdict["report"]).is_file()
+    assert Path(verdict["report"]).parent.parent == work
+
+
+def test_verify_run_that_faults_verifies_nothing(tmp_path: Path) -> None:
+    blocks = tmp_path / "ob.yaml"
+    blocks.write_text(RUN_BLOCKS, encoding="utf-8")
+    scenario = tmp_path / "stuck.yaml"
+    scenario.write_text(
+        "faults:\n  - {device: ccd, kind: shutter_stuck_open}\n", encoding="utf-8"
+    )
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        '[simulator]\ntime_scale = 4000.0\nscenario = "stuck.yaml"\n', encoding="utf-8"
+    )
+    done = cli(
+        "verify", "--run", str(blocks), "--config", str(config),
+        "--workdir", str(tmp_path / "run"), "--no-history",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "megara-dark: the run did not finish (exit status 1); nothing verified"
+        )
+    )
+    assert not list((tmp_path / "run").glob("verify-*"))
