@@ -1,0 +1,322 @@
+"""Soak: many frames with faults injected at random, and nothing lost.
+
+Usage, from the repository root with the project installed::
+
+    python benchmarks/soak.py [--frames 200] [--per-block 20] [--seed 1]
+                              [--fault-every 1.0] [--keep DIR]
+
+Starts the built-in simulators (time scale 10000, readout 0 s, so a 900 s
+dark takes 0.09 s of wall time), then one ``megara-dark run`` of a bias block
+and dark blocks of ``--per-block`` frames, ``--frames`` frames in all, talking
+to them as to real devices ([devices] configuration). While the run goes on,
+a seeded generator injects faults through the simulators' control port at
+random moments (exponential intervals, mean ``--fault-every`` wall seconds),
+one at a time (the next only once the last one fired), drawn from the
+recoverable catalogue: bad_crc, disconnect_readout, no_reply, garbled_reply,
+late_reply (to any device) and light_leak. If the run nevertheless ends in
+FAULT, the soak counts the faults that were pending as unrecovered and
+resumes it with ``--resume`` (new simulator process), so the figures cover
+every frame requested.
+
+Reports: frames requested, raw files written, frames written valid, frames
+retaken (kept invalid), frames the reduction excluded as light leaks, faults
+injected (fired, by kind), faults recovered, driver retries, and **data
+lost**: exposures that started (an attempt the run logged as "exposing")
+but left no raw file that passes the project's verifier (CHECKSUM, layout),
+neither valid nor kept as an invalid retake. Must be 0. Exits 1 otherwise,
+or if any raw file fails verification, or a block has a frame count other
+than requested.
+
+The figures are wall-time dependent (where a fault lands depends on when it
+is injected), but the generator is seeded, so runs with the same seed try
+the same faults in the same order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers.errors import ConfigError
+from sequencer.journal import Journal
+from sequencer.rawfits import verify_raw_frame
+from sequencer.simlaunch import SimulatorProcess, start_simulators
+from simulators.control import send_request
+
+SIM_ARGS = [
+    "--transport", "pty", "--time-scale", "10000", "--readout-s", "0",
+    "--cover-motion-s", "400", "--cover-initial", "open",
+]  # fmt: skip
+BIAS_ID = "bias"
+EXPTIME_S = 900.0
+#: Retry patterns logged by the drivers (WARNING) for each failed attempt.
+RETRY = re.compile(
+    r"(ccd: attempt \d+/\d+ failed|ccd: re-fetching|cover \w+: attempt \d+/\d+ of)"
+)
+ATTEMPT = re.compile(r"INFO +(\S+): frame \d+/\d+ \(attempt (\d+)\): exposing")
+DEVICES = ("ccd", "cover_left", "cover_right")
+
+
+def megara_dark() -> list[str]:
+    """The installed ``megara-dark`` command beside this interpreter."""
+    beside = Path(sys.executable).with_name("megara-dark")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("megara-dark")
+    if found is None:
+        raise SystemExit("soak: megara-dark is not installed: pip install -e .")
+    return [found]
+
+
+def draw_fault(rng: random.Random) -> dict[str, Any]:
+    """One fault from the recoverable catalogue, with random parameters."""
+    kind = rng.choices(
+        [
+            "bad_crc",
+            "disconnect_readout",
+            "no_reply",
+            "garbled_reply",
+            "late_reply",
+            "light_leak",
+        ],
+        weights=[3, 2, 3, 3, 2, 1],
+    )[0]
+    if kind == "bad_crc":
+        return {"device": "ccd", "kind": kind, "params": {"block": rng.randrange(540)}}
+    if kind == "disconnect_readout":
+        fraction = round(rng.uniform(0.05, 0.95), 3)
+        return {"device": "ccd", "kind": kind, "params": {"fraction": fraction}}
+    if kind == "light_leak":
+        return {
+            "device": "ccd",
+            "kind": kind,
+            "params": {"flux": 5.0, "duration_s": EXPTIME_S},
+        }
+    fault: dict[str, Any] = {"device": rng.choice(DEVICES), "kind": kind}
+    if kind == "late_reply":
+        fault["params"] = {"delay_s": round(rng.uniform(0.2, 3.0), 2)}
+    return fault
+
+
+def write_blocks(folder: Path, frames: int, per_block: int) -> tuple[Path, int]:
+    """A bias block then dark blocks, ``frames`` frames in all."""
+    sizes = []
+    left = frames
+    while left > 0:
+        sizes.append(min(per_block, left))
+        left -= sizes[-1]
+    if len(sizes) < 2 or sizes[-1] < 3:
+        raise SystemExit("soak: --frames must give a bias and dark blocks of >= 3")
+    docs = [
+        f"id: {BIAS_ID}\ninstrument: MEGARA\nmode: MegaraBiasImage\nexptime: 0.0\n"
+        f"nframes: {sizes[0]}\n"
+    ]
+    docs += [
+        f"id: dark{i:02d}\ninstrument: MEGARA\nmode: MegaraDarkImage\n"
+        f"exptime: {EXPTIME_S}\nnframes: {n}\n"
+        for i, n in enumerate(sizes[1:], start=1)
+    ]
+    path = folder / "soak.yaml"
+    path.write_text("---\n".join(docs), encoding="utf-8")
+    return path, len(sizes)
+
+
+def write_config(folder: Path, sim: SimulatorProcess) -> Path:
+    urls = "\n".join(f'{name} = "{sim.urls[name]}"' for name in DEVICES)
+    path = folder / "instrument.toml"
+    path.write_text(
+        f"[devices]\n{urls}\n"
+        "[run]\nretake_limit = 2\npoll_s = 0.05\ncover_poll_s = 0.05\n"
+        "readout_s = 0.5\ntimeout_margin_s = 30.0\n"
+        "[ccd]\nreply_timeout_s = 2.0\nblock_timeout_s = 2.0\nretries = 3\n"
+        "[cover]\nreply_timeout_s = 2.0\nmotion_timeout_s = 5.0\nretries = 3\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class Tally:
+    """What the injector did over the whole soak."""
+
+    fired: collections.Counter[str] = field(default_factory=collections.Counter)
+    unrecovered: collections.Counter[str] = field(default_factory=collections.Counter)
+    runs: list[int] = field(default_factory=list)
+
+
+def run_once(
+    blocks: Path,
+    work: Path,
+    seed: int,
+    rng: random.Random,
+    fault_every: float,
+    tally: Tally,
+    log: Path,
+    *,
+    resume: bool,
+) -> int:
+    """One ``megara-dark run`` (or ``--resume``) with faults injected; its status."""
+    sim = start_simulators([*SIM_ARGS, "--seed", str(seed)])
+    try:
+        config = write_config(work.parent, sim)
+        command = [
+            *megara_dark(), "run", str(blocks),
+            "--config", str(config), "--workdir", str(work), "--log-level", "INFO",
+        ]  # fmt: skip
+        if resume:
+            command.append("--resume")
+        with log.open("a", encoding="utf-8") as err:
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=err, text=True
+            )
+            pending = False
+            next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
+            while proc.poll() is None:
+                time.sleep(0.02)
+                if time.monotonic() < next_at:
+                    continue
+                if pending:
+                    pending = bool(
+                        send_request(sim.control, {"op": "faults"})["pending"]
+                    )
+                if not pending:
+                    fault = draw_fault(rng)
+                    reply = send_request(sim.control, {"op": "inject", "fault": fault})
+                    if not reply.get("ok"):
+                        raise SystemExit(f"soak: injection refused: {reply}")
+                    pending = True
+                next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
+            out, _ = proc.communicate()
+        report = send_request(sim.control, {"op": "faults"})
+        for item in report["fired"]:
+            tally.fired[item["fault"]["kind"]] += 1
+        if proc.returncode != 0 and report["fired"]:
+            # the fault that fired last is the one the run did not survive
+            tally.unrecovered[report["fired"][-1]["fault"]["kind"]] += 1
+        print(out.strip(), flush=True)
+    finally:
+        sim.close()
+    tally.runs.append(proc.returncode)
+    return proc.returncode
+
+
+def light_leak_exclusions(work: Path) -> int:
+    count = 0
+    for task in work.glob("obsid*_results/task.json"):
+        for item in json.loads(task.read_text())["excluded"]:
+            if "light leak" in json.dumps(item):
+                count += 1
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--per-block", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fault-every", type=float, default=1.0)
+    parser.add_argument("--max-resumes", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="keep the run folder here")
+    args = parser.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    tally = Tally()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
+        base = args.keep or Path(scratch)
+        base.mkdir(parents=True, exist_ok=True)
+        blocks, nblocks = write_blocks(base, args.frames, args.per_block)
+        work = base / "work"
+        log = base / "run.log"
+        status = run_once(
+            blocks, work, args.seed, rng, args.fault_every, tally, log, resume=False
+        )
+        while status == 1 and len(tally.runs) <= args.max_resumes:
+            status = run_once(
+                blocks, work, args.seed, rng, args.fault_every, tally, log, resume=True
+            )
+        wall = time.monotonic() - start
+        return report(args, base, work, log, tally, nblocks, status, wall)
+
+
+def report(
+    args: argparse.Namespace,
+    base: Path,
+    work: Path,
+    log: Path,
+    tally: Tally,
+    nblocks: int,
+    status: int,
+    wall: float,
+) -> int:
+    text = log.read_text(encoding="utf-8", errors="replace")
+    attempts = {(m[1], int(m[2])) for m in ATTEMPT.finditer(text)}
+    records = Journal(work / "run.journal").records()
+    written = {
+        (r["block"], r["attempt"]): r for r in records if r["event"] == "frame_written"
+    }
+    valid_files, invalid_files, damaged = [], [], []
+    for path in sorted((work / "data").glob("*.fits")):
+        try:
+            header = verify_raw_frame(path)
+        except ConfigError as err:
+            damaged.append(f"{path.name}: {err}")
+            continue
+        (valid_files if header.get("INTLKOK") is True else invalid_files).append(path)
+    on_disk = {p.name for p in valid_files + invalid_files}
+    lost = sorted(
+        a for a in attempts if a not in written or written[a]["file"] not in on_disk
+    )
+    per_block = collections.Counter(p.name.rsplit("_", 1)[0] for p in valid_files)
+    done = sum(1 for r in records if r["event"] == "block_done")
+    fired = sum(tally.fired.values())
+    unrecovered = sum(tally.unrecovered.values())
+    lines = [
+        f"soak: seed {args.seed}, {nblocks} blocks, wall {wall:.0f} s, "
+        f"runs {len(tally.runs)} (exit statuses {tally.runs})",
+        f"frames requested        {args.frames}",
+        f"exposures started       {len(attempts)}",
+        f"raw files written       {len(written)}",
+        f"frames written valid    {len(valid_files)}",
+        f"frames retaken          {len(invalid_files)} (kept, marked invalid)",
+        f"excluded as light leak  {light_leak_exclusions(work)} (by the reduction)",
+        f"faults injected (fired) {fired}  {dict(sorted(tally.fired.items()))}",
+        f"faults recovered        {fired - unrecovered}"
+        + (f"  (not: {dict(tally.unrecovered)})" if unrecovered else ""),
+        f"driver retries          {len(RETRY.findall(text))}",
+        f"blocks done             {done}/{nblocks}",
+        f"damaged raw files       {len(damaged)}",
+        f"data lost               {len(lost)}" + (f"  {lost}" if lost else ""),
+    ]
+    print("\n".join(lines))
+    for item in damaged:
+        print("  damaged:", item)
+    short = {b: n for b, n in per_block.items() if n < args.per_block}
+    ok = (
+        status == 0
+        and not lost
+        and not damaged
+        and len(valid_files) == args.frames
+        and done == nblocks
+    )
+    if not ok:
+        print(
+            f"soak: FAIL (exit {status}; valid frames per block {dict(per_block)}; "
+            f"short blocks {short}); logs in {base}"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
