@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +16,16 @@ import numpy as np
 import pytest
 
 from drivers.errors import ConfigError
-from sequencer.journal import Journal, orphan_frames, replay, resume_block
+from sequencer.journal import (
+    KILL_HOOK_ENV,
+    Journal,
+    JournalError,
+    exposures_done,
+    orphan_frames,
+    read_records,
+    replay,
+    resume_block,
+)
 from sequencer.rawfits import RAW_SHAPE, file_name, partial_name, write_raw_frame
 from tests.unit.sequencer.test_rawfits import make_meta
 
@@ -266,3 +279,128 @@ def test_resume_moves_a_damaged_frame_aside(tmp_path: Path) -> None:
     record = journal.records()[-1]
     assert record["event"] == "frame_discarded"
     assert record["moved_to"] == "d_0001.fits.damaged"
+
+
+# -- failures and the fault-injection hook -------------------------------------
+
+
+def test_short_append_is_cut_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "run.journal"
+    journal = Journal(path)
+    journal.append("block_started", block="b1")
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half(fd: int, data: bytes) -> int:  # what a full disk does to a write
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr("sequencer.journal.os.write", half)
+    with pytest.raises(JournalError, match=r"cannot append a 'block_done' record"):
+        journal.append("block_done", block="b1")
+    assert path.read_bytes() == before  # nothing half-written is left
+    monkeypatch.undo()
+    assert journal.append("block_done", block="b1")["seq"] == 2
+    assert [r["seq"] for r in Journal(path).records()] == [1, 2]
+
+
+def test_refused_fsync_names_the_journal_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "run.journal"
+    journal = Journal(path)
+    journal.append("run_started", blocks=[])
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("sequencer.journal.os.fsync", full)
+    with pytest.raises(JournalError) as caught:
+        journal.append("block_started", block="b1")
+    message = str(caught.value)
+    assert str(path) in message
+    assert "No space left on device" in message
+    assert f"--workdir {tmp_path} --resume" in message
+    assert "\n" not in message
+    monkeypatch.undo()
+    assert [r["event"] for r in Journal(path).records()] == ["run_started"]
+
+
+def test_unwritable_folder_is_a_journal_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="cannot create or repair"):
+        Journal(tmp_path / "missing" / "run.journal")
+
+
+_TEAR = """
+import sys
+from pathlib import Path
+from sequencer.journal import Journal
+journal = Journal(Path(sys.argv[1]))
+journal.append("run_started", blocks=["b"])
+for attempt in (1, 2, 3):
+    journal.append("frame_written", block="b", attempt=attempt, valid=True)
+"""
+
+
+@pytest.mark.parametrize("size", [0, 20, 10_000])
+def test_kill_hook_tears_the_chosen_record(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "run.journal"
+    env = {**os.environ, KILL_HOOK_ENV: f"frame_written:2:{size}"}
+    done = subprocess.run(
+        [sys.executable, "-c", _TEAR, str(path)], env=env, check=False
+    )
+    assert done.returncode == -signal.SIGKILL
+    records, torn = read_records(path)
+    if size < 100:  # the record is longer: torn after `size` bytes
+        assert [r["attempt"] for r in records[1:]] == [1]
+        assert len(torn) == size
+        assert path.read_bytes().endswith(b"\n" + torn)
+    else:  # the whole record made it; the process died before going on
+        assert [r["attempt"] for r in records[1:]] == [1, 2]
+        assert torn == b""
+    reopened = Journal(path)
+    assert read_records(path)[1] == b""
+    assert reopened.append("run_done")["seq"] == len(records) + 1
+
+
+def test_kill_hook_is_off_by_default_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KILL_HOOK_ENV, raising=False)
+    Journal(tmp_path / "a").append("frame_written", block="b", attempt=1)
+    monkeypatch.setenv(KILL_HOOK_ENV, "frame_written:two:5")
+    with pytest.raises(ConfigError, match="EVENT:N:BYTES"):
+        Journal(tmp_path / "b")
+
+
+def test_read_records_does_not_repair(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    Journal(path).append("run_started", blocks=[])
+    with path.open("ab") as stream:
+        stream.write(b'{"seq": 2, "ev')
+    before = path.read_bytes()
+    records, torn = read_records(path)
+    assert [r["seq"] for r in records] == [1]
+    assert torn == b'{"seq": 2, "ev'
+    assert path.read_bytes() == before
+
+
+def test_exposures_done_counts_every_finished_attempt(tmp_path: Path) -> None:
+    datadir = tmp_path / "data"
+    datadir.mkdir()
+    journal = Journal(tmp_path / "j")
+    journal.append("frame_written", block="bias", attempt=1, valid=True)
+    journal.append("frame_written", block="bias", attempt=2, valid=True)
+    journal.append("frame_written", block="d", attempt=1, valid=False)
+    journal.append("frame_invalid", block="d", attempt=2, reason="readout lost")
+    journal.append("frame_discarded", block="d", attempt=3, file="d_0003.fits")
+    journal.append("frame_started", block="d", attempt=5)  # cut short: not done
+    for name in ("bias_0001.fits", "d_0001.fits", "d_0003.fits.damaged"):
+        (datadir / name).write_bytes(b"")
+    (datadir / "d_0004.fits").write_bytes(b"")  # renamed, then the crash
+    (datadir / partial_name("d_0005.fits")).write_bytes(b"half")
+    state = replay(journal.records())
+    # bias 1, 2; d 1 (invalid), 2 (failed), 3 (discarded), 4 (on disk)
+    assert exposures_done(state, datadir) == 6
+    assert exposures_done(replay([]), tmp_path / "nowhere") == 0

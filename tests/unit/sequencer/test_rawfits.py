@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import re
+import resource
+import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,8 +23,10 @@ from astropy.io import fits
 from drivers.errors import ConfigError
 from sequencer import rawfits
 from sequencer.rawfits import (
+    KILL_HOOK_ENV,
     RAW_SHAPE,
     FrameMeta,
+    FrameWriteError,
     build_header,
     file_name,
     format_date_obs,
@@ -388,3 +396,88 @@ def test_verify_refuses_foreign_frames(
     )
     with pytest.raises(ConfigError, match=match):
         verify_raw_frame(path)
+
+
+# -- writes the file system refuses, and the fault-injection hook ---------------
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "No space left on device"),
+        (OSError(errno.EFBIG, os.strerror(errno.EFBIG)), "File too large"),
+        (OSError("35245056 requested and 1000 written"), "disk is full"),
+    ],
+)
+def test_refused_write_is_one_error_and_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, reason: str
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(fits.PrimaryHDU, "writeto", refuse)
+    with pytest.raises(FrameWriteError) as caught:
+        write_raw_frame(tmp_path / "a_0001.fits", pixels(), make_meta())
+    message = str(caught.value)
+    assert message.startswith("a_0001.fits: cannot write the frame in ")
+    assert reason in message
+    assert "--resume" in message
+    assert "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_size_limit_in_a_real_process(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE: the kernel refuses the write part-way (EFBIG)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE, str(tmp_path / "a_0001.fits")],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "FrameWriteError: a_0001.fits: cannot write the frame" in done.stdout
+    assert "file-size limit" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+_WRITE = """
+import sys
+from pathlib import Path
+from sequencer.rawfits import FrameWriteError, write_raw_frame
+from tests.unit.sequencer.test_rawfits import make_meta, pixels
+try:
+    write_raw_frame(Path(sys.argv[1]), pixels(), make_meta())
+except FrameWriteError as err:
+    print(f"FrameWriteError: {err}")
+    raise SystemExit(3)
+"""
+
+
+def test_kill_hook_leaves_only_a_partial_of_that_size(tmp_path: Path) -> None:
+    env = {**os.environ, KILL_HOOK_ENV: "a_0001.fits:123456"}
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE, str(tmp_path / "a_0001.fits")],
+        env=env,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL
+    partial = tmp_path / partial_name("a_0001.fits")
+    assert [p.name for p in tmp_path.iterdir()] == [partial.name]
+    assert partial.stat().st_size == 123456
+
+
+def test_kill_hook_is_for_one_name_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KILL_HOOK_ENV, "b_0001.fits:10")
+    path = write_raw_frame(tmp_path / "a_0001.fits", pixels(), make_meta())
+    verify_raw_frame(path)
+    monkeypatch.setenv(KILL_HOOK_ENV, "a_0002.fits:ten")
+    with pytest.raises(ConfigError, match="NAME:BYTES"):
+        write_raw_frame(tmp_path / "a_0002.fits", pixels(), make_meta())
+    assert [p.name for p in tmp_path.iterdir()] == ["a_0001.fits"]
