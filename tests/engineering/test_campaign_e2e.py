@@ -172,3 +172,22 @@ def test_a_wrong_expectation_exits_one_and_says_what_differed(tmp_path: Path) ->
         "outcome: expected done, seen fault",
         "valid frames: expected 1, seen 0",
     ]
+
+
+def test_trend_against_date_and_the_real_only_filter(
+    sweep: CampaignRun, tmp_path: Path
+) -> None:
+    history = str(sweep.folder / "history.sqlite")
+    done = cli("trend", "read_noise", "--history", history, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("read_noise: 8 point(s) against date")
+    doc = json.loads((tmp_path / "trend-read_noise-date.json").read_text())
+    assert doc["fits"] == {}
+    assert doc["limits"] == {"min": 2.0, "max": 4.5}
+    assert {p["series"] for p in doc["points"]} == {"amp 1", "amp 2"}
+    page = render(tmp_path / "trend-read_noise-date.html", tmp_path)
+    assert_images_decoded(page, {"trend"})
+    # Every set of the campaign is simulated: none is left with --real.
+    done = cli("trend", "read_noise", "--history", history, "--real")
+    assert done.returncode == 2
+    assert "no read_noise values" in done.stderr

@@ -140,3 +140,27 @@ def test_command_refuses_an_invalid_block(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "run 'r1'" in lines[0]
     assert "nframes" in lines[0]
+
+
+EXAMPLES = sorted(
+    p
+    for p in (Path(__file__).parents[2] / "examples" / "campaigns").glob("*.yaml")
+    if not p.name.startswith("blocks-")
+)
+
+
+def test_there_are_example_campaigns() -> None:
+    assert {p.name for p in EXAMPLES} >= {"faults.yaml", "temperature_sweep.yaml"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_campaigns_are_valid(path: Path, tmp_path: Path) -> None:
+    from sequencer.engineering.campaign import prepare  # noqa: PLC0415
+    from sequencer.engineering.campaign_spec import check_faults  # noqa: PLC0415
+
+    spec = load_campaign(path)
+    check_faults(spec)
+    for run in spec.runs:
+        blocks, config = prepare(run, tmp_path / run.name)
+        assert blocks.is_file()
+        assert config.is_file()
