@@ -23,7 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.faults.harness import (
-    PHASES,
     Row,
     load_matrix,
     make_master_bias,
@@ -51,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
 
     matrix = load_matrix()
     rows = [r for r in matrix.applicable() if args.only in r.id]
-    skipped = [r for r in matrix.rows if not r.applicable]
     with tempfile.TemporaryDirectory(prefix="fault-matrix-") as scratch:
         base = args.keep or Path(scratch)
         print(f"making a master bias ({len(rows)} rows to run) ...", flush=True)
@@ -80,16 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(line)
             print(line, flush=True)
     print()
+    cells = {(r.kind, r.phase) for r in matrix.rows if r.kind != "none"}
+    tried_cells = {(r.kind, r.phase) for r in matrix.applicable() if r.kind != "none"}
     print(
-        f"matrix: {len(matrix.rows)} rows ({len(PHASES)} phases x fault kinds, "
-        f"plus variants): {len(matrix.applicable())} applicable, "
-        f"{len(skipped)} not applicable (with reasons)"
+        f"matrix: {len(cells)} (fault kind, phase) cells: {len(tried_cells)} tried, "
+        f"{len(cells) - len(tried_cells)} not applicable (with reasons); "
+        f"{len(matrix.applicable())} rows tried in all (variants and a no-fault "
+        "baseline)"
     )
     if known:
         print(f"known failures (xfail in the tests): {known}")
-    print(
-        f"{len(rows)}/{len(rows)} faults tried, {as_expected}/{len(rows)} as expected"
-    )
+    print(f"faults tried / outcomes as expected: {as_expected}/{len(rows)} as expected")
     return 0 if as_expected == len(rows) else 1
 
 
