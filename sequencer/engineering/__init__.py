@@ -1,0 +1,1 @@
+"""Engineering verification, history, trends and simulator campaigns."""

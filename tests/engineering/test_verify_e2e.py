@@ -188,3 +188,22 @@ def test_verify_run_that_faults_verifies_nothing(tmp_path: Path) -> None:
         )
     )
     assert not list((tmp_path / "run").glob("verify-*"))
+
+
+def test_without_a_journal_the_evidence_comes_from_the_raw_headers(
+    sweep: CampaignRun, tmp_path: Path
+) -> None:
+    # A set reduced offline (megara-dark reduce) has no run journal beside it.
+    results = tmp_path / "obsiddark_3_results"
+    shutil.copytree(run_folder(sweep, "t158") / "obsiddark_3_results", results)
+    done = cli("verify", str(results), "--no-history", "--json")
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)
+    frames = verdict["dark_set"]["frames"]
+    assert len(frames) == 3
+    assert {f["source"] for f in frames} == {"header"}
+    assert {f["shutter_max"] for f in frames} == {"CLOSED"}
+    assert {f["cover_worst"] for f in frames} == {"CLOSED"}
+    checks = {c["figure"]: c for c in verdict["checks"] if c["amplifier"] is None}
+    assert checks["cover_close_time"]["status"] == "unmeasured"
+    assert checks["ccd_temperature"]["value"] == pytest.approx(158.0)
