@@ -87,10 +87,13 @@ def make_trials() -> list[Trial]:
             event = (
                 JOURNAL_EVENTS[i % len(JOURNAL_EVENTS)] if phase == "journal" else ""
             )
+            frame = int(rng.integers(1, NFRAMES + 1))
+            if phase in ("preparing", "reducing"):  # before the first, after the last
+                frame = 1 if phase == "preparing" else NFRAMES
             trials.append(
                 Trial(
                     phase=phase,
-                    frame=int(rng.integers(1, NFRAMES + 1)),
+                    frame=frame,
                     delay_s=round(float(rng.uniform(0.0, 0.45)), 3),
                     fraction=round(float(rng.uniform(0.0, 1.0)), 3),
                     event=event,
@@ -111,9 +114,14 @@ def opening(trial: Trial, event: Event) -> bool:
     if trial.phase == "integrating":
         return kind == "frame_started" and frame == trial.frame
     if trial.phase == "reading":
-        # First half of the trials: the CCD's readout; second: the transfer.
-        stage = "ccd" if trial.fraction < 0.5 else "transfer"
-        return kind == "readout" and frame == trial.frame and event["phase"] == stage
+        # fraction < 0.5: the CCD's readout into the controller; otherwise the
+        # transfer, once it has reached (fraction - 0.5) * 200 per cent.
+        if kind != "readout" or frame != trial.frame:
+            return False
+        if trial.fraction < 0.5:
+            return bool(event["phase"] == "ccd")
+        done = float(event["percent"]) >= (trial.fraction - 0.5) * 200.0
+        return bool(event["phase"] == "transfer" and done)
     if trial.phase == "reducing":
         return kind == "frame_written" and frame == NFRAMES
     raise AssertionError(trial.phase)
