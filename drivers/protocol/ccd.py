@@ -968,9 +968,10 @@ class CommandFramer:
 
     A line ends in LF, CR or CRLF (the terminator is kept in the frame; a CRLF
     split across two reads is one terminator). Empty lines are dropped. A line
-    longer than ``max_line`` bytes is delivered cut to ``max_line`` bytes,
-    without terminator (:func:`decode_command` refuses it with code 100), and
-    the rest of it is dropped.
+    longer than ``max_line`` bytes (terminator included, a CRLF counted as one
+    byte) is delivered cut to ``max_line`` bytes, without terminator
+    (:func:`decode_command` refuses it with code 100), and the rest of it is
+    dropped.
     """
 
     _EOL = re.compile(rb"[\r\n]")
@@ -1009,7 +1010,10 @@ class CommandFramer:
             self._discarding = not complete
             return
         self._buf += piece
-        if len(self._buf) > self._max_line:
+        # A CRLF is one terminator: its LF must not make the line too long,
+        # or the same line would pass or fail depending on where a read ended.
+        crlf = complete and self._buf.endswith(b"\r\n")
+        if len(self._buf) > self._max_line + crlf:
             frames.append(bytes(self._buf[: self._max_line]))
             self._buf.clear()
             self._discarding = not complete
@@ -1068,16 +1072,26 @@ class Framer:
         Raises
         ------
         ProtocolError
-            A frame breaks the grammar. The frames after it stay queued and
-            come out of the next call.
+            A frame breaks the grammar. The replies before it in the same
+            call are returned first and the error is raised by the next call;
+            the frames after it stay queued and come out of the call after.
         """
         self._split(_as_bytes(data))
         replies: list[DeviceReply] = []
         while self._ready:
-            item = self._ready.popleft()
+            item = self._ready[0]
             if isinstance(item, bytes):
-                replies.append(decode_reply(item))
+                try:
+                    reply = decode_reply(item)
+                except ProtocolError:
+                    if replies:  # hand over the good ones; raise on the next call
+                        return replies
+                    self._ready.popleft()
+                    raise
+                self._ready.popleft()
+                replies.append(reply)
             else:
+                self._ready.popleft()
                 payload = b"".join(item.parts)
                 replies.append(DataBlock(item.mid, item.index, payload, item.crc))
         return replies
