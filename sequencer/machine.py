@@ -122,7 +122,8 @@ class FrameRecord:
     after: Interlock | None = None
     cover_worst: str = ""
     readout: Readout | None = None
-    cover_close_s: float | None = None  # device seconds the block's close took
+    cover_close_s: float | None = None  # device seconds the close took, at most
+    cover_close_min_s: float | None = None  # ... and at least
 
     @property
     def problems(self) -> list[str]:
@@ -259,6 +260,7 @@ class DarkSequence:
         self.report = reporter if reporter is not None else Reporter()
         self.current: FrameRecord | None = None
         self.cover_close_s: float | None = None
+        self.cover_close_min_s: float | None = None
         self.machine = Machine(
             model=self,
             states=STATES,
@@ -314,6 +316,12 @@ class DarkSequence:
         log.info("%s: closing the cover and the shutter", self.block.id)
         self.devices.ccd.check_temperature()
         self.devices.ccd.close_shutter()
+        marks: list[float] = []  # wait_for_cover's start, then each poll's reply
+
+        def clock() -> float:
+            marks.append(self.pacing.clock())
+            return marks[-1]
+
         closing_since = self.pacing.clock()
         self.devices.cover.close()
         wait_for_cover(
@@ -323,12 +331,17 @@ class DarkSequence:
             poll_s=min(0.2, self.pacing.poll_s),
             urls=self.devices.cover_urls,
             sleep=self._wait,
+            clock=clock,
         )
-        # Wall time scaled to device seconds (polling latency included), for
-        # the engineering verification's cover close time.
-        self.cover_close_s = (
-            self.pacing.clock() - closing_since
-        ) * self.pacing.time_scale
+        # The close time in device seconds, bracketed for the engineering
+        # verification: at most until the reply that read closed; at least
+        # until the reply before the last poll that read not closed (that poll
+        # was sent after it). Latency widens the bracket (x the time scale on
+        # the simulators), never moves the lower end above the truth.
+        scale = self.pacing.time_scale
+        self.cover_close_s = (marks[-1] - closing_since) * scale
+        lower = marks[-3] - marks[0] if len(marks) >= 4 else 0.0
+        self.cover_close_min_s = max(0.0, lower) * scale
         now = self.interlock()
         if not now.closed:
             raise DeviceError(
@@ -353,6 +366,7 @@ class DarkSequence:
             darktime_s=self.block.exptime,
             before=before,
             cover_close_s=self.cover_close_s,
+            cover_close_min_s=self.cover_close_min_s,
         )
         self.current = record
         log.info(

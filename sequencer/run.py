@@ -258,6 +258,7 @@ class RunSink:
             shutter_after=meta.shutter_after,
             shutter_max=meta.shutter_max,
             cover_close_s=record.cover_close_s,
+            cover_close_min_s=record.cover_close_min_s,
             ccd_temp_start_k=meta.ccd_temp_start_k,
             ccd_temp_end_k=meta.ccd_temp_end_k,
         )

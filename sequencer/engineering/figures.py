@@ -11,7 +11,10 @@ A dark set is a results folder ``WORK/obsid<ID>_results`` written by
 * per frame, from the run's journal ``WORK/run.journal`` (``frame_written``
   records): cover and shutter readings before, during and after integration
   and the CCD temperature; the cover close time is the longest of the run's
-  blocks (a block that finds the cover closed takes no time to close it).
+  blocks (a block that finds the cover closed takes no time to close it), as
+  the lower end of the bracket the sequencer measured: what the close
+  certainly took, whatever the serial latency (which the simulators' time
+  scale magnifies).
   Frames of runs whose journal predates those fields fall back on the raw
   headers (``COVBEF``, ``SHUTBEF`` ...), and the close time is then "not
   measured".
@@ -114,6 +117,7 @@ class DarkSet:
     figures: list[Figure] = field(default_factory=list)
     frames: list[FrameEvidence] = field(default_factory=list)
     cover_close_s: float | None = None
+    cover_close_min_s: float | None = None
     frame_rates: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -140,6 +144,7 @@ class DarkSet:
             "qa_reasons": self.qa_reasons,
             "simulated": self.simulated,
             "cover_close_s": self.cover_close_s,
+            "cover_close_min_s": self.cover_close_min_s,
             "frames": [asdict(f) for f in self.frames],
         }
 
@@ -251,7 +256,7 @@ def load_dark_set(folder: Path) -> DarkSet:
     dark.figures += [
         Figure("light_leak_frames", None, float(leaks), "frames"),
         Figure("light_leak_excess", None, excess, "e-/pix/s"),
-        Figure("cover_close_time", None, dark.cover_close_s, "s"),
+        Figure("cover_close_time", None, dark.cover_close_min_s, "s"),
         Figure(
             "shutter_open_frames",
             None,
@@ -309,13 +314,10 @@ def _add_frame_evidence(dark: DarkSet, inputs: list[str]) -> None:
     records = [r for r in run_records or [] if r.get("block") == dark.block_id]
     by_file = {str(r.get("file")): r for r in records}
     names = list(by_file) or [Path(p).name for p in inputs]
-    # The run's slowest close: later blocks find the cover already closed.
-    closes = [
-        float(r["cover_close_s"])
-        for r in run_records or []
-        if isinstance(r.get("cover_close_s"), int | float)
-    ]
-    dark.cover_close_s = max(closes) if closes else None
+    # The run's slowest close (later blocks find the cover already closed),
+    # as the bracket the sequencer measured (see DarkSequence.prepare).
+    dark.cover_close_min_s = _largest(run_records or [], "cover_close_min_s")
+    dark.cover_close_s = _largest(run_records or [], "cover_close_s")
     for name in names:
         record = by_file.get(name, {})
         if "shutter_max" in record:
@@ -324,6 +326,11 @@ def _add_frame_evidence(dark: DarkSet, inputs: list[str]) -> None:
         raw = _raw_path(workdir, name, inputs)
         dark.frames.append(_from_header(name, raw, record))
     dark.simulated = _simulated(workdir, names, inputs)
+
+
+def _largest(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [float(r[key]) for r in records if isinstance(r.get(key), int | float)]
+    return max(values) if values else None
 
 
 def _temperature(start: object, end: object) -> float | None:

@@ -124,7 +124,7 @@ FIGURES: dict[str, FigureSpec] = {
             "s",
             False,
             Limit(max=30.0),
-            "cover close time (device seconds, polling included)",
+            "cover close time, at least (device seconds)",
         ),
         FigureSpec(
             "shutter_open_frames",

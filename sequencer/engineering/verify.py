@@ -222,7 +222,9 @@ def render(verdict: Verdict) -> str:
         ),
     ]
     reasons = "".join(f"<li>{report.esc(r)}</li>" for r in d.qa_reasons)
-    cover = report.fmt(d.cover_close_s)
+    cover = f"at least {report.fmt(d.cover_close_min_s)} s, at most " + (
+        f"{report.fmt(d.cover_close_s)} s"
+    )
     return report.page(
         f"Dark verification: {d.block_id}",
         [
@@ -235,8 +237,8 @@ def render(verdict: Verdict) -> str:
             "<h2>Plots</h2>",
             *images,
             "<h2>Interlock evidence per frame</h2>",
-            f"<p>Cover close time: {cover} s (device time; the slowest close "
-            "of the run, polling included).</p>",
+            f"<p>Cover close time: {report.esc(cover)} (device seconds; the "
+            "slowest close of the run, bracketed by the status polls).</p>",
             frames,
             f"<p>Source: {report.esc(d.folder)}; megara-dark {__version__}.</p>",
         ],

@@ -148,6 +148,7 @@ runs:
       - {id: dark_4, instrument: MEGARA, mode: MegaraDarkImage, exptime: 3600.0, nframes: 4}
     faults:
       - {device: ccd, kind: light_leak, on_readout: 6, params: {flux: 3.0}}
+      - {device: cover_left, kind: cover_slow, params: {factor: 5}}
     expect: {outcome: done, qa: PARTIAL, valid_frames: 7, verify: fail}
   - name: stuck
     faults:
@@ -164,7 +165,8 @@ class CampaignRun:
 
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> CampaignRun:
-    """One campaign for the session: three temperatures, a light leak, a fault."""
+    """One campaign for the session: three temperatures, a light leak with a slow
+    cover, a stuck shutter."""
     base = tmp_path_factory.mktemp("sweep")
     spec = base / "sweep.yaml"
     spec.write_text(SWEEP, encoding="utf-8")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from sequencer.engineering.history import History
+from sequencer.journal import Journal
 from simulators.synthesis import dark_current_scale
 from tests.engineering.conftest import (
     SWEEP_TEMPERATURES,
@@ -80,6 +81,25 @@ def test_light_leak_is_what_fails_the_leaky_run(sweep: CampaignRun) -> None:
     with History(sweep.folder / "history.sqlite") as db:
         leaks = db.series("light_leak_frames")
     assert sorted(p.value for p in leaks) == [0.0, 0.0, 0.0, 1.0]
+
+
+def close_bracket(sweep: CampaignRun, run: str) -> tuple[float, float]:
+    records = Journal(sweep.folder / "runs" / run / "work" / "run.journal").records()
+    written = [r for r in records if r["event"] == "frame_written"]
+    return (
+        max(r["cover_close_min_s"] for r in written),
+        max(r["cover_close_s"] for r in written),
+    )
+
+
+def test_cover_close_time_is_bracketed_truthfully(sweep: CampaignRun) -> None:
+    # Simulated truth: a 6 s motion, five times slower in the leak run.
+    for run, truth in (("t158", 6.0), ("t163", 6.0), ("leak", 30.0)):
+        low, high = close_bracket(sweep, run)
+        assert 0.0 <= low <= truth <= high, (run, low, high)
+    with History(sweep.folder / "history.sqlite") as db:
+        figures = {p.block: p.value for p in db.series("cover_close_time")}
+    assert figures["dark_4"] == close_bracket(sweep, "leak")[0]
 
 
 def measured_dark_current(sweep: CampaignRun) -> dict[float, float]:

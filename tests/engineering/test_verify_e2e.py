@@ -47,7 +47,10 @@ def test_verify_passes_within_limits_and_writes_the_report(
     assert checks[("dark_current", 1)]["value"] == pytest.approx(2.0, rel=0.05)
     assert 3.0 < checks[("read_noise", 2)]["value"] < 3.9  # simulator: 3.4 e-
     assert checks[("shutter_open_frames", None)]["value"] == 0
-    assert checks[("cover_close_time", None)]["value"] > 6.0  # the 6 s motion
+    # The close bracket holds the simulated 6 s motion (cover_motion_s).
+    dark = verdict["dark_set"]
+    assert checks[("cover_close_time", None)]["value"] == dark["cover_close_min_s"]
+    assert dark["cover_close_min_s"] <= 6.0 <= dark["cover_close_s"]
     assert checks[("ccd_temperature", None)]["value"] == pytest.approx(163.15)
     frames = verdict["dark_set"]["frames"]
     assert [f["source"] for f in frames] == ["journal"] * 3
