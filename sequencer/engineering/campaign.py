@@ -185,7 +185,13 @@ def examine(
     )
     if not folders:
         return
-    dark = load_dark_set(folders[-1].parent)
+    try:
+        dark = load_dark_set(folders[-1].parent)
+    except Exception as err:  # one bad product must not stop the campaign
+        log.warning("%s: cannot verify %s: %s", report.spec.name, folders[-1], err)
+        report.seen.verify = "error"
+        report.seen.message = report.seen.message or f"verification failed: {err}"
+        return
     verdict: Verdict = verify(dark, settings)
     if pages:
         write_report(verdict, report.folder)
