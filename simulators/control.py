@@ -16,6 +16,7 @@ From a shell: ``python -m simulators.control socket://127.0.0.1:PORT inject
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -67,31 +68,40 @@ class ControlServer:
         self._listener.close()
 
     def _serve(self) -> None:
-        clients: dict[int, tuple[socket.socket, bytearray]] = {}
+        clients: dict[socket.socket, bytearray] = {}
         while not self.stop_event.is_set():
-            watch = [self._listener] + [c for c, _ in clients.values()]
-            ready, _, _ = select.select(watch, [], [], 0.1)
+            ready, _, _ = select.select([self._listener, *clients], [], [], 0.1)
             for sock in ready:
                 if sock is self._listener:
-                    conn, _ = self._listener.accept()
-                    clients[conn.fileno()] = (conn, bytearray())
+                    with contextlib.suppress(OSError):
+                        conn, _ = self._listener.accept()
+                        clients[conn] = bytearray()
                     continue
-                conn, buf = clients[sock.fileno()]
-                data = conn.recv(65536)
-                if not data:
-                    del clients[conn.fileno()]
-                    conn.close()
-                    continue
-                buf += data
-                while b"\n" in buf:
-                    line, _, rest = bytes(buf).partition(b"\n")
-                    buf[:] = rest
-                    conn.sendall(json.dumps(self.handle(line)).encode() + b"\n")
-                if len(buf) > _MAX_LINE:
-                    buf.clear()
-                    conn.sendall(b'{"ok": false, "error": "request line too long"}\n')
-        for conn, _ in clients.values():
+                try:
+                    alive = self._serve_client(sock, clients[sock])
+                except OSError as err:  # reset, or gone before its reply
+                    log.info("control: client dropped: %s", err)
+                    alive = False
+                if not alive:
+                    del clients[sock]
+                    sock.close()
+        for conn in clients:
             conn.close()
+
+    def _serve_client(self, conn: socket.socket, buf: bytearray) -> bool:
+        """Answer the complete lines a client sent; False once it has left."""
+        data = conn.recv(65536)
+        if not data:
+            return False
+        buf += data
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            conn.sendall(json.dumps(self.handle(line)).encode() + b"\n")
+        if len(buf) > _MAX_LINE:
+            buf.clear()
+            conn.sendall(b'{"ok": false, "error": "request line too long"}\n')
+        return True
 
     def handle(self, line: bytes) -> dict[str, Any]:
         """Answer one JSON request line."""
@@ -99,6 +109,8 @@ class ControlServer:
             request = json.loads(line)
         except ValueError as err:
             return {"ok": False, "error": f"not JSON: {err}"}
+        except RecursionError:
+            return {"ok": False, "error": "not JSON this server reads: nested too deep"}
         if not isinstance(request, dict) or "op" not in request:
             return {"ok": False, "error": "expected an object with key 'op'"}
         op = request["op"]
@@ -107,6 +119,9 @@ class ControlServer:
                 fault = fault_from_dict(request.get("fault"), where="injected fault")
             except ConfigError as err:
                 return {"ok": False, "error": str(err)}
+            except (ValueError, TypeError, OverflowError) as err:
+                # e.g. at_time 1e400 written as an integer: no float holds it
+                return {"ok": False, "error": f"injected fault: invalid value ({err})"}
             self.faults.add(fault)
             log.warning("control: fault armed: %s", fault.to_dict())
             return {"ok": True}
