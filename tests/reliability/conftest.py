@@ -11,15 +11,11 @@ import pytest
 
 from tests.reliability.harness import (
     BIAS_BLOCK,
-    BIAS_PLAN,
     BLOCK,
-    CONFIG,
-    RunProcess,
     Setup,
     master_dark,
     run_to_end,
 )
-from tests.simproc import megara_dark
 
 
 @dataclass(frozen=True)
@@ -34,15 +30,19 @@ class Reference:
 
 
 @pytest.fixture(scope="session")
-def master_bias(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A master bias from an uninterrupted bias block on the simulators."""
-    folder = tmp_path_factory.mktemp("bias")
-    (folder / "bias.yaml").write_text(BIAS_PLAN)
-    (folder / "instrument.toml").write_text(CONFIG)
-    argv = [*megara_dark(), "run", "bias.yaml", "--config", "instrument.toml"]
-    run = RunProcess.start([*argv, "--workdir", "work", "--json"], cwd=folder)
-    assert run.finish() == 0, run.stderr[-3000:]
-    return folder / "work" / f"obsid{BIAS_BLOCK}_results" / "master_bias.fits"
+def two_blocks(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """A bias block then a dark block, uninterrupted; its bias serves the others."""
+    setup = Setup.both(tmp_path_factory.mktemp("two_blocks"))
+    work = setup.folder / "work"
+    run = run_to_end(setup, work)
+    assert run.proc.returncode == 0, run.stderr[-3000:]
+    return Reference(setup, work, master_dark(work), 0, {})
+
+
+@pytest.fixture(scope="session")
+def master_bias(two_blocks: Reference) -> Path:
+    """The master bias of the uninterrupted two-block run."""
+    return two_blocks.workdir / f"obsid{BIAS_BLOCK}_results" / "master_bias.fits"
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,18 @@ class Setup:
     config: Path
 
     @classmethod
+    def both(cls, folder: Path) -> Setup:
+        """A bias block, then a dark block that uses its master bias."""
+        folder.mkdir(parents=True, exist_ok=True)
+        plan = folder / "bias_dark.yaml"
+        dark = DARK_PLAN.format(block=BLOCK, nframes=NFRAMES, bias="")
+        dark = dark.split("requirements:")[0]
+        plan.write_text(f"{BIAS_PLAN}---\n{dark}")
+        config = folder / "instrument.toml"
+        config.write_text(CONFIG)
+        return cls(folder, plan, config)
+
+    @classmethod
     def dark(cls, folder: Path, master_bias: Path) -> Setup:
         folder.mkdir(parents=True, exist_ok=True)
         plan = folder / "dark.yaml"
@@ -246,35 +258,44 @@ def check_after_crash(workdir: Path) -> CrashState:
     journal = workdir / "run.journal"
     records, torn = read_records(journal) if journal.exists() else ([], b"")
     state = replay(records)
-    written = set(state.block(BLOCK).valid_files + state.block(BLOCK).invalid_files)
-    assert written <= set(frames), f"journaled frames missing: {written - set(frames)}"
+    for block in state.blocks.values():
+        written = set(block.valid_files + block.invalid_files)
+        assert written <= set(frames), (
+            f"journaled frames missing: {written - set(frames)}"
+        )
     return CrashState(frames, partials, records, torn)
 
 
-def check_complete(workdir: Path, reference: npt.NDArray[Any]) -> list[int]:
-    """Exactly NFRAMES valid frames, indices 1..N once, master dark identical.
+def check_complete(
+    workdir: Path, reference: npt.NDArray[Any], blocks: tuple[str, ...] = (BLOCK,)
+) -> list[int]:
+    """Per block exactly NFRAMES valid frames, indices 1..N once; master dark equal.
 
-    Returns the frame indices found (FRAMEIDX of the valid frames, sorted).
+    Returns the frame indices found for the dark block (FRAMEIDX of its valid
+    frames, sorted).
     """
     data = workdir / "data"
     assert not [p.name for p in data.iterdir() if p.name.endswith(".partial")]
-    indices, valid = [], []
-    for path in sorted(data.glob("*.fits")):
-        header = verify_raw_frame(path)
-        if header["INTLKOK"]:
-            indices.append(int(header["FRAMEIDX"]))
-            valid.append(path.name)
-    assert sorted(indices) == list(range(1, NFRAMES + 1)), indices
     records, torn = read_records(workdir / "run.journal")
     assert torn == b""
     state = replay(records)
     assert state.done
-    journaled = state.block(BLOCK).valid_files
-    assert sorted(journaled) == valid, (journaled, valid)
-    assert len(set(journaled)) == len(journaled) == NFRAMES
+    found: dict[str, list[int]] = {}
+    for block in blocks:
+        indices, valid = [], []
+        for path in sorted(data.glob(f"{block}_*.fits")):
+            header = verify_raw_frame(path)
+            if header["INTLKOK"]:
+                indices.append(int(header["FRAMEIDX"]))
+                valid.append(path.name)
+        assert sorted(indices) == list(range(1, NFRAMES + 1)), (block, indices)
+        journaled = state.block(block).valid_files
+        assert sorted(journaled) == valid, (journaled, valid)
+        assert len(set(journaled)) == len(journaled) == NFRAMES
+        found[block] = sorted(indices)
     assert master_dark(workdir).shape == reference.shape
     assert np.array_equal(master_dark(workdir), reference)
-    return sorted(indices)
+    return found[BLOCK]
 
 
 def master_dark(workdir: Path) -> npt.NDArray[Any]:

@@ -37,6 +37,7 @@ from sequencer.rawfits import KILL_HOOK_ENV as FITS_HOOK
 from sequencer.rawfits import file_name
 from tests.reliability.conftest import Reference
 from tests.reliability.harness import (
+    BIAS_BLOCK,
     BLOCK,
     NFRAMES,
     Event,
@@ -195,4 +196,52 @@ def test_killed_run_resumes_to_the_same_master_dark(
         f"crash trial {trial.id}: killed in {seen}, left {len(crash.frames)} "
         f"frame(s), {len(crash.partials)} partial(s), torn journal line "
         f"{len(crash.torn)} bytes; resumed to {NFRAMES} frames, master identical"
+    )
+
+
+#: Kills in a bias-then-dark run: the resumed simulators must count the
+#: exposures of both blocks (bias frames 1..3, then dark frames 4..6).
+TWO_BLOCK_TRIALS = {
+    "dark-integrating-frame2": {},
+    "bias-reduction_done-torn": {JOURNAL_HOOK: "reduction_done:1:40"},
+}
+
+
+@pytest.mark.parametrize("name", list(TWO_BLOCK_TRIALS))
+def test_killed_two_block_run_resumes_to_the_same_master_dark(
+    name: str, two_blocks: Reference, reference: Reference, tmp_path: Path
+) -> None:
+    # Frame numbers decide the pixels: the dark frames 4..6 of this plan give
+    # another master dark than frames 1..3 of the dark-only plan. So an equal
+    # master after the resume proves the frames were numbered right.
+    assert not np.array_equal(two_blocks.master, reference.master)
+    setup = two_blocks.setup
+    work = tmp_path / "work"
+    env = TWO_BLOCK_TRIALS[name]
+    run = RunProcess.start(setup.argv(work), cwd=setup.folder, env=env)
+    if env:
+        run.finish()
+    else:
+        found = run.wait_for(
+            lambda e: (
+                e.get("event") == "frame_started"
+                and e.get("block") == BLOCK
+                and e.get("frame") == 2
+            )
+        )
+        assert found is not None, "the run ended before its second dark frame"
+        time.sleep(0.25)
+        run.kill()
+    assert run.proc.returncode == -9, run.stderr[-2000:]
+    crash = check_after_crash(work)
+    again = run_to_end(setup, work, resume=True)
+    assert again.proc.returncode == 0, again.stderr[-3000:]
+    if env:
+        assert "torn final record" in again.stderr
+    blocks = (BIAS_BLOCK, BLOCK)
+    assert check_complete(work, two_blocks.master, blocks) == [1, 2, 3]
+    print(
+        f"crash trial two-block {name}: killed in {phase_seen(run.events)}, left "
+        f"{len(crash.frames)} frame(s); resumed, both blocks complete, master "
+        "identical"
     )
