@@ -284,6 +284,41 @@ def combine_band(
     return out
 
 
+def shifted_sums(band: Float32Array) -> tuple[Float32Array, Float32Array]:
+    """Sums of ``x_k - x_0`` and of its square over k = 1..N-1, float32.
+
+    Frame order, one plane at a time: the streaming reduction
+    (:mod:`reduce.window`) accumulates the same sums as the frames arrive,
+    with the same float32 operations in the same order, so both paths give
+    identical variances. Shifting by the first frame keeps the sums small
+    (deviations of one pixel between frames), so float32 is accurate enough.
+    """
+    s1 = np.zeros(band.shape[1:], dtype=np.float32)
+    s2 = np.zeros_like(s1)
+    dev = np.empty_like(s1)
+    for plane in band[1:]:
+        np.subtract(plane, band[0], out=dev)
+        s1 += dev
+        dev *= dev
+        s2 += dev
+    return s1, s2
+
+
+def finish_variance(
+    s1: Float32Array, s2: Float32Array, n: int, out: Float32Array
+) -> None:
+    """Variance of the median of ``n >= 2`` values from their shifted sums, ADU^2.
+
+    ``(s2 - s1^2 / n) / (n - 1)`` (the unbiased sample variance, in float64)
+    times :func:`median_variance_factor`, into ``out`` (float32).
+    """
+    ss = s2.astype(np.float64)
+    ss -= np.square(s1, dtype=np.float64) / n
+    np.maximum(ss, 0.0, out=ss)
+    ss *= median_variance_factor(n) / (n - 1)
+    out[...] = ss
+
+
 def combine_band_into(
     band: Float32Array,
     config: CombineConfig,
@@ -319,6 +354,7 @@ def combine_band_into(
         part = _combine_general(band, config, row0)
         data[...], variance[...], npix[...] = part.data, part.variance, part.npix
         return
+    s1, s2 = shifted_sums(band)
     planes = list(band)
     spare = np.empty(band.shape[1:], dtype=np.float32)
     for a, b in median_network(n):
@@ -333,18 +369,7 @@ def combine_band_into(
         middle = np.add(lower, upper, dtype=np.float64)
         middle *= 0.5
         data[...] = middle
-    s1 = np.subtract(planes[0], data)
-    s2 = np.multiply(s1, s1)
-    for plane in planes[1:]:
-        np.subtract(plane, data, out=spare)
-        s1 += spare
-        spare *= spare
-        s2 += spare
-    ss = s2.astype(np.float64)
-    ss -= np.square(s1, dtype=np.float64) / n
-    np.maximum(ss, 0.0, out=ss)
-    ss *= median_variance_factor(n) / (n - 1)
-    variance[...] = ss
+    finish_variance(s1, s2, n, variance)
     npix[...] = n
 
 

@@ -1,15 +1,12 @@
 """Second pass: combine frames band by band, on several threads.
 
 A band is ``band_rows`` trimmed rows of every frame, ``(N, band_rows, 4096)``
-float32, in a buffer each worker thread reuses. Two sources fill it:
-
-* :class:`RawBands`, archived raw files: each file's raw rows are read with
-  one ``os.preadv`` into a reused buffer, the stored big-endian words become
-  counts by flipping the sign bit in place (BZERO = 32768 is the top bit),
-  and the overscan model is subtracted (:func:`subtract_model`);
-* :class:`SpoolBands`, frames already preprocessed by the streaming
-  reduction into a spool file of float32 frames: rows are read straight
-  into the band, nothing to convert.
+float32, in a buffer each worker thread reuses. :class:`RawBands` fills it
+from archived raw files: each file's raw rows are read with one
+``os.preadv`` into a reused buffer, the stored big-endian words become
+counts by flipping the sign bit in place (BZERO = 32768 is the top bit),
+and the overscan model is subtracted (:func:`subtract_model`). (The
+streaming reduction combines as frames arrive instead: :mod:`reduce.window`.)
 
 The band is then combined in place (:func:`reduce.combine.combine_band_into`).
 Bands are independent and numpy and ``preadv`` release the GIL, so a small
@@ -46,9 +43,6 @@ Float64Array = npt.NDArray[np.float64]
 
 ROW_BYTES = RAW_SHAPE[1] * 2
 """Bytes per raw row."""
-
-TRIMMED_ROW_BYTES = TRIMMED_SHAPE[1] * 4
-"""Bytes per preprocessed (float32) row."""
 
 _SIGN_BIT = np.array([0x8000], dtype=">u2").view(np.uint16)[0]
 """The stored words' top bit, as seen through a native uint16 view."""
@@ -177,45 +171,13 @@ class RawBands:
             subtract_model(to_counts(target)[:, DATA_COLUMNS], model, out[rows])
 
 
-class SpoolBands:
-    """Bands of preprocessed float32 frames stored one after the other in a file.
-
-    Parameters
-    ----------
-    path
-        The spool file (frame ``slot`` at byte ``slot x 4112 x 4096 x 4``).
-    slots
-        The slots to combine, in order.
-    """
-
-    def __init__(self, path: Path, slots: Sequence[int]) -> None:
-        self.n = len(slots)
-        self._path = path
-        self._slots = list(slots)
-        self._fd = -1
-
-    def open(self) -> None:
-        self._fd = os.open(self._path, os.O_RDONLY)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
-        frame = self._slots[k] * TRIMMED_SHAPE[0] * TRIMMED_ROW_BYTES
-        got = os.preadv(self._fd, [out.data], frame + r0 * TRIMMED_ROW_BYTES)
-        if got != out.nbytes:
-            raise InputError(str(self._path), f"short read of slot {self._slots[k]}")
-
-
 class BandCombiner:
     """Combine frames into a trimmed master, band by band, on threads.
 
     Parameters
     ----------
     source
-        Where the bands come from (:class:`RawBands`, :class:`SpoolBands`).
+        Where the bands come from (:class:`RawBands`).
     config
         Combination settings (band size, method, noise model).
     threads

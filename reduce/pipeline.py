@@ -24,8 +24,6 @@ import dataclasses
 import datetime
 import logging
 import math
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -48,23 +46,23 @@ from reduce.checks import (
     frame_rate,
     require_frames,
 )
-from reduce.combine import CombineConfig, NoiseModel
+from reduce.combine import NETWORK_MAX_N, CombineConfig, Combined, NoiseModel
 from reduce.engine import (
     BandCombiner,
     BandSource,
     RawBands,
-    SpoolBands,
     default_threads,
     subtract_model,
     to_counts,
 )
-from reduce.errors import ConfigError, InputError, ReductionError
+from reduce.errors import ConfigError, InputError
 from reduce.frames import FrameInspection, inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
 from reduce.io import ProcessingLog, ones_complement_sum, verify_checksums
 from reduce.overscan import OverscanModel
 from reduce.products import (
     REDUCER,
+    dq_table,
     master_hdul,
     product_header,
     result_document,
@@ -73,6 +71,7 @@ from reduce.products import (
     write_master,
 )
 from reduce.qc import QAFlag, QAReport, QCThresholds, dark_rate_image, qc_master
+from reduce.window import MedianWindow
 
 log = logging.getLogger(__name__)
 
@@ -383,12 +382,13 @@ def _reduce_inspected(
     clock: _Clock,
     plog: ProcessingLog,
     started: str,
-    bands: Callable[[Sequence[FrameInspection]], BandSource] | None = None,
+    combine: Callable[[Sequence[FrameInspection], CombineConfig], Combined]
+    | None = None,
 ) -> Result:
     """Checks, combination, QC and products of inspected frames.
 
-    ``bands`` gives the combination's source for the frames used (default:
-    their raw files, :class:`~reduce.engine.RawBands`).
+    ``combine`` combines the frames used (default: band by band from their
+    raw files, :class:`~reduce.engine.RawBands`).
     """
     threads = options.threads or default_threads()
     for f in frames:
@@ -412,8 +412,10 @@ def _reduce_inspected(
         band_rows=options.band_rows,
         noise=_noise_model(used) if options.method == "noise_clip" else None,
     )
-    source = (bands or _raw_bands)(used)
-    combined = BandCombiner(source, config, threads=threads).run()
+    if combine is None:
+        combined = BandCombiner(_raw_bands(used), config, threads=threads).run()
+    else:
+        combined = combine(used, config)
     data, variance = combined.data, combined.variance
     if bias is not None:
         data -= bias.data
@@ -614,15 +616,24 @@ class StreamingReduction:
 
     Each :meth:`add` reads a raw frame just written, once: it is checked
     (header, checksums, garbage), its overscan is fitted, and a valid frame is
-    preprocessed (overscan subtracted, trimmed, float32) into a preallocated
-    frame buffer and spooled to a disk-backed file in the product folder
-    (``.stream-*.spool``, removed by :meth:`close`), so that memory stays
-    bounded whatever the number of frames. :meth:`finish`, after the last
-    one, runs the frame-set checks, combines the spooled frames band by band
-    and writes the same products as :func:`reduce_block` on the same files
-    (identical arrays: the same arithmetic, in the same order). Frames the
+    preprocessed (overscan subtracted, trimmed, float32) into a reused frame
+    buffer and inserted into a running exact median (:mod:`reduce.window`,
+    a scratch file ``.stream-*.median`` in the product folder, removed by
+    :meth:`close`), so that memory stays bounded whatever the number of
+    frames and most of the combination is done before the last frame.
+    :meth:`finish`, after the last one, runs the frame-set checks, reads the
+    median and variance from the window and writes the same products as
+    :func:`reduce_block` on the same files (identical arrays: the same
+    selection, and the same arithmetic in the same order). Frames the
     sequencer marked invalid (``INTLKOK = F``) are recorded and excluded, not
-    errors; they are not spooled.
+    errors; they are not combined.
+
+    The running median serves the ``median`` method when every valid frame
+    added is used and there are at most ``nframes`` of them (fewer is fine).
+    Otherwise (a frame excluded by the light-leak check, retakes beyond
+    ``nframes``, ``noise_clip``, more than 64 frames) :meth:`finish` combines
+    the frames used band by band from their raw files, as
+    :func:`reduce_block` does: the same products, in more time.
 
     Parameters
     ----------
@@ -631,7 +642,7 @@ class StreamingReduction:
     mode
         ``MegaraBiasImage`` or ``MegaraDarkImage``.
     nframes
-        Valid frames expected; more may be added (retakes): the spool grows.
+        Valid frames expected; more may be added (retakes).
     master_bias
         Master bias for a dark block (None: none); read and checked here.
     workdir
@@ -671,14 +682,19 @@ class StreamingReduction:
         )
         self._bias = read_master_bias(bias_path) if bias_path is not None else None
         self._frames: list[FrameInspection] = []
-        self._slots: dict[Path, int] = {}
+        self._combined: list[Path] = []  # valid frames in the window, in order
         self._frame: Float32Array | None = None
-        self._pending_slot: int | None = None
+        self._closed = False
         folder = self._workdir / f"obsid{block_id}_results"
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".stream-", suffix=".spool", dir=folder)
-        self._spool_fd: int | None = fd
-        self._spool = Path(name)
+        self._window: MedianWindow | None = None
+        if self._options.method == "median" and nframes <= NETWORK_MAX_N:
+            self._window = MedianWindow(
+                folder / f".stream-{uuid.uuid4().hex}.median",
+                nframes,
+                threads=self._options.threads or default_threads(),
+            )
+        dq_table()  # imports astropy.table now, not in finish()
         self._plog.add(
             f"block {block_id}: mode {self._mode.value}, streaming, "
             f"{nframes} frames expected"
@@ -691,58 +707,73 @@ class StreamingReduction:
         """Frames added so far (valid or not)."""
         return len(self._frames)
 
-    def _spool_frame(
+    def _drop_window(self, why: str) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+            self._plog.add(f"running median abandoned: {why}")
+
+    def _preprocess(
         self,
         stored: npt.NDArray[np.uint16],
         models: tuple[OverscanModel, OverscanModel],
     ) -> None:
-        """Preprocess a checked frame into the buffer and append it to the spool."""
+        """Preprocess a checked frame and insert it into the running median."""
+        if self._window is None:
+            return  # finish() reads the raw files
+        if self._window.n >= self._window.n_total:
+            self._drop_window(f"more than {self._window.n_total} valid frames")
+            return
         if self._frame is None:
             self._frame = np.empty(TRIMMED_SHAPE, dtype=np.float32)
         for amp, model in zip(AMPLIFIERS, models, strict=True):
             counts = to_counts(stored[amp.data_rows])[:, DATA_COLUMNS]
             subtract_model(counts, model.model, self._frame[amp.trimmed_rows])
-        slot = len(self._slots)
-        if self._spool_fd is None:
-            raise InputError(str(self._spool), "streaming reduction is closed")
-        nbytes = self._frame.nbytes
-        if os.pwrite(self._spool_fd, self._frame.data, slot * nbytes) != nbytes:
-            raise ReductionError(f"{self._spool}: short write; is the disk full?")
-        self._pending_slot = slot
+        self._window.add(self._frame)
 
     def add(self, path: str | Path) -> None:
-        """Read, check, preprocess and spool one raw frame just written.
+        """Read, check, preprocess and combine one raw frame just written.
 
         Raises
         ------
         InputError
             If the frame is unusable (wrong layout, mode, checksum...).
         """
-        if self._spool_fd is None:
+        if self._closed:
             raise InputError(str(path), "streaming reduction already closed")
         backend: Literal["numpy", "fitpack"] = (
             "fitpack" if self._options.exact else "numpy"
         )
-        self._pending_slot = None
+        n_before = self._window.n if self._window is not None else -1
         frame = inspect_frame(
             Path(path).resolve(),
             self._mode,
             bias=self._bias.data if self._bias is not None else None,
             backend=backend,
-            sink=self._spool_frame,
+            sink=self._preprocess,
         )
-        if self._pending_slot is not None:
-            self._slots[frame.path] = self._pending_slot
+        if self._window is not None and self._window.n > n_before:
+            self._combined.append(frame.path)
         self._frames.append(frame)
 
-    def _bands(self, used: Sequence[FrameInspection]) -> BandSource:
-        return SpoolBands(self._spool, [self._slots[f.path] for f in used])
+    def _combine(
+        self, used: Sequence[FrameInspection], config: CombineConfig
+    ) -> Combined:
+        window = self._window
+        same = [f.path for f in used] == self._combined
+        if window is not None and same and window.available():
+            self._plog.add("median read from the running window")
+            return window.result()
+        self._drop_window("frames excluded, or too few to combine")
+        source = _raw_bands(used)
+        threads = self._options.threads or default_threads()
+        return BandCombiner(source, config, threads=threads).run()
 
     def finish(self) -> Result:
         """Combine the frames added, write the products; the block's Result."""
-        if self._spool_fd is None:
+        if self._closed:
             raise InputError(f"block {self._block_id}", "already closed")
-        self._frame = None  # the combination reads the spool band by band
+        self._frame = None
         block = ReductionBlock(
             id=self._block_id,
             mode=self._mode,
@@ -763,18 +794,18 @@ class StreamingReduction:
                 self._clock,
                 self._plog,
                 self._started,
-                bands=self._bands,
+                combine=self._combine,
             )
         finally:
             self.close()
 
     def close(self) -> None:
-        """Remove the spool and release the buffers (idempotent)."""
+        """Remove the scratch file and release the buffers (idempotent)."""
         self._frame = None
-        if self._spool_fd is not None:
-            os.close(self._spool_fd)
-            self._spool_fd = None
-        self._spool.unlink(missing_ok=True)
+        self._closed = True
+        if self._window is not None:
+            self._window.close()
+            self._window = None
 
     def __enter__(self) -> StreamingReduction:
         return self

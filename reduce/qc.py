@@ -4,7 +4,7 @@ All figures are per amplifier (amplifier 1 = trimmed rows 0:2056, gain
 1.73 e-/ADU; amplifier 2 = rows 2056:4112, 1.6 e-/ADU):
 
 * dark current, e-/pix/h: clipped mean of the bias-subtracted master dark
-  (hot pixels and columns excluded) x gain / DARKTIME x 3600;
+  over every 4th row (hot pixels and columns excluded) x gain / DARKTIME x 3600;
 * read noise, e-: robust scatter of the overscan pixels about each row's
   overscan model (median over frames) x gain, or, from two bias frames,
   robust scatter of their difference / sqrt(2) x gain;
@@ -140,6 +140,25 @@ def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:
 CHUNK_ROWS = 128
 """Rows processed at a time by the QC passes (temporaries stay in cache)."""
 
+DARK_ROW_STEP = 4
+"""The dark current is the clipped mean over every this-many-th row."""
+
+
+def _column_median(sample: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Median of each column of ``sample`` (``np.median(sample, axis=0)``).
+
+    For an odd number of rows, one partition of the transposed sample (a
+    contiguous copy): the same values as ``np.median``, several times faster.
+    """
+    rows = sample.shape[0]
+    if rows % 2 == 0:
+        return np.median(sample, axis=0).astype(np.float32)
+    by_column = np.ascontiguousarray(sample.T)
+    middle: npt.NDArray[np.float32] = np.partition(by_column, rows // 2, axis=1)[
+        :, rows // 2
+    ]
+    return middle.astype(np.float32)
+
 
 def _amp_hot_pixels(
     region: npt.NDArray[np.float32],
@@ -154,7 +173,7 @@ def _amp_hot_pixels(
     # Column means, clipped about each column's own median (so isolated hot
     # pixels drop out but a hot column keeps its pixels): continuous, unlike
     # medians of quantised values, so their scatter is a usable scale.
-    col_median = np.median(region[::8], axis=0).astype(np.float32)  # robust
+    col_median = _column_median(region[::8])  # robust
     col_sum = np.zeros(region.shape[1], dtype=np.float64)
     col_count = np.zeros(region.shape[1], dtype=np.int64)
     for r0 in range(0, region.shape[0], CHUNK_ROWS):
@@ -165,7 +184,7 @@ def _amp_hot_pixels(
         work = np.subtract(chunk, col_median)
         np.abs(work, out=work)
         near = np.less_equal(work, near_cut, out=hot)
-        col_count += np.count_nonzero(near, axis=0)
+        col_count += np.add.reduce(near.view(np.uint8), axis=0, dtype=np.int32)
         np.multiply(chunk, near, out=work)
         col_sum += work.sum(axis=0)
     col_mean = col_sum / np.maximum(col_count, 1)
@@ -226,7 +245,10 @@ def dark_current(
     """Dark current of one amplifier, e-/pix/h.
 
     The mean of the unflagged pixels within ``nsigma`` robust sigmas of
-    their median (median and sigma from a 1/16 sample), x gain / DARKTIME.
+    their median (median and sigma from a 1/64 sample), x gain / DARKTIME.
+    The mean is taken over every :data:`DARK_ROW_STEP`-th row (over half a
+    million pixels per amplifier: its statistical error is far below the
+    pixel-to-pixel scatter of the dark current, and a quarter of the time).
 
     Parameters
     ----------
@@ -245,18 +267,20 @@ def dark_current(
         raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
     region = np.asarray(master[amp.trimmed_rows], dtype=np.float32)
     amp_mask = mask[amp.trimmed_rows] if mask is not None else None
-    sample = region[::4, ::4]
+    sample = region[::8, ::8]
     if amp_mask is not None:
-        sample = sample[amp_mask[::4, ::4] == 0]
+        sample = sample[amp_mask[::8, ::8] == 0]
     level = float(np.median(sample))
     cut = nsigma * max(robust_std(sample), 1e-12)
     lo, hi = np.float32(level - cut), np.float32(level + cut)
     total, count = 0.0, 0
-    for r0 in range(0, region.shape[0], CHUNK_ROWS):
-        chunk = region[r0 : r0 + CHUNK_ROWS]
+    rows = region[::DARK_ROW_STEP]
+    rows_mask = amp_mask[::DARK_ROW_STEP] if amp_mask is not None else None
+    for r0 in range(0, rows.shape[0], CHUNK_ROWS):
+        chunk = rows[r0 : r0 + CHUNK_ROWS]
         keep = (chunk >= lo) & (chunk <= hi)
-        if amp_mask is not None:
-            keep &= amp_mask[r0 : r0 + CHUNK_ROWS] == 0
+        if rows_mask is not None:
+            keep &= rows_mask[r0 : r0 + CHUNK_ROWS] == 0
         total += float(np.sum(np.where(keep, chunk, np.float32(0)), dtype=np.float64))
         count += int(np.count_nonzero(keep))
     mean = total / max(count, 1)

@@ -144,22 +144,78 @@ def test_too_few_frames_and_bad_mode(files: Files, tmp_path: Path) -> None:
             stream.finish()
 
 
-def test_spool_lives_in_the_product_folder_until_close(
+def test_running_median_lives_in_the_product_folder_until_close(
     files: Files, tmp_path: Path
 ) -> None:
     stream = StreamingReduction(
         block_id="s",
         mode="MegaraDarkImage",
-        nframes=1,
+        nframes=3,
         master_bias=files.master_bias,
         workdir=tmp_path,
     )
     folder = tmp_path / "obsids_results"
-    for path in files.darks:  # three valid frames spooled, the invalid one not
+    for path in files.darks:  # three valid frames combined, the invalid one not
         stream.add(path)
-    (spool,) = folder.glob(".stream-*.spool")
-    assert spool.stat().st_size == 3 * 4112 * 4096 * 4
+    (scratch,) = folder.glob(".stream-*.median")
+    # first frame, two sums, ranks 0..N//2: 3 + 2 planes for N = 3
+    assert scratch.stat().st_size == 5 * 4112 * 4096 * 4
     stream.close()
-    assert not spool.exists()
+    assert not scratch.exists()
     with pytest.raises(InputError, match="closed"):
         stream.add(files.darks[0])
+
+
+def test_more_frames_than_planned_drop_the_running_median(
+    files: Files, tmp_path: Path
+) -> None:
+    with StreamingReduction(
+        block_id="s",
+        mode="MegaraDarkImage",
+        nframes=2,
+        master_bias=files.master_bias,
+        workdir=tmp_path,
+    ) as stream:
+        folder = tmp_path / "obsids_results"
+        stream.add(files.darks[0])
+        stream.add(files.darks[1])
+        assert len(list(folder.glob(".stream-*.median"))) == 1
+        stream.add(files.darks[2])  # a third valid frame: the window is too small
+        assert list(folder.glob(".stream-*.median")) == []
+        result = stream.finish()
+    assert result.n_used == 3
+    log = (result.folder / "processing.log").read_text()
+    assert "running median abandoned" in log
+    whole = reduce_block(
+        block_id="s",
+        mode="MegaraDarkImage",
+        frames=files.darks[:3],
+        master_bias=files.master_bias,
+        workdir=tmp_path / "whole",
+    )
+    _assert_same_products(result.product, whole.product)
+
+
+def test_fewer_frames_than_planned_use_the_running_median(
+    files: Files, tmp_path: Path
+) -> None:
+    with StreamingReduction(
+        block_id="s",
+        mode="MegaraDarkImage",
+        nframes=6,
+        master_bias=files.master_bias,
+        workdir=tmp_path,
+    ) as stream:
+        for path in files.darks:
+            stream.add(path)
+        result = stream.finish()
+    log = (result.folder / "processing.log").read_text()
+    assert "median read from the running window" in log
+    whole = reduce_block(
+        block_id="s",
+        mode="MegaraDarkImage",
+        frames=files.darks,
+        master_bias=files.master_bias,
+        workdir=tmp_path / "whole",
+    )
+    _assert_same_products(result.product, whole.product)

@@ -1,0 +1,69 @@
+"""The running median window equals a whole-stack combination, exactly."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reduce.combine import DEFAULT_COMBINE, combine_stack
+from reduce.errors import ReductionError
+from reduce.window import MedianWindow, window_ranks
+
+SHAPE = (7, 5)
+
+
+def _stack(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Values with ties (small integers), wide ranges and cosmic-ray-like spikes."""
+    stack = rng.integers(-3, 4, size=(n, *SHAPE)).astype(np.float32)
+    stack[:, 0] = rng.normal(1000.0, 300.0, size=(n, SHAPE[1]))
+    stack[:, 1] = rng.uniform(-1e4, 6e4, size=(n, SHAPE[1]))
+    spikes = rng.random((n, *SHAPE)) < 0.05
+    stack[spikes] += np.float32(40000.0)
+    return stack
+
+
+@pytest.mark.parametrize("n_total", [2, 3, 4, 5, 8, 13, 20, 25])
+def test_window_keeps_the_middle_ranks_of_any_prefix(n_total: int) -> None:
+    for k in range(2, n_total + 1):
+        lo, hi = window_ranks(n_total, k)
+        assert 0 <= lo <= (k - 1) // 2
+        assert k // 2 <= hi <= k - 1
+    assert window_ranks(n_total, n_total) == ((n_total - 1) // 2, n_total // 2)
+
+
+@pytest.mark.parametrize("n_total", [2, 3, 4, 5, 6, 7, 11, 12, 20, 25])
+def test_window_equals_combine_stack_for_every_prefix(
+    tmp_path: Path, n_total: int
+) -> None:
+    rng = np.random.default_rng(1000 + n_total)
+    stack = _stack(rng, n_total)
+    window = MedianWindow(
+        tmp_path / "w.median", n_total, shape=SHAPE, band_rows=3, threads=2
+    )
+    try:
+        for k in range(n_total):
+            window.add(stack[k])
+            if k == 0:
+                assert not window.available()  # one frame: no scatter
+                continue
+            got = window.result()
+            want = combine_stack(stack[: k + 1], DEFAULT_COMBINE)
+            assert np.array_equal(got.data, want.data)
+            assert np.array_equal(got.variance, want.variance)
+            assert np.array_equal(got.npix, want.npix)
+            median = np.median(stack[: k + 1].astype(np.float64), axis=0)
+            assert np.array_equal(got.data, median.astype(np.float32))
+        with pytest.raises(ReductionError, match="window for"):
+            window.add(stack[0])
+    finally:
+        window.close()
+    assert not (tmp_path / "w.median").exists()
+
+
+def test_window_rejects_a_frame_of_the_wrong_shape(tmp_path: Path) -> None:
+    window = MedianWindow(tmp_path / "w.median", 3, shape=SHAPE)
+    with closing(window), pytest.raises(ReductionError, match="expected float32"):
+        window.add(np.zeros((SHAPE[0], SHAPE[1] + 1), np.float32))
