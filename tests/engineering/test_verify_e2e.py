@@ -98,13 +98,14 @@ def test_leaky_set_fails_on_the_light_leak_test(
     sweep: CampaignRun, tmp_path: Path
 ) -> None:
     done = cli(
-        "verify", str(run_folder(sweep, "leak")), "--no-history",
-        "--report-dir", str(tmp_path), "--json",
+        "verify", str(run_folder(sweep, "leak").resolve()), "--no-history",
+        "--report-dir", str(tmp_path), "--json", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 1
     verdict = json.loads(done.stdout)
     assert "light_leak_frames" in verdict["failed"]
-    assert not (tmp_path / "megara-dark-runs").exists()
+    assert not (tmp_path / "megara-dark-runs").exists()  # no history written
+    assert len(list(tmp_path.glob("verify-dark_4-*/report.html"))) == 1
 
 
 @pytest.mark.parametrize(
