@@ -224,34 +224,40 @@ def compare(report: RunReport) -> None:
 
 
 def execute(report: RunReport, blocks: Path, config: Path, timeout_s: float) -> None:
-    """Run one ``megara-dark run`` process; fill ``report.seen``."""
+    """Run one ``megara-dark run`` process; fill ``report.seen``.
+
+    A run still going after ``timeout_s`` wall seconds is killed (outcome
+    ``timeout``). On Ctrl-C the run, in the same process group, got the same
+    SIGINT: it is left to stop safely, recorded, and the interrupt re-raised.
+    """
     argv = [
         sys.executable, "-c", RUN_CLI, "run", str(blocks), "--config", str(config),
         "--workdir", str(report.folder / "work"), "--log-level", "WARNING",
     ]  # fmt: skip
     start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    interrupted = timed_out = False
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as err:
+        out, errs = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, errs = proc.communicate()
+        timed_out = True
+    except KeyboardInterrupt:
+        out, errs = proc.communicate()
+        interrupted = True
+    done = subprocess.CompletedProcess(argv, proc.returncode, out, errs)
+    observe(report, done)
+    if timed_out:
         report.seen.outcome = "timeout"
         report.seen.message = f"no end within {timeout_s:g} s; killed"
-        out, errs = err.stdout, err.stderr
-        done = subprocess.CompletedProcess(argv, -9, _text(out), _text(errs))
-        observe(report, done)
-        report.seen.outcome = "timeout"
-    else:
-        observe(report, done)
     report.seen.wall_s = time.monotonic() - start
     (report.folder / "stdout.txt").write_text(done.stdout, "utf-8")
     (report.folder / "stderr.txt").write_text(done.stderr, "utf-8")
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -299,9 +305,11 @@ def run_campaign(
     with History(result.history) as db:
         try:
             for report, (blocks, config) in zip(reports, planned, strict=True):
-                execute(report, blocks, config, timeout_s)
-                examine(report, settings, db, run_reports)
-                compare(report)
+                try:
+                    execute(report, blocks, config, timeout_s)
+                finally:
+                    examine(report, settings, db, run_reports)
+                    compare(report)
                 if progress is not None:
                     progress(report)
                 if summary is not None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from tests.engineering.conftest import (
     cli,
     render,
 )
+from tests.simproc import megara_dark
 
 pytestmark = pytest.mark.e2e
 
@@ -211,3 +216,51 @@ def test_trend_against_date_and_the_real_only_filter(
     done = cli("trend", "read_noise", "--history", history, "--real")
     assert done.returncode == 2
     assert "no read_noise values" in done.stderr
+
+
+def test_ctrl_c_stops_the_run_safely_and_still_writes_the_summary(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "two.yaml"
+    spec.write_text(
+        "defaults:\n"
+        "  blocks: [{id: b, instrument: MEGARA, mode: MegaraBiasImage, "
+        "exptime: 0.0, nframes: 50}]\n"
+        "  simulator: {time_scale: 4000.0}\n"
+        "runs:\n"
+        "  - {name: first, expect: {outcome: done}}\n"
+        "  - {name: second, expect: {outcome: done}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*megara_dark(), "campaign", str(spec), "--out", str(out), "--no-run-reports"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    journal = out / "runs" / "first" / "work" / "run.journal"
+    # Wait (no time limit) until the first run has written a frame.
+    while proc.poll() is None and b"frame_written" not in _read(journal):
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at the terminal
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 130, stderr
+    doc = json.loads((out / "campaign.json").read_text())
+    assert doc["interrupted"] is True
+    assert doc["complete"] is False
+    first, second = doc["runs"]
+    assert first["seen"]["outcome"] == "aborted"
+    assert first["seen"]["exit_status"] == 130
+    assert first["seen"]["valid_frames"] >= 1
+    assert second["seen"]["outcome"] == "not run"
+    assert "1 differed, 1 not run" in stdout
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
