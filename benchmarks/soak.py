@@ -282,23 +282,29 @@ def report(
     done = sum(1 for r in records if r["event"] == "block_done")
     fired = sum(tally.fired.values())
     unrecovered = sum(tally.unrecovered.values())
-    lines = [
+    head = (
         f"soak: seed {args.seed}, {nblocks} blocks, wall {wall:.0f} s, "
-        f"runs {len(tally.runs)} (exit statuses {tally.runs})",
-        f"frames requested        {args.frames}",
-        f"exposures started       {len(attempts)}",
-        f"raw files written       {len(written)}",
-        f"frames written valid    {len(valid_files)}",
-        f"frames retaken          {len(invalid_files)} (kept, marked invalid)",
-        f"excluded as light leak  {light_leak_exclusions(work)} (by the reduction)",
-        f"faults injected (fired) {fired}  {dict(sorted(tally.fired.items()))}",
-        f"faults recovered        {fired - unrecovered}"
-        + (f"  (not: {dict(tally.unrecovered)})" if unrecovered else ""),
-        f"driver retries          {len(RETRY.findall(text))}",
-        f"blocks done             {done}/{nblocks}",
-        f"damaged raw files       {len(damaged)}",
-        f"data lost               {len(lost)}" + (f"  {lost}" if lost else ""),
+        f"runs {len(tally.runs)} (exit statuses {tally.runs})"
+    )
+    figures = [
+        ("frames requested", f"{args.frames}"),
+        ("exposures started", f"{len(attempts)}"),
+        ("raw files written", f"{len(written)}"),
+        ("frames written valid", f"{len(valid_files)}"),
+        ("frames retaken", f"{len(invalid_files)} (kept, marked invalid)"),
+        ("excluded as light leak", f"{light_leak_exclusions(work)} (by the reduction)"),
+        ("faults injected (fired)", f"{fired}  {dict(sorted(tally.fired.items()))}"),
+        (
+            "faults recovered",
+            f"{fired - unrecovered}"
+            + (f"  (not: {dict(tally.unrecovered)})" if unrecovered else ""),
+        ),
+        ("driver retries", f"{len(RETRY.findall(text))}"),
+        ("blocks done", f"{done}/{nblocks}"),
+        ("damaged raw files", f"{len(damaged)}"),
+        ("data lost", f"{len(lost)}" + (f"  {lost}" if lost else "")),
     ]
+    lines = [head] + [f"{label:<25}{value}" for label, value in figures]
     print("\n".join(lines))
     for item in damaged:
         print("  damaged:", item)
