@@ -18,13 +18,18 @@ Usage::
 
     python benchmarks/bench_reduce.py [--darks 20,35,50] [--biases 5] \
         [--numina PATH] [--workdir DIR] [--repeat 1]
+
+With ``--repeat R`` every dark block runs R times, alternating ours and
+numina: the median time and the largest peak RSS are reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,7 +177,9 @@ def main() -> int:
     parser.add_argument("--darks", default="20,35,50", help="values of N")
     parser.add_argument("--biases", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--repeat", type=int, default=1, help="best of R runs")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="R runs each: median time, largest RSS"
+    )
     parser.add_argument(
         "--numina",
         type=Path,
@@ -197,14 +204,26 @@ def main() -> int:
             figures[(who, "bias", args.biases)] = _run(
                 who, numina, work, data, "bias", args.biases
             )
+        loads = [os.getloadavg()[0]]
+        runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
         for _ in range(args.repeat):
             for n in sizes:
-                runs = ["ours"] + (["numina"] if n == sizes[0] and numina else [])
-                for who in runs:
+                whos = ["ours"] + (["numina"] if n == sizes[0] and numina else [])
+                for who in whos:
                     got = _run(who, numina, work, data, "dark", n)
-                    best = figures.get((who, "dark", n))
-                    if best is None or got["seconds"] < best["seconds"]:
-                        figures[(who, "dark", n)] = got
+                    runs.setdefault((who, "dark", n), []).append(got)
+            loads.append(os.getloadavg()[0])
+        for key, got_all in runs.items():  # median time, largest peak RSS
+            figures[key] = {
+                "seconds": statistics.median(g["seconds"] for g in got_all),
+                "peak_mib": max(g["peak_mib"] for g in got_all),
+            }
+            if len(got_all) > 1:
+                times = ", ".join(f"{g['seconds']:.2f}" for g in got_all)
+                print(f"{key[0]} dark N={key[2]} runs (s): {times}")
+        print(
+            f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}"
+        )
         for kind, n in [("bias", args.biases)] + [("dark", n) for n in sizes]:
             ours = figures[("ours", kind, n)]
             line = (
