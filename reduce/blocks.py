@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,11 @@ from reduce.errors import InputError
 
 log = logging.getLogger(__name__)
 
-_ID_RE = re.compile(r"[A-Za-z0-9_.+-]+")
+#: Block ids name the product folder ``obsid<ID>_results``: file-safe
+#: characters only, no leading dot, at most 64 of them.
+_ID_RE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63}")
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
 _KEYS = {"id", "instrument", "mode", "frames", "requirements"}
 _OPTIONAL_KEYS = {"children", "enabled", "pipeline", "profile", "insconf"}
 
@@ -83,6 +88,17 @@ class ReductionBlock:
     source: str
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short, in bounded work (a YAML alias bomb expands to
+    millions of items, which a plain ``repr`` would never finish)."""
+    return _SHOWN.repr(value)
+
+
+def _file_name(value: Any) -> bool:
+    """Whether ``value`` can name a file: text with no control character."""
+    return isinstance(value, str) and bool(value) and value.isprintable()
+
+
 def _require(doc: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in doc:
         raise InputError(where, f"missing key {key!r}; expected {sorted(_KEYS)}")
@@ -109,26 +125,36 @@ def parse_block(doc: Any, where: str) -> ReductionBlock:
             where,
             f"unknown key(s) {sorted(map(str, unknown))}; expected {sorted(_KEYS)}",
         )
-    block_id = str(_require(doc, "id", where))
-    if not _ID_RE.fullmatch(block_id):
+    raw_id = _require(doc, "id", where)
+    block_id = str(raw_id) if isinstance(raw_id, (str, int)) else ""
+    if isinstance(raw_id, bool) or not _ID_RE.fullmatch(block_id):
         raise InputError(
-            where, f"key 'id' is {block_id!r}; expected letters, digits, '_.+-'"
+            where,
+            f"key 'id' is {shown(raw_id)}; expected 1-64 letters, digits or "
+            "'_.+-', not starting with '.' (it names the folder obsid<ID>_results)",
         )
     where = f"{where} (block {block_id})"
     instrument = _require(doc, "instrument", where)
     if instrument != "MEGARA":
-        raise InputError(where, f"key 'instrument' is {instrument!r}, expected MEGARA")
+        raise InputError(
+            where, f"key 'instrument' is {shown(instrument)}, expected MEGARA"
+        )
     mode_name = _require(doc, "mode", where)
     try:
-        mode = Mode(mode_name)
+        # Only text can name a mode; Enum's own error would repr any value.
+        mode = Mode(mode_name if isinstance(mode_name, str) else None)
     except ValueError:
         choices = [m.value for m in Mode]
         raise InputError(
-            where, f"key 'mode' is {mode_name!r}, expected one of {choices}"
+            where, f"key 'mode' is {shown(mode_name)}, expected one of {choices}"
         ) from None
     frames = _require(doc, "frames", where)
-    if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
-        raise InputError(where, "key 'frames' must be a list of file names")
+    if not isinstance(frames, list) or not all(_file_name(f) for f in frames):
+        raise InputError(
+            where,
+            "key 'frames' must be a list of file names (text without NUL, line "
+            "breaks or other control characters)",
+        )
     if len(set(frames)) != len(frames):
         raise InputError(where, "key 'frames' names a file twice")
     reqs = doc.get("requirements") or {}
@@ -142,8 +168,12 @@ def parse_block(doc: Any, where: str) -> ReductionBlock:
             f"unknown requirement(s) {sorted(map(str, extra))}; "
             "only 'master_bias' is used",
         )
-    if bias is not None and not isinstance(bias, str):
-        raise InputError(where, "requirement 'master_bias' must be a path")
+    if bias is not None and not _file_name(bias):
+        raise InputError(
+            where,
+            f"requirement 'master_bias' is {shown(bias)}; expected a file path "
+            "(text without NUL, line breaks or other control characters)",
+        )
     if mode is Mode.BIAS and bias is not None:
         raise InputError(where, "a MegaraBiasImage block takes no master_bias")
     return ReductionBlock(block_id, mode, tuple(frames), bias, where)
@@ -164,9 +194,17 @@ def load_blocks(path: str | Path) -> list[ReductionBlock]:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except OSError as err:
         raise InputError(source, f"cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise InputError(source, f"not a UTF-8 text file ({err.reason})") from err
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise InputError(source, f"not valid YAML: {err}") from None
     except yaml.YAMLError as err:
         detail = str(err).replace("\n", " ")
         raise InputError(source, f"not valid YAML: {detail}") from err
+    except RecursionError:
+        raise InputError(
+            source, "YAML nested too deeply to read; a block is a flat mapping"
+        ) from None
     if not docs:
         raise InputError(source, "no reduction block; expected at least one document")
     blocks = [parse_block(doc, f"{source}#{k}") for k, doc in enumerate(docs)]

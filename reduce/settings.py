@@ -15,7 +15,7 @@
     leak_rate_e_s = 0.01        # e-/pix/s at reference_k
     leak_excess_e_s = 0.002     # e-/pix/s above the block's median
     reference_k = 163.0
-    doubling_k = 6.0
+    doubling_k = 2.7
 
 Every key is optional; an unknown key or a wrong type is an error that names
 the file and the key.
@@ -80,6 +80,8 @@ def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(f"{source}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{source}: not a UTF-8 text file ({err.reason})") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from err
     unknown = set(data) - {"qc", "checks"}
@@ -87,6 +89,11 @@ def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
         raise ConfigError(
             f"{source}: unknown section(s) {sorted(unknown)}; expected [qc], [checks]"
         )
+    for name in ("qc", "checks"):
+        if not isinstance(data.get(name, {}), Mapping):
+            raise ConfigError(
+                f"{source}: {name} is {data[name]!r}; expected a table [{name}]"
+            )
     try:
         qc = QCThresholds(**_section(data.get("qc", {}), QCThresholds, f"{source}: qc"))
         checks = FrameCheckConfig(

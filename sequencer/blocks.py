@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ MAX_EXPTIME_S = 36000.0
 MAX_NFRAMES = 500
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
 _KEYS = {"id", "instrument", "mode", "exptime", "nframes", "requirements"}
 _REQUIREMENT_KEYS = {"master_bias"}
 
@@ -86,6 +89,15 @@ class ObservingBlock:
         return self.mode is Mode.DARK
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short, in bounded work whatever ``value`` holds.
+
+    A YAML alias bomb is a small file whose value expands to millions of
+    items: a plain ``repr`` in an error message would never finish.
+    """
+    return _SHOWN.repr(value)
+
+
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         hint = ""
@@ -96,9 +108,28 @@ def _number(where: str, key: str, value: Any) -> float:
             except ValueError:
                 pass
         raise ConfigError(
-            f"{where}: key {key!r}: got {value!r}; expected a number{hint}"
+            f"{where}: key {key!r}: got {shown(value)}; expected a number{hint}"
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise ConfigError(
+            f"{where}: key {key!r}: got {shown(value)}; expected a number a "
+            "float can hold"
+        ) from None
+
+
+def _path(where: str, key: str, raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(
+            f"{where}: key {key!r}: got {shown(raw)}; expected a file path"
+        )
+    if not raw.isprintable():
+        raise ConfigError(
+            f"{where}: key {key!r}: got {shown(raw)}; a file path holds no NUL, "
+            "line break or other control character"
+        )
+    return raw
 
 
 def _parse_one(
@@ -120,10 +151,15 @@ def _parse_one(
         raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
 
     block_id = doc["id"]
-    if not isinstance(block_id, (str, int)) or not _ID_RE.fullmatch(str(block_id)):
+    if (
+        isinstance(block_id, bool)
+        or not isinstance(block_id, (str, int))
+        or not _ID_RE.fullmatch(str(block_id))
+    ):
         raise ConfigError(
-            f"{where}: key 'id': got {block_id!r}; expected 1-64 letters, digits, "
-            "'_', '-' or '.', starting with a letter or digit"
+            f"{where}: key 'id': got {shown(block_id)}; expected 1-64 letters, "
+            "digits, '_', '-' or '.', starting with a letter or digit (it names "
+            "files and folders in the work folder)"
         )
     block_id = str(block_id)
     where = f"{where} (id {block_id!r})"
@@ -131,14 +167,16 @@ def _parse_one(
         raise ConfigError(f"{where}: key 'id': {block_id!r} is used twice in the file")
     if doc["instrument"] != "MEGARA":
         raise ConfigError(
-            f"{where}: key 'instrument': got {doc['instrument']!r}; expected 'MEGARA'"
+            f"{where}: key 'instrument': got {shown(doc['instrument'])}; "
+            "expected 'MEGARA'"
         )
     try:
-        mode = Mode(doc["mode"])
+        # Only text can name a mode; Enum's own error would repr any value.
+        mode = Mode(doc["mode"] if isinstance(doc["mode"], str) else None)
     except ValueError:
         allowed = ", ".join(m.value for m in Mode)
         raise ConfigError(
-            f"{where}: key 'mode': got {doc['mode']!r}; expected one of {allowed}"
+            f"{where}: key 'mode': got {shown(doc['mode'])}; expected one of {allowed}"
         ) from None
 
     exptime = _number(where, "exptime", doc["exptime"])
@@ -151,14 +189,14 @@ def _parse_one(
         math.isfinite(exptime) and 0 < exptime <= MAX_EXPTIME_S
     ):
         raise ConfigError(
-            f"{where}: key 'exptime': got {doc['exptime']!r}; expected seconds "
+            f"{where}: key 'exptime': got {shown(doc['exptime'])}; expected seconds "
             f"per frame, > 0 and <= {MAX_EXPTIME_S:g}"
         )
 
     nframes = doc["nframes"]
     if isinstance(nframes, bool) or not isinstance(nframes, int):
         raise ConfigError(
-            f"{where}: key 'nframes': got {nframes!r}; expected an integer"
+            f"{where}: key 'nframes': got {shown(nframes)}; expected an integer"
         )
     if not 1 <= nframes <= MAX_NFRAMES:
         raise ConfigError(
@@ -181,12 +219,7 @@ def _parse_one(
             raise ConfigError(
                 f"{where}: key 'requirements.master_bias': a bias block needs none"
             )
-        raw = requirements["master_bias"]
-        if not isinstance(raw, str) or not raw:
-            raise ConfigError(
-                f"{where}: key 'requirements.master_bias': got {raw!r}; "
-                "expected a file path"
-            )
+        raw = _path(where, "requirements.master_bias", requirements["master_bias"])
         master_bias = (
             (base / raw).resolve() if not Path(raw).is_absolute() else Path(raw)
         )
@@ -231,6 +264,13 @@ def parse_blocks(text: str, *, source: str, base: Path) -> list[ObservingBlock]:
         raise ConfigError(
             f"{source}: not valid YAML ({one_line_yaml_error(err)})"
         ) from err
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: YAML nested too deeply to read; an observing block is a "
+            "flat mapping of keys"
+        ) from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{source}: not valid YAML ({err})") from None
     if not docs:
         raise ConfigError(f"{source}: holds no observing block")
     blocks: list[ObservingBlock] = []

@@ -167,7 +167,7 @@ def _build(cls: type[Any], table: Mapping[str, Any], where: str, **given: Any) -
             f"[{where}]: unknown key(s) {', '.join(unknown)}; allowed: "
             f"{', '.join(sorted(allowed))}"
         )
-    values = dict(table)
+    values = _checked(cls, table, where)
     if "temperature_range_k" in values:
         values["temperature_range_k"] = tuple(values["temperature_range_k"])
     try:
@@ -188,23 +188,47 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "str": (str,),
     "Path | None": (str,),
+    "tuple[float, float]": (list,),
 }
 
 
-def _typed(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
+def _checked(cls: type[Any], table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``table`` as keyword arguments of ``cls``, each value of its field's type."""
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
+    values = dict(table)
+    for name, value in values.items():
+        expected = _TOML_TYPES.get(str(known[name].type), (object,))
+        pair = str(known[name].type).startswith("tuple")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, expected)
+            or (pair and not _is_pair(value))
+        ):
+            words = "[low, high]" if pair else " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"[{where}] {name}: got {value!r}; expected {words}")
+        if isinstance(value, str) and not value.isprintable():
+            raise ConfigError(
+                f"[{where}] {name}: got {value!r}; expected text without NUL, line "
+                "breaks or other control characters"
+            )
+    return values
+
+
+def _is_pair(value: Any) -> bool:
+    return len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+
+
+def _typed(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(
             f"[{where}]: unknown key(s) {', '.join(unknown)}; allowed: "
             f"{', '.join(sorted(known))}"
         )
-    values = dict(table)
-    for name, value in values.items():
-        expected = _TOML_TYPES.get(str(known[name].type), (object,))
-        if isinstance(value, bool) or not isinstance(value, expected):
-            words = " or ".join(t.__name__ for t in expected)
-            raise ConfigError(f"[{where}] {name}: got {value!r}; expected {words}")
+    values = _checked(cls, table, where)
     if "scenario" in values:
         values["scenario"] = Path(values["scenario"])
     return cls(**values)
@@ -237,8 +261,9 @@ def parse_config(
                 )
             devices = dict(table)
         sim_table = dict(_table(doc, "simulator", source))
-        if "scenario" in sim_table and isinstance(sim_table["scenario"], str):
-            sim_table["scenario"] = str((base / sim_table["scenario"]).resolve())
+        scenario = sim_table.get("scenario")
+        if isinstance(scenario, str) and scenario.isprintable():
+            sim_table["scenario"] = str((base / scenario).resolve())
         config = InstrumentConfig(
             devices=devices,
             simulator=_typed(SimulatorOptions, sim_table, "simulator"),
@@ -267,4 +292,6 @@ def load_config(path: Path | None) -> InstrumentConfig:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason})") from err
     return parse_config(doc, source=str(path), base=path.parent)
