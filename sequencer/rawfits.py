@@ -339,11 +339,40 @@ def format_date_obs(date_obs: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
 
 
+#: Longest text value written, characters (FITS quotes doubled): what one
+#: 80-column card holds, so that no value spills into CONTINUE cards.
+MAX_TEXT = 68
+
+
 def _ascii(text: str) -> str:
+    """``text`` as a value that stays inside its own card.
+
+    Text in the header may come from the hardware (cover and shutter
+    read-backs, the reason a frame is invalid). Anything but printable ASCII
+    becomes ``?`` (no line break, NUL or byte of another card can get in) and
+    the text is cut to :data:`MAX_TEXT` characters, ending in ``...``.
+    """
     clean = "".join(c if " " <= c <= "~" else "?" for c in text)
+    if len(clean) + clean.count("'") > MAX_TEXT:
+        while len(clean) + clean.count("'") > MAX_TEXT - 3:
+            clean = clean[:-1]
+        clean += "..."
     if clean != text:
-        log.warning("raw header: non-ASCII text %r written as %r", text, clean)
+        log.warning("raw header: text %r written as %r", text[:200], clean)
     return clean
+
+
+def _comment_room(value: object) -> int:
+    """Characters left for the comment on the card of ``value``.
+
+    The card is ``KEYWORD = `` (10 columns), the value in a field of at least
+    20 columns, `` / `` and the comment: 80 in all. A longer comment would be
+    cut by astropy with a warning.
+    """
+    width = 20
+    if isinstance(value, str):
+        width = max(width, len(value) + value.count("'") + 2, 10)
+    return max(0, 80 - 10 - width - 3)
 
 
 def build_header(meta: FrameMeta) -> fits.Header:
@@ -405,7 +434,7 @@ def build_header(meta: FrameMeta) -> fits.Header:
     if meta.observer is not None:
         cards.append(("OBSERVER", _ascii(meta.observer), "Observer"))
     for key, value, comment in cards:
-        hdr[key] = (value, comment)
+        hdr[key] = (value, comment[: _comment_room(value)])
     return hdr
 
 
