@@ -66,6 +66,17 @@ class BlockResult:
     qa: str | None = None
 
 
+def _why(err: Exception) -> str:
+    """An error's message; for a refused write, with what to do about it."""
+    if not isinstance(err, OSError):
+        return str(err)
+    where = f" ({err.filename})" if err.filename else ""
+    return (
+        f"{err.strerror or err}{where}; free space or make the run folder "
+        "writable, then finish the run with --resume"
+    )
+
+
 @contextlib.contextmanager
 def devices_for(
     config: InstrumentConfig, *, first_frame: int = 0
@@ -175,7 +186,7 @@ class RunSink:
             reduction.add(path)
         except Exception as err:  # the reduction has its own error hierarchy
             raise SequenceError(
-                f"{self.block.id}: reduction of {path.name} failed: {err}"
+                f"{self.block.id}: reduction of {path.name} failed: {_why(err)}"
             ) from err
 
     def _check_failed(self, *, wait: bool = False) -> None:
@@ -286,7 +297,9 @@ class RunSink:
         except MegaraDarkError:
             raise
         except Exception as err:  # the reduction has its own error hierarchy
-            raise SequenceError(f"{self.block.id}: reduction failed: {err}") from err
+            raise SequenceError(
+                f"{self.block.id}: reduction failed: {_why(err)}"
+            ) from err
         self.run.reduction_done(self.block, self.result, product)
 
 
@@ -491,8 +504,16 @@ class Run:
             docs.append(doc)
         path = self.workdir / "reduction.yaml"
         partial = path.with_name(".reduction.yaml.partial")
-        partial.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
-        os.replace(partial, path)
+        try:
+            text = yaml.safe_dump_all(docs, sort_keys=False)
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as err:
+            raise SequenceError(
+                f"{path}: cannot write the reduction blocks ({err.strerror or err}); "
+                f"free space or make {self.workdir} writable, then finish the run "
+                "with --resume"
+            ) from err
         return path
 
     def reduction_done(
