@@ -8,7 +8,14 @@
   dark rate (e-/pix/s, from the sampled rows) must stay below
   ``leak_rate_e_s`` (scaled to the frame's temperature when it is known,
   doubling every ``doubling_k`` kelvin above ``reference_k``) and must not
-  exceed the median of the block's frames by more than ``leak_excess_e_s``.
+  exceed the block's median rate, brought to the frame's temperature by the
+  same law, by more than ``leak_excess_e_s``: a frame that is only warmer
+  than the others is not a leak.
+
+``doubling_k`` defaults to 2.7 K: for silicon at about 163 K the dark current
+(proportional to T^1.5 exp(-Eg / 2kT), Eg about 1.16 eV) grows by
+d ln D / dT = 1.5 / T + Eg / (2 k T^2), about 0.25 per kelvin, that is twice
+every 2.7 K. The 6-7 K rule of thumb holds near room temperature only.
 
 Excluded frames are reported (they make the QA flag PARTIAL), not errors;
 too few frames left is an error.
@@ -70,7 +77,7 @@ class FrameCheckConfig:
     leak_rate_e_s: float = 0.01
     leak_excess_e_s: float = 0.002
     reference_k: float = 163.0
-    doubling_k: float = 6.0
+    doubling_k: float = 2.7
 
     def __post_init__(self) -> None:
         for name in ("exptime_rtol", "leak_rate_e_s", "leak_excess_e_s", "doubling_k"):
@@ -110,11 +117,19 @@ def check_exposure_times(
     return ref
 
 
+def temperature_scale(
+    config: FrameCheckConfig, temperature: float | None, reference: float
+) -> float:
+    """Dark-current ratio between ``temperature`` and ``reference`` (1 if unknown)."""
+    if temperature is None or not math.isfinite(temperature):
+        return 1.0
+    exponent = (temperature - reference) / config.doubling_k
+    return float(2.0 ** min(max(exponent, -60.0), 60.0))
+
+
 def leak_limit(config: FrameCheckConfig, temperature: float | None) -> float:
     """Largest closed-cover dark rate at a temperature, e-/pix/s."""
-    if temperature is None:
-        return config.leak_rate_e_s
-    scale = 2.0 ** ((temperature - config.reference_k) / config.doubling_k)
+    scale = temperature_scale(config, temperature, config.reference_k)
     return float(config.leak_rate_e_s * max(scale, 1.0))
 
 
@@ -147,17 +162,29 @@ def find_exclusions(
     if not valid:
         return excluded
     rates = {f.name: frame_rate(f) for f in valid}
-    median = float(np.median(list(rates.values())))
+    # The block's median rate at the reference temperature; each frame is
+    # compared with it brought back to that frame's own temperature.
+    ref = config.reference_k
+    median_ref = float(
+        np.median(
+            [
+                rates[f.name] / temperature_scale(config, f.temperature, ref)
+                for f in valid
+            ]
+        )
+    )
     for f in valid:
         rate, limit = rates[f.name], leak_limit(config, f.temperature)
+        expected = median_ref * temperature_scale(config, f.temperature, ref)
         above_limit = rate > limit
-        above_others = len(valid) >= 3 and rate - median > config.leak_excess_e_s
+        above_others = len(valid) >= 3 and rate - expected > config.leak_excess_e_s
         if above_limit or above_others:
+            at = f" at {f.temperature:.1f} K" if f.temperature is not None else ""
             why = (
-                f"above the closed-cover limit {limit:.4g} e-/pix/s"
+                f"above the closed-cover limit {limit:.4g} e-/pix/s{at}"
                 if above_limit
-                else f"{rate - median:.4g} e-/pix/s above the block's median "
-                f"{median:.4g} (limit {config.leak_excess_e_s:g})"
+                else f"{rate - expected:.4g} e-/pix/s above the block's median "
+                f"{expected:.4g}{at} (limit {config.leak_excess_e_s:g})"
             )
             excluded.append(
                 Excluded(

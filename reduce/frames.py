@@ -67,7 +67,7 @@ SAMPLE_STEP = 16
 
 LEVEL_STEP = 64
 """Every LEVEL_STEP-th row of each amplifier is sampled for the frame level
-(33 rows x 4096 columns: the median is good to ~1% of the read noise)."""
+(33 rows x 4096 columns; a clipped mean, good to ~1% of the read noise)."""
 
 # TEMPSTRT: the sequencer's CCD temperature at exposure start; SENTEMP4: the
 # keyword megaradrp reads as the frame temperature.
@@ -111,7 +111,7 @@ class FrameInspection:
         Overscan models of amplifiers 1 and 2.
     sample_level
         Per amplifier, the overscan-corrected (and bias-subtracted when a
-        bias was given) median of the sampled rows, ADU.
+        bias was given) clipped mean of the sampled rows, ADU.
     """
 
     path: Path
@@ -274,8 +274,25 @@ def _sample_levels(
         values -= model.model[rows - rows[0], None].astype(np.float32)
         if bias is not None:
             values -= bias[rows - amp.data_rows.start + amp.trimmed_rows.start]
-        levels.append(float(np.median(values)))
+        levels.append(_clipped_mean(values))
     return levels[0], levels[1]
+
+
+def _clipped_mean(values: npt.NDArray[np.float32], nsigma: float = 5.0) -> float:
+    """Mean of ``values`` within ``nsigma`` robust sigmas of their median.
+
+    Not the median itself: raw counts are integers, and the median of a
+    quantised sample snaps towards a quantisation step, a bias of up to half
+    an ADU that swamps the ~0.3 ADU of a 900 s dark at 163 K. The mean of the
+    clipped sample is unbiased (read noise dithers the steps) and free of
+    hot pixels and cosmic rays.
+    """
+    median = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - median)))
+    if not sigma > 0:
+        return median
+    kept = values[np.abs(values - median) <= nsigma * sigma]
+    return float(kept.mean(dtype=np.float64))
 
 
 def inspect_frame(
