@@ -457,6 +457,10 @@ class Run:
                 )
             finally:
                 self.current = None
+        # The writer has drained: what it stored is the truth. A fault after a
+        # frame was handed over (CLEAR unanswered, say) must not hide a valid
+        # frame that is on disk and journaled.
+        result.outcome.valid_frames = len(result.frames)
         if done:
             self.journal.append(
                 "block_done", block=block.id, retaken=result.outcome.retaken
