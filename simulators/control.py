@@ -64,7 +64,8 @@ class ControlServer:
 
     def close(self) -> None:
         self.stop_event.set()
-        self._thread.join(timeout=5.0)
+        if self._thread.is_alive():  # close() before start() must work too
+            self._thread.join(timeout=5.0)
         self._listener.close()
 
     def _serve(self) -> None:
