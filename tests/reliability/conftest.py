@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from tests.reliability.harness import (
     BIAS_BLOCK,
     BLOCK,
+    LIVE,
     Setup,
     master_dark,
     run_to_end,
@@ -60,3 +62,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory, master_bias: Path) -> Re
         event = line.split(b'"event": "', 1)[1].split(b'"', 1)[0].decode()
         lines[event] = max(lines.get(event, 0), len(line))
     return Reference(setup, work, master_dark(work), sizes.pop(), lines)
+
+
+@pytest.fixture(autouse=True)
+def no_run_left() -> Iterator[None]:
+    """Kill any run a failed check left running (its simulators die with it)."""
+    yield
+    for run in list(LIVE):
+        run.kill()

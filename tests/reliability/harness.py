@@ -66,6 +66,8 @@ RUN_TIMEOUT_S = 300.0
 
 Event = dict[str, Any]
 Preexec = Callable[[], None]
+#: Runs started and not yet finished (killed at each test's end if a check failed).
+LIVE: list[RunProcess] = []
 
 
 @dataclass
@@ -105,7 +107,7 @@ class Setup:
         return args + (["--resume"] if resume else [])
 
 
-@dataclass
+@dataclass(eq=False)
 class RunProcess:
     """A running ``megara-dark run --json`` whose events are read by a thread."""
 
@@ -137,6 +139,7 @@ class RunProcess:
         run = cls(proc)
         run._reader = threading.Thread(target=run._read, daemon=True)
         run._reader.start()
+        LIVE.append(run)
         return run
 
     def _read(self) -> None:
@@ -183,6 +186,8 @@ class RunProcess:
         self.proc.stderr.close()
         if self._reader is not None:
             self._reader.join(RUN_TIMEOUT_S)
+        if self in LIVE:
+            LIVE.remove(self)
         return self.proc.returncode
 
     def simulator_pid(self) -> int | None:
