@@ -239,6 +239,38 @@ def _stopped_line(
     )
 
 
+@cli.command()
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Instrument configuration (TOML). Default: the built-in simulators.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+)
+def reset(config: Path | None, log_level: str) -> None:
+    """Make the instrument safe after a fault: abort, close shutter and cover.
+
+    Check the mechanism the fault named first. Exit status 0 when the cover
+    and the shutter read back closed and no exposure runs, 1 otherwise.
+    """
+    from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.reset import reset_instrument  # noqa: PLC0415
+
+    _setup_logging(log_level, None)
+    report = reset_instrument(load_config(config))
+    for step in report.steps:
+        click.echo(f"reset: {step}")
+    if report.error is not None:
+        click.echo(f"megara-dark: reset failed: {report.error}", err=True)
+    verdict = "safe" if report.safe else "NOT SAFE"
+    click.echo(f"reset: {verdict}: {report.summary()}")
+    raise SystemExit(EXIT_OK if report.safe else EXIT_FAILED)
+
+
 cli.add_command(reduce_command)
 
 # Engineering verification, trends and campaigns (sequencer/engineering/).

@@ -1,0 +1,159 @@
+"""``megara-dark reset`` against simulators the tests start and damage.
+
+The run's fault messages tell the engineer to check the mechanism and run
+``megara-dark reset``; these tests show that the command exists, makes the
+instrument safe when it can, and says so with exit status 1 when it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.ccd import SerialCcdController
+from drivers.config import CcdConfig, CoverConfig
+from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
+from drivers.motion import wait_for_cover
+from drivers.protocol import ccd as pc
+from tests.simproc import SimProcess, megara_dark, start_simulators
+
+pytestmark = pytest.mark.e2e
+
+BLOCKS = """\
+id: bias2
+instrument: MEGARA
+mode: MegaraBiasImage
+exptime: 0.0
+nframes: 2
+"""
+
+
+def devices_config(sim: SimProcess) -> str:
+    """A configuration naming the running simulators as real devices."""
+    return (
+        "[devices]\n"
+        + "".join(f'{name} = "{url}"\n' for name, url in sim.urls.items())
+        + "[run]\npoll_s = 0.01\n[cover]\nmotion_timeout_s = 10.0\n"
+    )
+
+
+def inject(sim: SimProcess, fault: dict[str, Any]) -> None:
+    """Schedule a fault through the simulators' control port."""
+    host, port = sim.control.removeprefix("socket://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5.0) as conn:
+        conn.sendall(json.dumps({"op": "inject", "fault": fault}).encode() + b"\n")
+        reply = json.loads(conn.makefile().readline())
+    assert reply["ok"], reply
+
+
+def megara(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*megara_dark(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def cover_of(sim: SimProcess) -> SerialFocalPlaneCover:
+    halves = [
+        SerialCoverHalf.from_config(
+            CoverConfig(url=sim.urls[f"cover_{side}"], name=side)
+        )
+        for side in ("left", "right")
+    ]
+    return SerialFocalPlaneCover(*halves)
+
+
+def test_reset_after_a_jam_closes_the_cover(tmp_path: Path) -> None:
+    scenario = tmp_path / "jam.yaml"
+    scenario.write_text(
+        "faults:\n  - {device: cover_left, kind: cover_jam, params: {at: 0.4}}\n"
+    )
+    sim = start_simulators(
+        "--time-scale", "1000", "--cover-motion-s", "6", "--scenario", str(scenario)
+    )
+    with closing(sim):
+        # The simulated cover starts open, so the run's close is a real move.
+        (tmp_path / "ob.yaml").write_text(BLOCKS)
+        (tmp_path / "instrument.toml").write_text(devices_config(sim))
+        run = megara(
+            "run",
+            "ob.yaml",
+            "--config",
+            "instrument.toml",
+            "--workdir",
+            "work",
+            cwd=tmp_path,
+        )
+        assert run.returncode == 1, run.stderr[-2000:]
+        assert "cover left" in run.stdout
+        assert "megara-dark reset" in run.stdout
+
+        cover = cover_of(sim)
+        cover.connect()
+        try:
+            assert not cover.status().fully_closed  # left in the jam
+        finally:
+            cover.close_link()  # the ports open exclusively
+
+        done = megara("reset", "--config", "instrument.toml", cwd=tmp_path)
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "reset: safe: cover left=CLOSED right=CLOSED" in done.stdout
+        assert "shutter CLOSED" in done.stdout
+        cover.connect()
+        try:
+            assert cover.status().fully_closed  # read back by another client
+        finally:
+            cover.close_link()
+
+
+def test_reset_aborts_an_exposure_and_reports_a_cover_it_cannot_close(
+    tmp_path: Path,
+) -> None:
+    sim = start_simulators("--time-scale", "100", "--cover-motion-s", "6")
+    with closing(sim):
+        ccd = SerialCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+        cover = cover_of(sim)
+        ccd.connect()
+        cover.connect()
+        try:
+            ccd.expose(3600.0, dark=True)  # 36 s of wall time at scale 100
+            cover.open()
+            wait_for_cover(cover, "open", timeout_s=10.0, poll_s=0.02)
+            inject(sim, {"device": "cover_right", "kind": "cover_jam"})
+            ccd.close_link()
+            cover.close_link()
+            (tmp_path / "instrument.toml").write_text(devices_config(sim))
+
+            done = megara("reset", "--config", "instrument.toml", cwd=tmp_path)
+
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "reset: aborted the exposing frame" in done.stdout
+            assert "reset: shutter closed" in done.stdout
+            assert "cover right" in done.stderr
+            assert "jammed" in done.stderr
+            assert "reset: NOT SAFE" in done.stdout
+            assert "right=NEITHER" in done.stdout
+            assert "Traceback" not in done.stderr
+            status = ccd.status()
+            assert status.state is pc.ControllerState.IDLE
+            assert status.shutter is pc.ShutterState.CLOSED
+        finally:
+            ccd.close_link()
+            cover.close_link()
+    # Stopping the simulators ends the test; nothing is left running.
+    deadline = time.monotonic() + 20.0
+    while sim.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.proc.poll() is not None
