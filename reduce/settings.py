@@ -47,7 +47,7 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in table.items():
-        here = f"{where}.{key}"
+        here = f"{where}.{repr(key)[1:-1]}"  # one line, whatever the key holds
         if key not in fields:
             raise ConfigError(f"{here}: unknown key; expected one of {sorted(fields)}")
         default = getattr(cls(), key)

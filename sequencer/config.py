@@ -234,6 +234,11 @@ def _typed(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
     return cls(**values)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks escaped: a TOML key may hold one."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def parse_config(
     doc: Mapping[str, Any], *, source: str, base: Path
 ) -> InstrumentConfig:
@@ -242,7 +247,7 @@ def parse_config(
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise ConfigError(
-            f"{source}: unknown table(s) {', '.join(unknown)}; allowed: "
+            f"{source}: unknown table(s) {_one_line(', '.join(unknown))}; allowed: "
             f"{', '.join(sorted(allowed))}"
         )
     try:
@@ -277,7 +282,7 @@ def parse_config(
         config.ccd_config("check://")
         config.cover_config("check://", "left")
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise ConfigError(f"{source}: {_one_line(str(err))}") from None
     return config
 
 

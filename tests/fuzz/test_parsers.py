@@ -453,3 +453,20 @@ def test_an_integer_too_long_to_read_is_a_config_error(folder: Path) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match="not valid YAML"):
         reduce_blocks.load_blocks(path)
+
+
+@pytest.mark.parametrize(
+    "text", ['"\\n" = []\n', '[ccd]\n"a\\nb" = 1\n', '[qc]\n"a\\nb" = 1\n']
+)
+def test_keys_holding_line_breaks_give_one_line_errors(folder: Path, text: str) -> None:
+    """Found by the fuzzer: an unknown key was printed raw, over two lines."""
+    path = folder / "keys.toml"
+    path.write_text(text, encoding="utf-8")
+    if text.startswith("[qc]"):
+        with pytest.raises(ReduceConfigError) as caught:
+            load_qc_config(path)
+    else:
+        with pytest.raises(ConfigError) as caught:  # type: ignore[assignment]
+            load_config(path)
+    assert "\n" not in str(caught.value)
+    assert "\\n" in str(caught.value)
