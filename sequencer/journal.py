@@ -326,6 +326,10 @@ class BlockState:
         Frame files written (or adopted), in order, by validity.
     failed_attempts
         Attempts that left no file (``frame_invalid``).
+    discarded_files, discarded_attempts
+        Damaged frames found on resume and moved aside (``frame_discarded``).
+    written_attempts
+        Attempts whose frame was written or adopted.
     done, reduced
         ``block_done`` / ``reduction_done`` seen.
     qa
