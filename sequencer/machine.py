@@ -172,6 +172,10 @@ class Devices:
     cover_urls: tuple[str, str] = ("left", "right")
 
 
+#: Shortest wall-clock interval between two status polls, seconds.
+MIN_POLL_S = 0.005
+
+
 @dataclass
 class Pacing:
     """How long to wait for what, in wall seconds (device time / time scale)."""
@@ -187,7 +191,12 @@ class Pacing:
 
     @property
     def poll_s(self) -> float:
-        return min(self.wall(self.settings.poll_s), 1.0)
+        """Wall seconds between status polls: at most 1 s, at least 5 ms.
+
+        The floor matters at large time scales (1 device second is 1 ms at
+        x1000): polling faster would only load the line and both CPUs.
+        """
+        return min(max(self.wall(self.settings.poll_s), MIN_POLL_S), 1.0)
 
 
 @dataclass
