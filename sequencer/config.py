@@ -65,6 +65,15 @@ class SimulatorOptions:
             raise ConfigError(
                 f"simulator.transport must be 'pty' or 'tcp', got {self.transport!r}"
             )
+        if not (
+            isinstance(self.ccd_temperature_k, int | float)
+            and 50.0 <= self.ccd_temperature_k <= 350.0
+        ):
+            raise ConfigError(
+                "simulator.ccd_temperature_k must be a temperature in kelvin in "
+                f"[50, 350] (MEGARA's CCD runs at about 163 K), got "
+                f"{self.ccd_temperature_k!r}"
+            )
         if self.cover_initial not in ("open", "closed"):
             raise ConfigError(
                 "simulator.cover_initial must be 'open' or 'closed', "

@@ -214,11 +214,20 @@ def load_scenario(path: Path) -> list[Fault]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"scenario {path}: cannot read ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"scenario {path}: not a UTF-8 text file ({err.reason})"
+        ) from err
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(
             f"scenario {path}: not valid YAML ({one_line_yaml_error(err)})"
+        ) from err
+    except (RecursionError, ValueError) as err:  # nesting too deep, huge integers
+        raise ConfigError(
+            f"scenario {path}: YAML nested too deeply or with a number too large "
+            f"({type(err).__name__}); expected a short list of faults"
         ) from err
     if doc is None:
         return []
@@ -229,10 +238,16 @@ def load_scenario(path: Path) -> list[Fault]:
     items = doc.get("faults") or []
     if not isinstance(items, list):
         raise ConfigError(f"scenario {path}: 'faults' must be a list")
-    return [
-        fault_from_dict(item, where=f"scenario {path}, fault #{i + 1}")
-        for i, item in enumerate(items)
-    ]
+    try:
+        return [
+            fault_from_dict(item, where=f"scenario {path}, fault #{i + 1}")
+            for i, item in enumerate(items)
+        ]
+    except (RecursionError, OverflowError) as err:  # aliases nested without end
+        raise ConfigError(
+            f"scenario {path}: a fault's value is nested too deeply or too large "
+            f"({type(err).__name__}); expected plain numbers and words"
+        ) from err
 
 
 @dataclass

@@ -22,6 +22,8 @@ EXPECTED = {
     "invalid_table.toml": "unknown table(s) dome",
     "invalid_syntax.toml": "not valid TOML",
     "invalid_temperature_range.toml": "0 < low < high",
+    "invalid_sim_temperature.toml": "simulator.ccd_temperature_k must be a "
+    "temperature in kelvin in [50, 350]",
 }
 
 

@@ -63,6 +63,11 @@ def test_empty_scenario_is_no_fault(tmp_path: Path) -> None:
         ("faults:\n  - {device: ccd, kind: no_reply, at_time: .inf}", "at_time"),
         ("faults:\n  - {device: ccd, kind: no_reply, after_commands: -2}", ">= 0"),
         ("faults:\n  - {device: ccd, kind: no_reply, params: [1]}", "params"),
+        ("faults:\n  - " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+        (
+            "faults:\n  - {device: ccd, kind: no_reply, at_time: " + "9" * 5000 + "}",
+            "number too large",
+        ),
     ],
 )
 def test_invalid_scenarios(tmp_path: Path, text: str, message: str) -> None:
@@ -145,3 +150,11 @@ def test_windowed_fault_on_one_readout_only() -> None:
         return found is not None
 
     assert [active(k) for k in (1, 2, 2, 3, 4)] == [False, True, True, False, False]
+
+
+def test_a_scenario_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00faults: []")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file") as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
