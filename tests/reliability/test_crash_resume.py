@@ -245,3 +245,32 @@ def test_killed_two_block_run_resumes_to_the_same_master_dark(
         f"{len(crash.frames)} frame(s); resumed, both blocks complete, master "
         "identical"
     )
+
+
+def test_a_resume_killed_in_its_turn_still_resumes(
+    reference: Reference, tmp_path: Path
+) -> None:
+    """Killed mid-write of frame 2; the resume killed as it journals frame 2."""
+    setup = reference.setup
+    work = tmp_path / "work"
+    first = RunProcess.start(
+        setup.argv(work),
+        cwd=setup.folder,
+        env={FITS_HOOK: f"{file_name(BLOCK, 2)}:{reference.frame_bytes // 3}"},
+    )
+    assert first.finish() == -9
+    assert check_after_crash(work).frames == [file_name(BLOCK, 1)]
+    second = RunProcess.start(
+        setup.argv(work, resume=True),
+        cwd=setup.folder,
+        env={JOURNAL_HOOK: "frame_written:1:30"},
+    )
+    assert second.finish() == -9
+    crash = check_after_crash(work)
+    assert crash.frames == [file_name(BLOCK, 1), file_name(BLOCK, 2)]
+    assert len(crash.torn) == 30  # frame 2 renamed, its record torn
+    third = run_to_end(setup, work, resume=True)
+    assert third.proc.returncode == 0, third.stderr[-3000:]
+    assert "adopting" in third.stderr
+    assert check_complete(work, reference.master) == [1, 2, 3]
+    print("crash trial double: killed writing, resume killed journaling; resumed")
