@@ -179,25 +179,55 @@ def median_network(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(reversed(kept))
 
 
-def _middle_values(band: Float32Array) -> tuple[Float32Array, Float32Array]:
-    """The lower and upper middle order statistics along axis 0 (a copy).
+@functools.cache
+def median_schedule(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """:func:`median_network` with each comparator's live outputs.
 
-    Each comparator writes its minimum into a spare plane and its maximum
-    over the first input, then the three planes swap roles: two passes over
-    the band per comparator instead of three.
+    ``(a, b, want_min, want_max)``: a comparator writes the minimum to line
+    ``a`` and the maximum to line ``b``, but an output that no later
+    comparator reads and that is not one of the middle lines is dead, and is
+    not computed (76 minima and 74 maxima instead of 84 of each for N = 20).
     """
+    network = median_network(n)
+    live = {(n - 1) // 2, n // 2}
+    steps: list[tuple[int, int, bool, bool]] = []
+    for a, b in reversed(network):
+        steps.append((a, b, a in live, b in live))
+        live |= {a, b}
+    return tuple(reversed(steps))
+
+
+def run_median_schedule(planes: list[Float32Array], spare: Float32Array) -> None:
+    """Run :func:`median_schedule` over ``planes`` in place.
+
+    Afterwards ``planes[(n - 1) // 2]`` and ``planes[n // 2]`` hold the two
+    middle order statistics; the other entries are scratch (dead lines are
+    not kept up to date). ``spare`` is one more plane of scratch. A comparator
+    with both outputs live writes its minimum into the spare plane and its
+    maximum over the first input, then the three planes swap roles: two
+    passes over the plane instead of three; with one live output, one pass.
+    """
+    for a, b, want_min, want_max in median_schedule(len(planes)):
+        low, high = planes[a], planes[b]
+        if want_min and want_max:
+            np.minimum(low, high, out=spare)
+            np.maximum(low, high, out=low)
+            planes[a], planes[b], spare = spare, low, high
+        elif want_min:
+            np.minimum(low, high, out=low)
+        elif want_max:
+            np.maximum(low, high, out=high)
+
+
+def _middle_values(band: Float32Array) -> tuple[Float32Array, Float32Array]:
+    """The lower and upper middle order statistics along axis 0 (a copy)."""
     n = band.shape[0]
     lo_idx, hi_idx = (n - 1) // 2, n // 2
     if n > NETWORK_MAX_N:
         part = np.partition(band, (lo_idx, hi_idx), axis=0)
         return part[lo_idx], part[hi_idx]
     planes = [plane.copy() for plane in band]
-    spare = np.empty(band.shape[1:], dtype=band.dtype)
-    for a, b in median_network(n):
-        low, high = planes[a], planes[b]
-        np.minimum(low, high, out=spare)
-        np.maximum(low, high, out=low)
-        planes[a], planes[b], spare = spare, low, high
+    run_median_schedule(planes, np.empty(band.shape[1:], dtype=band.dtype))
     return planes[lo_idx], planes[hi_idx]
 
 
@@ -327,13 +357,12 @@ def combine_band_into(
     variance: Float32Array,
     npix: npt.NDArray[np.int16],
 ) -> None:
-    """Combine a band in place (its planes are reordered) into output rows.
+    """Combine a band in place (its planes are overwritten) into output rows.
 
-    The median comes from the pruned sorting network run over the band's own
-    planes (each comparator: one ``minimum`` into a spare plane and one
-    ``maximum`` in place), so nothing is copied; the network only permutes
-    each pixel's values between planes, so the variance, which does not
-    depend on their order, is taken from the same planes afterwards.
+    The variance's shifted sums are taken first; then the median comes from
+    the pruned sorting network run over the band's own planes
+    (:func:`run_median_schedule`: only the live outputs of each comparator),
+    so nothing is copied.
 
     Parameters
     ----------
@@ -354,14 +383,9 @@ def combine_band_into(
         part = _combine_general(band, config, row0)
         data[...], variance[...], npix[...] = part.data, part.variance, part.npix
         return
-    s1, s2 = shifted_sums(band)
+    s1, s2 = shifted_sums(band)  # before the network overwrites the planes
     planes = list(band)
-    spare = np.empty(band.shape[1:], dtype=np.float32)
-    for a, b in median_network(n):
-        low, high = planes[a], planes[b]
-        np.minimum(low, high, out=spare)
-        np.maximum(low, high, out=low)
-        planes[a], planes[b], spare = spare, low, high
+    run_median_schedule(planes, np.empty(band.shape[1:], dtype=np.float32))
     lower, upper = planes[(n - 1) // 2], planes[n // 2]
     if n % 2:
         data[...] = lower

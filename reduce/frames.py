@@ -38,6 +38,7 @@ import numpy.typing as npt
 from astropy.io import fits
 
 from reduce.blocks import Mode
+from reduce.digests import DigestPrefetch, Identity, identity
 from reduce.errors import InputError
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
 from reduce.io import (
@@ -79,6 +80,9 @@ FrameSink = Callable[
     [npt.NDArray[np.uint16], tuple[OverscanModel, OverscanModel]], None
 ]
 """``sink(stored_words, models)``: see :func:`inspect_frame`."""
+
+BiasSource = Callable[[], npt.NDArray[np.float32] | None]
+"""Returns the trimmed master bias when it is needed (it may still be read)."""
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
@@ -138,8 +142,11 @@ _BUFFERS = threading.local()
 """One reusable read buffer per thread (no fresh 35 MB allocation per frame)."""
 
 
-def _read_whole(path: Path) -> memoryview:
-    """The whole file, in this thread's buffer (valid until its next call)."""
+def _read_whole(path: Path) -> tuple[memoryview, Identity]:
+    """The whole file, in this thread's buffer (valid until its next call).
+
+    Also the file's identity (:func:`reduce.digests.identity`) as read.
+    """
     source = str(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -148,7 +155,8 @@ def _read_whole(path: Path) -> memoryview:
     except OSError as err:
         raise InputError(source, f"cannot open: {err.strerror}") from err
     try:
-        size = os.fstat(fd).st_size
+        ident = identity(os.fstat(fd))
+        size = ident[2]
         buf: bytearray | None = getattr(_BUFFERS, "buf", None)
         if buf is None or len(buf) < size:
             buf = _BUFFERS.buf = bytearray(size)
@@ -158,7 +166,7 @@ def _read_whole(path: Path) -> memoryview:
         os.close(fd)
     if got != size:
         raise InputError(source, f"short read ({got} of {size} bytes)")
-    return view
+    return view, ident
 
 
 def _parse_header(buf: memoryview, source: str) -> tuple[Any, int]:
@@ -265,8 +273,9 @@ def _counts(stored: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
 def _sample_levels(
     stored: npt.NDArray[Any],
     models: tuple[OverscanModel, OverscanModel],
-    bias: npt.NDArray[np.float32] | None,
+    bias_source: BiasSource | npt.NDArray[np.float32] | None,
 ) -> tuple[float, float]:
+    bias = bias_source() if callable(bias_source) else bias_source
     levels = []
     for amp, model in zip(AMPLIFIERS, models, strict=True):
         rows = np.arange(amp.data_rows.start, amp.data_rows.stop, LEVEL_STEP)
@@ -299,9 +308,10 @@ def inspect_frame(
     path: str | Path,
     mode: Mode,
     *,
-    bias: npt.NDArray[np.float32] | None = None,
+    bias: npt.NDArray[np.float32] | BiasSource | None = None,
     backend: SplineBackend = "numpy",
     sink: FrameSink | None = None,
+    digests: DigestPrefetch | None = None,
 ) -> FrameInspection:
     """Read, check and characterise one raw frame (see the module docstring).
 
@@ -312,7 +322,9 @@ def inspect_frame(
     mode
         The block's mode (OBSMODE and IMAGETYP must match).
     bias
-        Trimmed master bias, ADU, subtracted from the sampled level.
+        Trimmed master bias, ADU, subtracted from the sampled level; or a
+        callable returning it, called only then (so that the bias can be
+        read while the frame is checked and hashed).
     backend
         Overscan spline fitter.
     sink
@@ -320,6 +332,9 @@ def inspect_frame(
         of the whole data unit (native uint16 view, ``(4212, 4196)``, which it
         may modify) and the overscan models: the streaming reduction
         preprocesses the frame from there without reading it again.
+    digests
+        SHA-256 digests hashed ahead (:mod:`reduce.digests`); used when the
+        file read here is the one hashed, else the buffer is hashed here.
 
     Raises
     ------
@@ -327,7 +342,7 @@ def inspect_frame(
         For any unusable frame; the message names the file.
     """
     source = str(path)
-    buf = _read_whole(Path(path))
+    buf, ident = _read_whole(Path(path))
     header, offset = _parse_header(buf, source)
     _check_layout(header, source)
     nbytes = RAW_SHAPE[0] * RAW_SHAPE[1] * 2
@@ -343,7 +358,9 @@ def inspect_frame(
     checksum = verify_checksums(
         header, memoryview(buf)[:offset], ones_complement_sum(data_bytes), source
     )
-    sha = hashlib.sha256(buf).hexdigest()
+    sha = digests.take(path, ident) if digests is not None else None
+    if sha is None:
+        sha = hashlib.sha256(buf).hexdigest()
     stored = np.frombuffer(buf, dtype=">i2", count=nbytes // 2, offset=offset)
     stored = stored.reshape(RAW_SHAPE)
     _check_garbage(stored, source)

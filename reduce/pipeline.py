@@ -47,6 +47,7 @@ from reduce.checks import (
     require_frames,
 )
 from reduce.combine import NETWORK_MAX_N, CombineConfig, Combined, NoiseModel
+from reduce.digests import DigestPrefetch
 from reduce.engine import (
     BandCombiner,
     BandSource,
@@ -263,14 +264,15 @@ def _resolve_bias(
 def _inspect_all(
     paths: Sequence[Path],
     mode: Mode,
-    bias: Float32Array | None,
+    bias: Callable[[], Float32Array | None],
     options: Options,
     threads: int,
+    digests: DigestPrefetch | None = None,
 ) -> list[FrameInspection]:
     backend: Literal["numpy", "fitpack"] = "fitpack" if options.exact else "numpy"
 
     def one(path: Path) -> FrameInspection:
-        return inspect_frame(path, mode, bias=bias, backend=backend)
+        return inspect_frame(path, mode, bias=bias, backend=backend, digests=digests)
 
     if threads == 1:
         return [one(p) for p in paths]
@@ -351,8 +353,12 @@ def run_block(
     workdir: Path,
     options: Options,
     produced: dict[str, Path] | None = None,
+    digests: DigestPrefetch | None = None,
 ) -> Result:
-    """Reduce one block into ``workdir/obsid<ID>_results`` (see module doc)."""
+    """Reduce one block into ``workdir/obsid<ID>_results`` (see module doc).
+
+    ``digests``: SHA-256 of the frames hashed ahead (:mod:`reduce.digests`).
+    """
     produced = produced if produced is not None else {}
     clock, plog = _Clock(), ProcessingLog()
     started = datetime.datetime.now(datetime.UTC).isoformat()
@@ -361,12 +367,26 @@ def run_block(
     paths = _resolve_frames(block, datadir)
     require_frames(len(paths), options.min_frames, block.source, 0)
     bias_path = _resolve_bias(block, datadir, workdir, produced)
-    bias = read_master_bias(bias_path) if bias_path is not None else None
+    # The master bias (two 67 MB images, checksums verified) is read on its
+    # own thread while the frames are read, checked and hashed; a frame
+    # waits for it only to measure its bias-subtracted level.
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(
+            lambda: read_master_bias(bias_path) if bias_path is not None else None
+        )
+
+        def bias_data() -> Float32Array | None:
+            found = pending.result()
+            return found.data if found is not None else None
+
+        try:
+            frames = _inspect_all(
+                paths, block.mode, bias_data, options, threads, digests
+            )
+        finally:
+            bias = pending.result()  # a bad master bias is the error to report
     if bias is not None:
         plog.add(f"master bias {bias.path} (UUID {bias.uuid})")
-    frames = _inspect_all(
-        paths, block.mode, bias.data if bias else None, options, threads
-    )
     return _reduce_inspected(
         block, workdir, options, frames, bias, produced, clock, plog, started
     )
@@ -539,6 +559,7 @@ def run_reduction_file(
     datadir: str | Path,
     workdir: str | Path,
     options: Options | None = None,
+    digests: DigestPrefetch | None = None,
 ) -> list[Result]:
     """Reduce every block of a reduction YAML file, in order.
 
@@ -555,13 +576,16 @@ def run_reduction_file(
         Folder that receives ``obsid<ID>_results/`` per block.
     options
         Reduction settings (defaults when None).
+    digests
+        SHA-256 of the frames, hashed ahead
+        (:func:`reduce.digests.prefetch_reduction_file`).
     """
     opts = options or Options()
     blocks = load_blocks(ob_path)
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     produced: dict[str, Path] = {}
-    return [run_block(b, Path(datadir), work, opts, produced) for b in blocks]
+    return [run_block(b, Path(datadir), work, opts, produced, digests) for b in blocks]
 
 
 def reduce_block(

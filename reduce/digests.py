@@ -1,0 +1,138 @@
+"""SHA-256 of raw frames, computed ahead on a thread of its own.
+
+The provenance record (``task.json``) carries each input's SHA-256. Hashing
+20 full frames costs about 0.4 s of CPU, and ``hashlib`` releases the GIL,
+so the CLI starts a :class:`DigestPrefetch` as soon as it knows the frame
+files, before it imports numpy and astropy: the hashes are then computed on
+the otherwise idle core while the interpreter imports.
+
+Each file is hashed from a read-only memory map (no copy; one file mapped at
+a time) together with its identity (device, inode, size, modification and
+change times in ns). :func:`reduce.frames.inspect_frame` uses a digest only
+if the file it read has the same identity, and hashes its own buffer
+otherwise, so a file rewritten in between is never reported with a stale
+digest. A file the inspection reaches first is claimed by it and skipped
+here; one being hashed here is waited for, not hashed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mmap
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Identity = tuple[int, int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
+
+
+def identity(stat: os.stat_result) -> Identity:
+    """The fields that change when a file is replaced or rewritten."""
+    return (
+        stat.st_dev,
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+    )
+
+
+class DigestPrefetch:
+    """Hash files on a daemon thread, in order; hand the digests out once.
+
+    Parameters
+    ----------
+    paths
+        Files to hash (unreadable ones are skipped: the inspection reports
+        them).
+    """
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        self._paths = [str(Path(p).resolve()) for p in paths]
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+        self._done: dict[str, tuple[Identity, str] | None] = {}
+        self._events = {p: threading.Event() for p in self._paths}
+        self._thread = threading.Thread(
+            target=self._run, name="sha256-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        for path in self._paths:
+            with self._lock:
+                if path in self._claimed:
+                    continue
+                self._claimed.add(path)
+            try:
+                self._done[path] = _hash_file(path)
+            except (OSError, ValueError) as err:  # the inspection will say why
+                log.debug("sha256 prefetch of %s skipped: %s", path, err)
+                self._done[path] = None
+            finally:
+                self._events[path].set()
+
+    def take(self, path: str | Path, ident: Identity) -> str | None:
+        """The digest of ``path`` if it was (being) hashed with this identity.
+
+        None when the file is not known, was reached here first by the
+        caller (who must hash it), or changed since it was hashed.
+        """
+        key = str(Path(path).resolve())
+        event = self._events.get(key)
+        if event is None:
+            return None
+        with self._lock:
+            if key not in self._claimed:
+                self._claimed.add(key)  # the caller hashes it; skip it here
+                return None
+        event.wait()
+        found = self._done.get(key)
+        if found is None or found[0] != ident:
+            return None
+        return found[1]
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread (tests; the CLI never needs to)."""
+        self._thread.join(timeout)
+
+
+def _hash_file(path: str) -> tuple[Identity, str]:
+    with open(path, "rb") as handle:
+        before = identity(os.fstat(handle.fileno()))
+        if before[2] == 0:
+            return before, hashlib.sha256(b"").hexdigest()
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            digest = hashlib.sha256(mapped).hexdigest()
+        after = identity(os.fstat(handle.fileno()))
+    if after != before:
+        raise ValueError("changed while hashed")
+    return before, digest
+
+
+def prefetch_reduction_file(
+    ob_path: str | Path, datadir: str | Path
+) -> DigestPrefetch | None:
+    """Start hashing the frames of a reduction YAML file (None if unreadable).
+
+    The file is parsed again by the reduction, which reports any error in it;
+    this only needs the frame names (light imports: yaml, no numpy).
+    """
+    from reduce.blocks import load_blocks  # noqa: PLC0415
+    from reduce.errors import ReductionError  # noqa: PLC0415
+
+    try:
+        blocks = load_blocks(ob_path)
+    except (ReductionError, OSError, ValueError):
+        return None
+    paths = [
+        Path(name) if Path(name).is_absolute() else Path(datadir) / name
+        for block in blocks
+        for name in block.frames
+    ]
+    return DigestPrefetch(paths)
