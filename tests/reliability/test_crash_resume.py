@@ -51,11 +51,12 @@ from tests.reliability.harness import (
 pytestmark = pytest.mark.e2e
 
 SEED = 20261129
-#: Trials per phase (22 in all).
+#: Trials per phase (20 in all; with the two-block and double-kill tests below,
+#: 24 kills).
 PHASES = {
     "preparing": 3,
-    "integrating": 4,
-    "reading": 4,
+    "integrating": 3,
+    "reading": 3,
     "writing": 4,
     "journal": 4,
     "reducing": 3,
@@ -72,11 +73,13 @@ class Trial:
     frame: int  # the frame (1..N) whose phase is hit
     delay_s: float  # wall seconds after the opening event (timed phases)
     fraction: float  # of the bytes of the file or record (hooks), or readout
-    event: str = ""  # journal record torn (journal phase)
+    event: str = ""  # journal record torn, or readout stage ("ccd", "transfer")
 
     @property
     def id(self) -> str:
         what = self.event or f"frame{self.frame}"
+        if self.phase == "reading":
+            what = f"{self.event}-frame{self.frame}"
         return f"{self.phase}-{what}-{self.delay_s:.2f}s-{self.fraction:.2f}"
 
 
@@ -85,9 +88,11 @@ def make_trials() -> list[Trial]:
     trials = []
     for phase, count in PHASES.items():
         for i in range(count):
-            event = (
-                JOURNAL_EVENTS[i % len(JOURNAL_EVENTS)] if phase == "journal" else ""
-            )
+            event = ""
+            if phase == "journal":
+                event = JOURNAL_EVENTS[i % len(JOURNAL_EVENTS)]
+            elif phase == "reading":  # the CCD's readout, then the transfer
+                event = ("ccd", "transfer")[i % 2]
             frame = int(rng.integers(1, NFRAMES + 1))
             if phase in ("preparing", "reducing"):  # before the first, after the last
                 frame = 1 if phase == "preparing" else NFRAMES
@@ -115,14 +120,11 @@ def opening(trial: Trial, event: Event) -> bool:
     if trial.phase == "integrating":
         return kind == "frame_started" and frame == trial.frame
     if trial.phase == "reading":
-        # fraction < 0.5: the CCD's readout into the controller; otherwise the
-        # transfer, once it has reached (fraction - 0.5) * 200 per cent.
-        if kind != "readout" or frame != trial.frame:
+        # The CCD's readout into the controller, or the transfer once it has
+        # reached a seeded share of the frame.
+        if kind != "readout" or frame != trial.frame or event["phase"] != trial.event:
             return False
-        if trial.fraction < 0.5:
-            return bool(event["phase"] == "ccd")
-        done = float(event["percent"]) >= (trial.fraction - 0.5) * 200.0
-        return bool(event["phase"] == "transfer" and done)
+        return trial.event == "ccd" or float(event["percent"]) >= trial.fraction * 100
     if trial.phase == "reducing":
         return kind == "frame_written" and frame == NFRAMES
     raise AssertionError(trial.phase)
