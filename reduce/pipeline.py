@@ -642,8 +642,8 @@ class StreamingReduction:
     (header, checksums, garbage), its overscan is fitted, and a valid frame is
     preprocessed (overscan subtracted, trimmed, float32) into a reused frame
     buffer and inserted into a running exact median (:mod:`reduce.window`,
-    a scratch file ``.stream-*.median`` in the product folder, removed by
-    :meth:`close`), so that memory stays bounded whatever the number of
+    a scratch file in the product folder, nameless from the moment it is
+    opened, freed by :meth:`close`), so that memory stays bounded whatever the number of
     frames and most of the combination is done before the last frame.
     :meth:`finish`, after the last one, runs the frame-set checks, reads the
     median and variance from the window and writes the same products as
@@ -730,6 +730,11 @@ class StreamingReduction:
     def n_added(self) -> int:
         """Frames added so far (valid or not)."""
         return len(self._frames)
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Disk space held by the running median, bytes (0 when there is none)."""
+        return self._window.scratch_bytes if self._window is not None else 0
 
     def _drop_window(self, why: str) -> None:
         if self._window is not None:

@@ -101,6 +101,10 @@ class MedianWindow:
         self._local = threading.local()
         self.path = path
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # Nameless from the start: a run killed mid-block (SIGKILL, power)
+        # leaves no scratch file of hundreds of MiB behind; the kernel frees
+        # the space when the descriptor goes.
+        path.unlink()
 
     def _offset(self, r0: int, slot: int) -> int:
         rows = min(self._rows, self._shape[0] - r0)
@@ -126,7 +130,9 @@ class MedianWindow:
         if done != planes.nbytes:
             raise ReductionError(
                 f"{self.path}: short {'write' if write else 'read'} at row {r0}"
-                f" ({done} of {planes.nbytes} bytes); is the disk full?"
+                f" ({done} of {planes.nbytes} bytes): the disk is probably full; "
+                "free space in the work folder, then reduce again (or finish the "
+                "run with --resume)"
             )
 
     def _add_band(self, frame: Float32Array, r0: int) -> None:
@@ -222,14 +228,18 @@ class MedianWindow:
         self._run(lambda r0: self._result_band(out, r0))
         return out
 
-    def close(self) -> None:
-        """Remove the scratch file (idempotent).
+    @property
+    def scratch_bytes(self) -> int:
+        """Size of the (nameless) scratch file, bytes; 0 once closed."""
+        return 0 if self._fd is None else os.fstat(self._fd).st_size
 
-        The name goes at once; the descriptor is closed on a helper thread,
+    def close(self) -> None:
+        """Release the scratch file (idempotent).
+
+        Its name went when it was made; the descriptor is closed on a helper thread,
         because the kernel frees the file's pages (hundreds of MiB) at the
         last close, which takes a tenth of a second nobody needs to wait for.
         """
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            self.path.unlink(missing_ok=True)
             threading.Thread(target=os.close, args=(fd,), name="window-close").start()
