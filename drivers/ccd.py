@@ -366,8 +366,9 @@ def _give_up(
     elif isinstance(last, LinkError):
         error = LinkError(
             f"ccd: serial line {url} failed {attempts} times during {verb} ({last}); "
-            "check the cable, the terminal server or whether the controller "
-            "(or its simulator) is still running"
+            "check the cable, the terminal server, whether the controller (or "
+            "its simulator) is still running, and that no other program is "
+            "connected to it (a network port serves one client)"
         )
     else:
         error = ProtocolError(

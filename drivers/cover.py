@@ -133,7 +133,9 @@ class SerialCoverHalf:
         if isinstance(last, LinkError):
             raise LinkError(
                 f"{self.name}: serial line {self.url} failed {attempts} times "
-                f"({last}); check the cable or the terminal server"
+                f"({last}); check the cable or the terminal server, and that no "
+                "other program is connected to it (a network port serves one "
+                "client)"
             ) from last
         raise ProtocolError(
             f"{self.name}: {attempts} unusable replies to {frame!r} on {self.url} "
