@@ -10,7 +10,7 @@ compares with the expectation. Layout of the output folder::
     OUT/campaign.html, OUT/campaign.json    summary (written after every run)
     OUT/history.sqlite                      QC figures of every verified set
     OUT/runs/<name>/blocks.yaml, instrument.toml, scenario.yaml
-    OUT/runs/<name>/work/                   the run folder (frames, products)
+    OUT/runs/<name>/work                    the run folder (frames, products)
     OUT/runs/<name>/stdout.txt, stderr.txt  what the run printed
 """
 
