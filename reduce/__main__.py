@@ -6,7 +6,10 @@ reduction is installed or wanted (archives, batch jobs).
 
 from __future__ import annotations
 
-from reduce.cli import reduce_command
+from reduce.runtime import configure_process
 
 if __name__ == "__main__":
+    configure_process()  # before anything imports numpy
+    from reduce.cli import reduce_command
+
     reduce_command(prog_name="python -m reduce")

@@ -63,7 +63,6 @@ from reduce.io import ProcessingLog, ones_complement_sum, verify_checksums
 from reduce.overscan import OverscanModel
 from reduce.products import (
     REDUCER,
-    dq_table,
     master_hdul,
     product_header,
     result_document,
@@ -718,7 +717,6 @@ class StreamingReduction:
                 nframes,
                 threads=self._options.threads or default_threads(),
             )
-        dq_table()  # imports astropy.table now, not in finish()
         self._plog.add(
             f"block {block_id}: mode {self._mode.value}, streaming, "
             f"{nframes} frames expected"

@@ -231,7 +231,7 @@ def detect_hot_pixels(
         columns = [c for found in pool.map(one, AMPLIFIERS) for c in found]
     if npix is not None:
         mask[np.asarray(npix) == 0] |= np.uint8(DQ.NO_DATA)
-    n_hot = int(np.count_nonzero(mask & DQ.HOT_PIXEL))
+    n_hot = int(np.count_nonzero(mask & np.uint8(DQ.HOT_PIXEL)))
     return HotPixels(mask=mask, n_hot_pixels=n_hot, hot_columns=tuple(columns))
 
 
@@ -296,7 +296,12 @@ def dark_rate_image(
         raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
     rate = np.empty(TRIMMED_SHAPE, dtype=np.float32)
     for amp in AMPLIFIERS:
-        rate[amp.trimmed_rows] = master[amp.trimmed_rows] * (amp.gain / darktime_s)
+        np.multiply(
+            master[amp.trimmed_rows],
+            np.float32(amp.gain / darktime_s),
+            out=rate[amp.trimmed_rows],
+            casting="same_kind",
+        )
     return rate
 
 
@@ -493,7 +498,7 @@ def qc_master(
                 dark_current_e_pix_h=current_e,
                 read_noise_e=read_noise_from_overscan(models, amp),
                 overscan=overscan_stats(models, amp),
-                hot_pixels=int(np.count_nonzero(rows_mask & DQ.HOT_PIXEL)),
+                hot_pixels=int(np.count_nonzero(rows_mask & np.uint8(DQ.HOT_PIXEL))),
                 hot_columns=sum(1 for a, _ in hot.hot_columns if a == amp.number),
             )
         )

@@ -21,6 +21,7 @@ import click
 
 from drivers.errors import ConfigError, MegaraDarkError
 from reduce.cli import reduce_command
+from reduce.runtime import configure_process
 from sequencer import __version__
 
 if TYPE_CHECKING:
@@ -282,6 +283,7 @@ for _command in _ENGINEERING:
 
 def main() -> None:
     """Console-script entry point: user errors become one line, exit status 2."""
+    configure_process()  # before anything imports numpy
     try:
         cli.main(prog_name="megara-dark", standalone_mode=False)
     except click.exceptions.Exit as done:

@@ -1,0 +1,23 @@
+"""The DQBITS table of a master dark."""
+
+from __future__ import annotations
+
+import io
+
+from astropy.io import fits
+
+from reduce.products import dq_table
+from reduce.qc import DQ, DQ_DESCRIPTIONS
+
+
+def test_dqbits_defines_every_bit_in_full() -> None:
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), dq_table()]).writeto(buffer, checksum=True)
+    buffer.seek(0)
+    with fits.open(buffer, checksum=True) as back:
+        table = back["DQBITS"]
+        rows = {int(r["BIT"]): (str(r["NAME"]), str(r["MEANING"])) for r in table.data}
+        assert table.header["TFIELDS"] == 3
+    assert rows == {
+        int(bit): (str(bit.name), DQ_DESCRIPTIONS[bit]) for bit in DQ
+    }  # no meaning cut at a fixed column width
