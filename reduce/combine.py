@@ -148,6 +148,15 @@ class Combined:
     npix: npt.NDArray[np.int16]
 
 
+BandSink = Callable[[int, int, Combined], None]
+"""``sink(r0, r1, combined)``: rows ``r0:r1`` of ``combined`` are final.
+
+Called from the worker thread that finished the band (any order, several
+threads at once); the sink may modify those rows of ``combined`` in place
+(the master bias is subtracted there) and write them out.
+"""
+
+
 @functools.cache
 def median_network(n: int) -> tuple[tuple[int, int], ...]:
     """Comparators of a Batcher odd-even merge network, pruned for the median.

@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from reduce.combine import CombineConfig, Combined, combine_band_into
+from reduce.combine import BandSink, CombineConfig, Combined, combine_band_into
 from reduce.errors import InputError
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import OverscanModel
@@ -182,16 +182,25 @@ class BandCombiner:
         Combination settings (band size, method, noise model).
     threads
         Worker threads (1: all in the calling thread).
+    on_band
+        Called with each band's rows once they are final
+        (:data:`~reduce.combine.BandSink`).
     """
 
     def __init__(
-        self, source: BandSource, config: CombineConfig, *, threads: int = 1
+        self,
+        source: BandSource,
+        config: CombineConfig,
+        *,
+        threads: int = 1,
+        on_band: BandSink | None = None,
     ) -> None:
         if source.n < 1:
             raise InputError("combine", "no frame to combine; expected at least one")
         self._source = source
         self._config = config
         self._threads = max(1, threads)
+        self._on_band = on_band
         self._local = threading.local()
 
     def _stack(self, rows: int) -> Float32Array:
@@ -213,6 +222,8 @@ class BandCombiner:
             result.variance[r0:r1],
             result.npix[r0:r1],
         )
+        if self._on_band is not None:
+            self._on_band(r0, r1, result)
 
     def run(self) -> Combined:
         """Combine all bands; returns the trimmed median, variance and MAP."""

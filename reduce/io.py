@@ -231,15 +231,26 @@ CHUNK_BYTES = 4 << 20
 """Image data is converted to big-endian and summed this many bytes at a time."""
 
 
-def _padded(nbytes: int) -> int:
+def padded_size(nbytes: int) -> int:
     return -(-nbytes // FITS_BLOCK) * FITS_BLOCK
 
 
-def _with_checksums(header: fits.Header, datasum: int) -> bytes:
-    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0."""
+def checksummed_header(
+    header: fits.Header, datasum: int, size: int | None = None
+) -> bytes:
+    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0.
+
+    With ``size``, blank cards are added before END so that the header
+    fills ``size`` bytes (a multiple of 2880), when it fits.
+    """
     header = header.copy()
     header["CHECKSUM"] = (CHECKSUM_PLACEHOLDER, "HDU checksum (FITS 4.0 appendix J)")
     header["DATASUM"] = (str(datasum), "data unit checksum")
+    if size is not None:
+        slots, used = size // CARD, len(header) + 1  # + END
+        blanks = max(0, slots - FITS_BLOCK // CARD - used + 1)
+        for _ in range(blanks):  # END goes in the last block of the room
+            header.append(fits.Card(), useblanks=False, end=True)
     total = ones_complement_sum(header.tostring().encode("ascii"), datasum)
     header["CHECKSUM"] = encode_checksum(total)
     text: str = header.tostring()
@@ -292,18 +303,18 @@ def write_images_atomic(path: str | Path, hdul: fits.HDUList, threads: int = 2) 
             layout.append((offset, blob, None))
             offset += len(blob)
             continue
-        size = len(_with_checksums(hdu.header, 0))  # cards are fixed length
+        size = len(checksummed_header(hdu.header, 0))  # cards are fixed length
         layout.append((offset, hdu.header, flat))
-        offset += size + _padded(flat.nbytes)
+        offset += size + padded_size(flat.nbytes)
 
     def one(item: tuple[int, Any, npt.NDArray[Any] | None], fd: int) -> None:
         at, what, flat = item
         if flat is None:
             os.pwrite(fd, what, at)
             return
-        head = len(_with_checksums(what, 0))
+        head = len(checksummed_header(what, 0))
         datasum = _write_image(fd, at + head, flat)
-        os.pwrite(fd, _with_checksums(what, datasum), at)
+        os.pwrite(fd, checksummed_header(what, datasum), at)
 
     def writer(handle: Any) -> None:
         fd = handle.fileno()

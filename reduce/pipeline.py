@@ -46,7 +46,13 @@ from reduce.checks import (
     frame_rate,
     require_frames,
 )
-from reduce.combine import NETWORK_MAX_N, CombineConfig, Combined, NoiseModel
+from reduce.combine import (
+    NETWORK_MAX_N,
+    BandSink,
+    CombineConfig,
+    Combined,
+    NoiseModel,
+)
 from reduce.digests import DigestPrefetch
 from reduce.engine import (
     BandCombiner,
@@ -61,10 +67,12 @@ from reduce.frames import FrameInspection, inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
 from reduce.io import ProcessingLog, ones_complement_sum, verify_checksums
 from reduce.overscan import OverscanModel
+from reduce.productfile import MasterSink, NoRoomForHeader, ProductFile
 from reduce.products import (
     REDUCER,
     master_hdul,
     product_header,
+    provisional_report,
     result_document,
     software_versions,
     write_json,
@@ -401,13 +409,14 @@ def _reduce_inspected(
     clock: _Clock,
     plog: ProcessingLog,
     started: str,
-    combine: Callable[[Sequence[FrameInspection], CombineConfig], Combined]
+    combine: Callable[[Sequence[FrameInspection], CombineConfig, BandSink], Combined]
     | None = None,
 ) -> Result:
     """Checks, combination, QC and products of inspected frames.
 
-    ``combine`` combines the frames used (default: band by band from their
-    raw files, :class:`~reduce.engine.RawBands`).
+    ``combine`` combines the frames used, giving each final band to the sink
+    (default: band by band from their raw files,
+    :class:`~reduce.engine.RawBands`).
     """
     threads = options.threads or default_threads()
     for f in frames:
@@ -431,57 +440,92 @@ def _reduce_inspected(
         band_rows=options.band_rows,
         noise=_noise_model(used) if options.method == "noise_clip" else None,
     )
-    if combine is None:
-        combined = BandCombiner(_raw_bands(used), config, threads=threads).run()
-    else:
-        combined = combine(used, config)
-    data, variance = combined.data, combined.variance
-    if bias is not None:
-        data -= bias.data
-        if bias.variance is not None:
-            variance += bias.variance
-    plog.add(f"combined {len(used)} frames ({options.method}), threads {threads}")
-    clock.mark("combine_s")
     darktime = float(np.median([f.darktime for f in used]))
-    models = [m for f in used for m in f.overscan]
-    report, hot = qc_master(
-        data,
-        models,
-        len(used),
-        darktime if dark else None,
-        options.thresholds,
-        combined.npix,
-    )
-    extra = [e.reason for e in excluded]
-    if dark and bias is None:
-        extra.append("no master bias subtracted (none named, none produced)")
-    report = _with_reasons(report, extra)
-    plog.add(f"QA {report.flag.value}" + "".join(f"; {r}" for r in report.reasons))
-    clock.mark("qc_s")
     folder = workdir / f"obsid{block.id}_results"
     folder.mkdir(parents=True, exist_ok=True)
-    product_uuid = str(uuid.uuid1())
-    header = product_header(
-        used[0].header,
-        block.mode,
-        product_uuid=product_uuid,
-        frame_uuids=[str(f.header.get("UUID", f.name)) for f in used],
-        bias_uuid=bias.uuid if bias is not None else None,
-        method=options.method,
-        qa=report,
-        excluded=len(excluded),
-    )
-    hdul = master_hdul(
-        header,
-        data,
-        variance,
-        combined.npix,
-        dark_rate=dark_rate_image(data, darktime) if dark else None,
-        dq=hot.mask if dark else None,
-        darktime=darktime if dark else None,
-    )
     product = folder / f"{block.mode.product}.fits"
-    write_master(product, hdul)
+    product_uuid = str(uuid.uuid1())
+
+    def header(qa: QAReport) -> fits.Header:
+        return product_header(
+            used[0].header,
+            block.mode,
+            product_uuid=product_uuid,
+            frame_uuids=[str(f.header.get("UUID", f.name)) for f in used],
+            bias_uuid=bias.uuid if bias is not None else None,
+            method=options.method,
+            qa=qa,
+            excluded=len(excluded),
+        )
+
+    def layout(qa: QAReport) -> fits.HDUList:  # headers only: no pixel is read
+        def blank(dtype: type[np.generic]) -> Any:
+            return np.broadcast_to(np.zeros((), dtype), TRIMMED_SHAPE)
+
+        return master_hdul(
+            header(qa),
+            blank(np.float32),
+            blank(np.float32),
+            blank(np.int16),
+            dark_rate=blank(np.float32) if dark else None,
+            dq=blank(np.uint8) if dark else None,
+            darktime=darktime if dark else None,
+        )
+
+    # The product is written while it is computed (reduce.productfile):
+    # every band of the combination goes to disk as soon as it is final.
+    out = ProductFile(
+        product, layout(provisional_report(len(used), dark, options.thresholds))
+    )
+    try:
+        sink = MasterSink(
+            out,
+            bias.data if bias is not None else None,
+            bias.variance if bias is not None else None,
+            darktime if dark else None,
+        )
+        if combine is None:
+            source = _raw_bands(used)
+            combined = BandCombiner(source, config, threads=threads, on_band=sink).run()
+        else:
+            combined = combine(used, config, sink)
+        data, variance = combined.data, combined.variance  # bias subtracted
+        plog.add(f"combined {len(used)} frames ({options.method}), threads {threads}")
+        clock.mark("combine_s")
+        models = [m for f in used for m in f.overscan]
+        report, hot = qc_master(
+            data,
+            models,
+            len(used),
+            darktime if dark else None,
+            options.thresholds,
+            combined.npix,
+        )
+        extra = [e.reason for e in excluded]
+        if dark and bias is None:
+            extra.append("no master bias subtracted (none named, none produced)")
+        report = _with_reasons(report, extra)
+        plog.add(f"QA {report.flag.value}" + "".join(f"; {r}" for r in report.reasons))
+        clock.mark("qc_s")
+        if dark:
+            out.write_image("DQ", hot.mask)
+        try:
+            out.finish(layout(report)[0].header)
+        except NoRoomForHeader as why:  # many QA reasons: the ordinary writer
+            plog.add(f"primary header outgrew its room ({why}); written again")
+            out.abort()
+            hdul = master_hdul(
+                header(report),
+                data,
+                variance,
+                combined.npix,
+                dark_rate=dark_rate_image(data, darktime) if dark else None,
+                dq=hot.mask if dark else None,
+                darktime=darktime if dark else None,
+            )
+            write_master(product, hdul)
+    finally:
+        out.abort()  # no-op once finished
     plog.add(f"wrote {product.name} (UUID {product_uuid})")
     clock.mark("write_s")
     write_json(
@@ -784,17 +828,17 @@ class StreamingReduction:
         self._frames.append(frame)
 
     def _combine(
-        self, used: Sequence[FrameInspection], config: CombineConfig
+        self, used: Sequence[FrameInspection], config: CombineConfig, sink: BandSink
     ) -> Combined:
         window = self._window
         same = [f.path for f in used] == self._combined
         if window is not None and same and window.available():
             self._plog.add("median read from the running window")
-            return window.result()
+            return window.result(on_band=sink)
         self._drop_window("frames excluded, or too few to combine")
         source = _raw_bands(used)
         threads = self._options.threads or default_threads()
-        return BandCombiner(source, config, threads=threads).run()
+        return BandCombiner(source, config, threads=threads, on_band=sink).run()
 
     def finish(self) -> Result:
         """Combine the frames added, write the products; the block's Result."""

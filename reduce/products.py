@@ -26,9 +26,17 @@ from astropy.io import fits
 
 from reduce.blocks import Mode
 from reduce.checksum import FITS_BLOCK
-from reduce.geometry import AMP1, AMP2
+from reduce.geometry import AMP1, AMP2, AMPLIFIERS
 from reduce.io import write_images_atomic, write_text_atomic
-from reduce.qc import DQ, DQ_DESCRIPTIONS, QAReport
+from reduce.qc import (
+    DQ,
+    DQ_DESCRIPTIONS,
+    AmplifierQC,
+    OverscanStats,
+    QAFlag,
+    QAReport,
+    QCThresholds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +140,33 @@ def product_header(
         header.add_history(f"Bias correction with {bias_uuid}")
     header.add_history(f"megara-dark {version} (reduce)")
     return header
+
+
+def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> QAReport:
+    """A QA report with a final report's cards but no figures yet, nor reasons.
+
+    Sizes the primary header of a product written before its QC
+    (:class:`reduce.productfile.ProductFile`); never written as it is.
+    """
+    amps = tuple(
+        AmplifierQC(
+            amplifier=amp.number,
+            dark_current_e_pix_h=0.0 if dark else None,
+            read_noise_e=0.0,
+            overscan=OverscanStats(level=0.0, drift=0.0, slope=0.0),
+            hot_pixels=0,
+            hot_columns=0,
+        )
+        for amp in AMPLIFIERS
+    )
+    return QAReport(
+        flag=QAFlag.GOOD,
+        reasons=(),
+        amplifiers=amps,
+        n_frames=n_frames,
+        flagged_fraction=0.0,
+        thresholds=thresholds,
+    )
 
 
 def dq_table() -> fits.BinTableHDU:

@@ -292,16 +292,31 @@ def dark_rate_image(
 ) -> npt.NDArray[np.float32]:
     """Per-pixel dark-current rate, e-/s (gain of each amplifier applied)."""
     _check_trimmed(master, "master dark")
+    return dark_rate_rows(master, 0, darktime_s)
+
+
+def dark_rate_rows(
+    rows: npt.NDArray[np.floating], row0: int, darktime_s: float
+) -> npt.NDArray[np.float32]:
+    """:func:`dark_rate_image` of trimmed rows ``row0:row0 + len(rows)``, e-/s.
+
+    Each row gets the gain of the amplifier that read it (a band may straddle
+    the amplifiers' boundary).
+    """
     if not darktime_s > 0:
         raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
-    rate = np.empty(TRIMMED_SHAPE, dtype=np.float32)
+    rate = np.empty(rows.shape, dtype=np.float32)
+    row1 = row0 + rows.shape[0]
     for amp in AMPLIFIERS:
-        np.multiply(
-            master[amp.trimmed_rows],
-            np.float32(amp.gain / darktime_s),
-            out=rate[amp.trimmed_rows],
-            casting="same_kind",
-        )
+        lo = max(row0, amp.trimmed_rows.start) - row0
+        hi = min(row1, amp.trimmed_rows.stop) - row0
+        if lo < hi:
+            np.multiply(
+                rows[lo:hi],
+                np.float32(amp.gain / darktime_s),
+                out=rate[lo:hi],
+                casting="same_kind",
+            )
     return rate
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from reduce.combine import Combined, finish_variance
+from reduce.combine import BandSink, Combined, finish_variance
 from reduce.errors import ReductionError
 from reduce.geometry import TRIMMED_SHAPE
 
@@ -124,16 +124,34 @@ class MedianWindow:
             raise ReductionError(f"{self.path}: median window is closed")
         views = [p.data for p in planes]
         at = self._offset(r0, slot)
-        done = (
-            os.pwritev(self._fd, views, at) if write else os.preadv(self._fd, views, at)
-        )
+        if write:
+            done = os.pwritev(self._fd, views, at)
+            if done != planes.nbytes:  # rare: write the rest, and learn why
+                self._write_rest(planes.reshape(-1).view(np.uint8).data, at, done)
+            return
+        done = os.preadv(self._fd, views, at)
         if done != planes.nbytes:
             raise ReductionError(
-                f"{self.path}: short {'write' if write else 'read'} at row {r0}"
-                f" ({done} of {planes.nbytes} bytes): the disk is probably full; "
-                "free space in the work folder, then reduce again (or finish the "
-                "run with --resume)"
+                f"{self.path}: short read at row {r0} ({done} of {planes.nbytes} "
+                "bytes): the scratch file lost data; reduce again"
             )
+
+    def _write_rest(self, data: memoryview, at: int, done: int) -> None:
+        """Finish a short write; the write that cannot go on raises its OSError.
+
+        A short write is a full disk or a size limit: writing the rest makes
+        the kernel say which (ENOSPC, EFBIG), so the user reads the real cause.
+        """
+        assert self._fd is not None
+        while done < len(data):
+            written = os.pwrite(self._fd, data[done:], at + done)
+            if written == 0:
+                raise ReductionError(
+                    f"{self.path}: the scratch file takes no more bytes "
+                    f"({done} of {len(data)} written); free space in the work "
+                    "folder, then reduce again (or finish the run with --resume)"
+                )
+            done += written
 
     def _add_band(self, frame: Float32Array, r0: int) -> None:
         k, r1 = self.n, min(r0 + self._rows, self._shape[0])
@@ -199,7 +217,9 @@ class MedianWindow:
         lo, hi = window_ranks(self.n_total, self.n)
         return self.n >= 2 and lo <= (self.n - 1) // 2 and self.n // 2 <= hi
 
-    def _result_band(self, out: Combined, r0: int) -> None:
+    def _result_band(
+        self, out: Combined, r0: int, on_band: BandSink | None = None
+    ) -> None:
         n, r1 = self.n, min(r0 + self._rows, self._shape[0])
         rows = r1 - r0
         sums = self._buffer("sums", 2, rows)
@@ -213,9 +233,15 @@ class MedianWindow:
             middle *= 0.5
             out.data[r0:r1] = middle
         finish_variance(sums[0], sums[1], n, out.variance[r0:r1])
+        if on_band is not None:
+            on_band(r0, r1, out)
 
-    def result(self) -> Combined:
-        """Median, variance of the median and MAP of the frames added."""
+    def result(self, on_band: BandSink | None = None) -> Combined:
+        """Median, variance of the median and MAP of the frames added.
+
+        ``on_band`` is called with each band once its rows are final
+        (:data:`~reduce.combine.BandSink`).
+        """
         if not self.available():
             raise ReductionError(
                 f"median window: the median of {self.n} frames is not available"
@@ -225,7 +251,7 @@ class MedianWindow:
             np.empty(self._shape, np.float32),
             np.full(self._shape, self.n, np.int16),
         )
-        self._run(lambda r0: self._result_band(out, r0))
+        self._run(lambda r0: self._result_band(out, r0, on_band))
         return out
 
     @property

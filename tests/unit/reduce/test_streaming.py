@@ -15,6 +15,7 @@ from astropy.io import fits
 from reduce.errors import InputError
 from reduce.io import write_raw
 from reduce.pipeline import Options, StreamingReduction, reduce_block
+from reduce.productfile import NoRoomForHeader, ProductFile
 from reduce.synthetic import raw_header
 
 from .conftest import DARK_S, Campaign
@@ -221,3 +222,45 @@ def test_fewer_frames_than_planned_use_the_running_median(
         workdir=tmp_path / "whole",
     )
     _assert_same_products(result.product, whole.product)
+
+
+def test_header_without_room_falls_back_to_the_ordinary_writer(
+    files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs: dict[str, Any] = {
+        "block_id": "x",
+        "mode": "MegaraDarkImage",
+        "frames": files.darks,
+        "master_bias": files.master_bias,
+    }
+    streamed = reduce_block(**kwargs, workdir=tmp_path / "a")
+
+    def no_room(self: ProductFile, header: fits.Header) -> None:
+        raise NoRoomForHeader("test: no room")
+
+    monkeypatch.setattr(ProductFile, "finish", no_room)
+    fallback = reduce_block(**kwargs, workdir=tmp_path / "b")
+    _assert_same_products(streamed.product, fallback.product)
+    with fits.open(fallback.product, checksum=True) as hdul:
+        assert all(h.verify_checksum() == 1 for h in hdul)
+    log = (fallback.folder / "processing.log").read_text()
+    assert "outgrew its room" in log
+    assert not [p for p in fallback.folder.iterdir() if p.name.startswith(".")]
+
+
+def test_a_write_failure_leaves_no_product_and_no_temporary(
+    files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ProductFile, "write_rows", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        reduce_block(
+            block_id="x",
+            mode="MegaraDarkImage",
+            frames=files.darks,
+            master_bias=files.master_bias,
+            workdir=tmp_path,
+        )
+    assert list((tmp_path / "obsidx_results").iterdir()) == []

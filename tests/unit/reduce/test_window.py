@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pytest_mock import MockerFixture
 
 from reduce.combine import DEFAULT_COMBINE, combine_stack
 from reduce.errors import ReductionError
@@ -67,3 +69,35 @@ def test_window_rejects_a_frame_of_the_wrong_shape(tmp_path: Path) -> None:
     window = MedianWindow(tmp_path / "w.median", 3, shape=SHAPE)
     with closing(window), pytest.raises(ReductionError, match="expected float32"):
         window.add(np.zeros((SHAPE[0], SHAPE[1] + 1), np.float32))
+
+
+def test_a_short_write_reports_the_kernels_reason(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """A full disk shows as a short write first: the rest is written to learn why."""
+    window = MedianWindow(tmp_path / "w.median", 3, shape=SHAPE)
+    mocker.patch("reduce.window.os.pwritev", return_value=100)
+    full = mocker.patch(
+        "reduce.window.os.pwrite", side_effect=OSError(28, "No space left on device")
+    )
+    with closing(window), pytest.raises(OSError, match="No space left on device"):
+        window.add(np.zeros(SHAPE, np.float32))
+    assert full.call_args.args[2] > 0  # the rest, after the 100 bytes written
+
+
+def test_a_short_write_that_completes_loses_nothing(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """An interrupted write that can go on is finished: the median is exact."""
+    stack = np.random.default_rng(5).normal(size=(3, *SHAPE)).astype(np.float32)
+    real = os.pwritev
+    mocker.patch(
+        "reduce.window.os.pwritev",
+        side_effect=lambda fd, views, at: min(real(fd, views, at), 64),
+    )
+    window = MedianWindow(tmp_path / "w.median", 3, shape=SHAPE)
+    with closing(window):
+        for frame in stack:
+            window.add(frame)
+        median = window.result().data
+    np.testing.assert_array_equal(median, np.median(stack, axis=0))

@@ -1,0 +1,286 @@
+"""A master FITS file written while it is being computed.
+
+A master's layout is known before its pixels are: every extension header
+and every data unit has a fixed size, and only the primary header waits for
+the QC (QAFLAG, QAREASn, DARKCURn, ...). :class:`ProductFile` therefore
+creates the file at its final size when the combination starts and takes
+the image rows as the combination produces them: each band of rows is
+converted to big-endian, added to its HDU's running DATASUM (the FITS
+checksum is a sum, so pieces add in any order) and written at its place.
+A flusher thread pushes the written pages to the disk (``fdatasync``) while
+the combination goes on, so that the final ``fsync`` after QC has little
+left to wait for: writing ~250 MB of products had been a third of the run,
+mostly waiting for the disk after the last computation.
+
+The primary header gets room for :data:`PRIMARY_SLACK_CARDS` more cards
+than its provisional form (QC reasons are added by the QA); the unused room
+is blank cards before END, which the FITS standard allows (4.0, section
+4.4.2.4) and which astropy reuses when a header is later updated in place.
+If the final header does not fit, :meth:`ProductFile.finish` raises
+:class:`NoRoomForHeader` and the caller writes the file the ordinary way.
+
+Until :meth:`ProductFile.finish` succeeds the file is a hidden temporary in
+the product folder; it replaces the product atomically (rename, then the
+folder's fsync). :meth:`ProductFile.abort` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+from reduce.checksum import CARD, FITS_BLOCK
+from reduce.combine import Combined
+from reduce.io import checksummed_header, ones_complement_sum, padded_size
+from reduce.qc import dark_rate_rows
+
+log = logging.getLogger(__name__)
+
+PRIMARY_SLACK_CARDS = 72
+"""Cards of room left in the primary header for the QA's reasons."""
+
+FLUSH_BYTES = 48 << 20
+"""The flusher calls ``fdatasync`` after this many bytes have been written."""
+
+CHUNK_ROWS = 256
+"""Rows converted and written at a time by :meth:`ProductFile.write_image`."""
+
+
+class NoRoomForHeader(Exception):
+    """The final primary header is larger than the room reserved for it."""
+
+
+class _Image:
+    """One image HDU's place in the file and its running data sum."""
+
+    def __init__(
+        self, header: fits.Header, dtype: np.dtype[Any], shape: tuple[int, ...]
+    ) -> None:
+        self.header = header
+        self.big = dtype.newbyteorder(">")
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self.nbytes = self.row_bytes * shape[0]
+        self.header_size = 0
+        self.offset = 0
+        self.datasum = 0
+
+    @property
+    def data_offset(self) -> int:
+        return self.offset + self.header_size
+
+
+def _table_bytes(hdu: Any) -> bytes:
+    """A non-image extension (the DQBITS table), whole, with its checksums."""
+    buffer = BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer, checksum=True)
+    return buffer.getvalue()[FITS_BLOCK:]
+
+
+class ProductFile:
+    """Write a master FITS file band by band, headers last (see module doc).
+
+    Parameters
+    ----------
+    path
+        The product's final path.
+    layout
+        The master's HDUs as :func:`reduce.products.master_hdul` builds them:
+        image HDUs may carry placeholder data of the right shape and dtype
+        (``np.broadcast_to``; only headers are read); other HDUs (tables)
+        are written as they are. The primary header is provisional.
+    """
+
+    def __init__(self, path: Path, layout: fits.HDUList) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._images: dict[str, _Image] = {}
+        self._tables: list[tuple[int, bytes]] = []
+        offset = 0
+        for index, hdu in enumerate(layout):
+            image_hdu = isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU)
+            if image_hdu and hdu.data is not None:
+                data = hdu.data
+                image = _Image(hdu.header, data.dtype, data.shape)
+                if image.row_bytes % 4:
+                    raise ValueError(f"{hdu.name}: rows of {image.row_bytes} bytes")
+                size = len(checksummed_header(hdu.header, 0))
+                if index == 0:
+                    size = padded_size(size + PRIMARY_SLACK_CARDS * CARD)
+                image.offset, image.header_size = offset, size
+                self._images[hdu.name] = image
+                offset += size + padded_size(image.nbytes)
+            else:
+                blob = _table_bytes(hdu)
+                self._tables.append((offset, blob))
+                offset += len(blob)
+        self.size = offset
+        self._lock = threading.Condition()
+        self._unflushed = 0
+        self._stopping = False
+        self._flush_error: OSError | None = None
+        self._fd: int | None = os.open(
+            self._tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
+        )
+        try:
+            os.ftruncate(self._fd, self.size)
+        except OSError:
+            self.abort()
+            raise
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="product-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and self._unflushed < FLUSH_BYTES:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+                self._unflushed = 0
+                fd = self._fd
+            if fd is None:
+                return
+            try:
+                os.fdatasync(fd)
+            except OSError as err:  # reported by finish(); its fsync fails too
+                self._flush_error = err
+                return
+
+    def _pwrite(self, data: memoryview, at: int) -> None:
+        assert self._fd is not None, "product file closed"
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self._fd, data[done:], at + done)
+
+    def write_rows(self, name: str, row0: int, rows: npt.NDArray[Any]) -> None:
+        """Write rows ``row0:row0 + len(rows)`` of image ``name`` (any thread)."""
+        image = self._images[name]
+        big = np.ascontiguousarray(rows, dtype=image.big)
+        raw = memoryview(big.reshape(-1).view(np.uint8).data)
+        part = ones_complement_sum(raw)
+        self._pwrite(raw, image.data_offset + row0 * image.row_bytes)
+        with self._lock:
+            image.datasum += part
+            self._unflushed += len(raw)
+            if self._unflushed >= FLUSH_BYTES:
+                self._lock.notify()
+
+    def write_image(self, name: str, data: npt.NDArray[Any]) -> None:
+        """Write a whole image, :data:`CHUNK_ROWS` rows at a time."""
+        for r0 in range(0, data.shape[0], CHUNK_ROWS):
+            self.write_rows(name, r0, data[r0 : r0 + CHUNK_ROWS])
+
+    def _stop_flusher(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        self._flusher.join()
+
+    def finish(self, primary_header: fits.Header) -> None:
+        """Write the headers, fsync, and put the file in place.
+
+        Parameters
+        ----------
+        primary_header
+            The final primary header, structural cards included (as
+            ``master_hdul(...)[0].header``).
+
+        Raises
+        ------
+        NoRoomForHeader
+            The header outgrew its room; nothing was renamed, the
+            temporary is still there (call :meth:`abort`).
+        """
+        self._stop_flusher()
+        if self._flush_error is not None:
+            raise self._flush_error
+        heads = []
+        for index, image in enumerate(self._images.values()):
+            header = primary_header if index == 0 else image.header
+            datasum = image.datasum
+            while datasum >> 32:
+                datasum = (datasum & 0xFFFFFFFF) + (datasum >> 32)
+            size = image.header_size if index == 0 else None
+            text = checksummed_header(header, datasum, size=size)
+            if len(text) != image.header_size:
+                raise NoRoomForHeader(
+                    f"{len(text)} bytes of header, room for {image.header_size}"
+                )
+            heads.append((image.offset, text))
+        for at, blob in [*heads, *self._tables]:
+            self._pwrite(memoryview(blob), at)
+        assert self._fd is not None, "product file closed"
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        os.replace(self._tmp, self.path)
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def abort(self) -> None:
+        """Close and remove the temporary (idempotent; never raises)."""
+        if self._fd is not None:
+            if hasattr(self, "_flusher"):
+                self._stop_flusher()
+            fd, self._fd = self._fd, None
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+class MasterSink:
+    """The combination's band sink (:data:`~reduce.combine.BandSink`) of a master.
+
+    Each final band: the master bias's rows are subtracted from the median
+    (and its variance added), then PRIMARY, VARIANCE, MAP and, for a dark,
+    DARKRATE (e-/s from PRIMARY, gain and DARKTIME) are written to ``file``.
+
+    Parameters
+    ----------
+    file
+        The product being written.
+    bias, bias_variance
+        Trimmed master bias and its variance (None: none).
+    darktime_s
+        DARKTIME of a dark (None: a bias, no DARKRATE).
+    """
+
+    def __init__(
+        self,
+        file: ProductFile,
+        bias: npt.NDArray[np.float32] | None,
+        bias_variance: npt.NDArray[np.float32] | None,
+        darktime_s: float | None,
+    ) -> None:
+        self._file = file
+        self._bias = bias
+        self._bias_variance = bias_variance
+        self._darktime_s = darktime_s
+
+    def __call__(self, r0: int, r1: int, combined: Combined) -> None:
+        data = combined.data[r0:r1]
+        variance = combined.variance[r0:r1]
+        if self._bias is not None:
+            data -= self._bias[r0:r1]
+        if self._bias_variance is not None:
+            variance += self._bias_variance[r0:r1]
+        self._file.write_rows("PRIMARY", r0, data)
+        self._file.write_rows("VARIANCE", r0, variance)
+        self._file.write_rows("MAP", r0, combined.npix[r0:r1])
+        if self._darktime_s is not None:
+            rate = dark_rate_rows(data, r0, self._darktime_s)
+            self._file.write_rows("DARKRATE", r0, rate)
