@@ -46,7 +46,7 @@ from reduce.io import (
     ones_complement_sum,
     verify_checksums,
 )
-from reduce.overscan import OverscanModel, SplineBackend, fit_overscan
+from reduce.overscan import OverscanModel, SplineBackend, clip_window, fit_overscan
 
 log = logging.getLogger(__name__)
 
@@ -296,9 +296,8 @@ def _clipped_mean(values: npt.NDArray[np.float32], nsigma: float = 5.0) -> float
     clipped sample is unbiased (read noise dithers the steps) and free of
     hot pixels and cosmic rays.
     """
-    median = float(np.median(values))
-    sigma = 1.4826 * float(np.median(np.abs(values - median)))
-    if not sigma > 0:
+    median, sigma = clip_window(values)
+    if not sigma > 1e-12:
         return median
     kept = values[np.abs(values - median) <= nsigma * sigma]
     return float(kept.mean(dtype=np.float64))

@@ -227,6 +227,27 @@ def robust_std(values: npt.ArrayLike) -> float:
     return float(1.482602218505602 * np.median(np.abs(arr - np.median(arr))))
 
 
+SCALE_SAMPLE = 16384
+"""Values enough to place a clipping window: its median and MAD come from
+every k-th value of a larger array (their statistical error, ~1% of sigma,
+moves a 5-sigma cut by a negligible amount; the clipped statistic itself
+uses every value)."""
+
+
+def clip_window(arr: npt.NDArray[np.floating]) -> tuple[float, float]:
+    """Centre (median) and robust sigma (MAD x 1.4826, > 0) of a clipping window.
+
+    For arrays of more than 2 x :data:`SCALE_SAMPLE` values both come from an
+    evenly spaced sample of about that many values.
+    """
+    flat = arr.ravel()
+    step = max(1, flat.size // SCALE_SAMPLE // 2)
+    sample = flat[::step]
+    centre = float(np.median(sample))
+    scale = 1.482602218505602 * float(np.median(np.abs(sample - centre)))
+    return centre, max(scale, 1e-12)
+
+
 def clipped_std(values: npt.ArrayLike, nsigma: float = 5.0) -> float:
     """Standard deviation of the values within ``nsigma`` of the median.
 
@@ -235,9 +256,7 @@ def clipped_std(values: npt.ArrayLike, nsigma: float = 5.0) -> float:
     data, where the MAD alone is not.
     """
     arr = np.asarray(values, dtype=np.float64).ravel()
-    centre = float(np.median(arr))
-    # robust_std(arr), without taking the median a second time
-    scale = max(1.482602218505602 * float(np.median(np.abs(arr - centre))), 1e-12)
+    centre, scale = clip_window(arr)
     kept = arr[np.abs(arr - centre) <= nsigma * scale]
     return float(np.std(kept, ddof=1)) if kept.size > 1 else 0.0
 

@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -170,22 +171,20 @@ class MasterBias:
 
 
 def _verified_image(
-    buf: bytes, hdul: fits.HDUList, index: int, source: str, verify: bool = True
-) -> npt.NDArray[Any]:
-    """Data of HDU ``index`` from the file bytes, after checking its checksums.
+    fd: int, size: int, hdul: fits.HDUList, index: int, source: str, verify: bool
+) -> Float32Array:
+    """HDU ``index``'s image as native float32, after checking its checksums.
 
-    ``verify=False`` for numina's own products, which carry the first raw
-    frame's stale CHECKSUM/DATASUM (docs/products.md).
+    The data unit is read once, straight into the array's memory, summed for
+    DATASUM as stored and byte-swapped in place (no copy of the file, no
+    second copy of the image). ``verify=False`` for numina's own products,
+    which carry the first raw frame's stale CHECKSUM/DATASUM
+    (docs/products.md).
     """
     info = hdul.fileinfo(index)
     hdr, start, span = int(info["hdrLoc"]), int(info["datLoc"]), int(info["datSpan"])
     header = hdul[index].header
     where = f"{source}[{hdul[index].name}]"
-    if start + span > len(buf):
-        raise InputError(where, "data unit extends past the end of the file")
-    if verify:
-        data_sum = ones_complement_sum(memoryview(buf)[start : start + span])
-        verify_checksums(header, memoryview(buf)[hdr:start], data_sum, where)
     dtype = {-32: ">f4", -64: ">f8", 16: ">i2", 32: ">i4", 8: "u1"}.get(
         header.get("BITPIX", 0)
     )
@@ -196,8 +195,22 @@ def _verified_image(
             f"BITPIX={header.get('BITPIX')} NAXIS={header.get('NAXIS')}; "
             "expected a 2-D image",
         )
-    count = shape[0] * shape[1]
-    return np.frombuffer(buf, dtype=dtype, count=count, offset=start).reshape(shape)
+    nbytes = shape[0] * shape[1] * np.dtype(dtype).itemsize
+    if start + span > size or nbytes > span:
+        raise InputError(where, "data unit extends past the end of the file")
+    raw = np.empty(span, dtype=np.uint8)
+    got = os.preadv(fd, [raw.data], start)
+    if got != span:
+        raise InputError(where, f"short read ({got} of {span} bytes)")
+    if verify:
+        head = os.pread(fd, start - hdr, hdr)
+        verify_checksums(header, head, ones_complement_sum(raw.data), where)
+    image = raw[:nbytes].view(dtype).reshape(shape)
+    if image.dtype == np.dtype(">f4"):
+        image.byteswap(inplace=True)
+        native: Float32Array = image.view(np.float32)
+        return native
+    return image.astype(np.float32)
 
 
 def read_master_bias(path: Path) -> MasterBias:
@@ -206,19 +219,23 @@ def read_master_bias(path: Path) -> MasterBias:
     if not path.is_file():
         raise InputError(source, "master bias not found")
     try:
-        buf = path.read_bytes()
-        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
-            header = hdul[0].header.copy()
-            ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
-            data = _verified_image(buf, hdul, 0, source, ours).astype(np.float32)
-            names = [hdu.name for hdu in hdul]
-            variance = (
-                _verified_image(
-                    buf, hdul, names.index("VARIANCE"), source, ours
-                ).astype(np.float32)
-                if "VARIANCE" in names
-                else None
-            )
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                header = hdul[0].header.copy()
+                ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
+                data = _verified_image(fd, size, hdul, 0, source, ours)
+                names = [hdu.name for hdu in hdul]
+                variance = (
+                    _verified_image(
+                        fd, size, hdul, names.index("VARIANCE"), source, ours
+                    )
+                    if "VARIANCE" in names
+                    else None
+                )
+        finally:
+            os.close(fd)
     except (OSError, ValueError, TypeError) as err:
         raise InputError(source, f"unreadable or corrupt master bias: {err}") from err
     if data.shape != TRIMMED_SHAPE:

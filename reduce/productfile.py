@@ -124,6 +124,7 @@ class ProductFile:
                 offset += len(blob)
         self.size = offset
         self._lock = threading.Condition()
+        self._buffers = threading.local()
         self._unflushed = 0
         self._stopping = False
         self._flush_error: OSError | None = None
@@ -163,11 +164,26 @@ class ProductFile:
         while done < len(data):
             done += os.pwrite(self._fd, data[done:], at + done)
 
+    def _big_endian(
+        self, rows: npt.NDArray[Any], big: np.dtype[Any]
+    ) -> npt.NDArray[Any]:
+        """``rows`` converted into this thread's reused buffer (no page faults)."""
+        cache: dict[np.dtype[Any], npt.NDArray[Any]] | None = getattr(
+            self._buffers, "by_dtype", None
+        )
+        if cache is None:
+            cache = self._buffers.by_dtype = {}
+        buf = cache.get(big)
+        if buf is None or buf.size < rows.size:
+            buf = cache[big] = np.empty(rows.size, dtype=big)
+        out = buf[: rows.size].reshape(rows.shape)
+        np.copyto(out, rows, casting="same_kind")
+        return out
+
     def write_rows(self, name: str, row0: int, rows: npt.NDArray[Any]) -> None:
         """Write rows ``row0:row0 + len(rows)`` of image ``name`` (any thread)."""
         image = self._images[name]
-        big = np.ascontiguousarray(rows, dtype=image.big)
-        raw = memoryview(big.reshape(-1).view(np.uint8).data)
+        raw = self._big_endian(rows, image.big).reshape(-1).view(np.uint8).data
         part = ones_complement_sum(raw)
         self._pwrite(raw, image.data_offset + row0 * image.row_bytes)
         with self._lock:
