@@ -13,6 +13,8 @@ from reduce.errors import ConfigError, InputError
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import (
     bspline_basis,
+    clip_window,
+    clipped_std,
     fit_lsq_spline,
     fit_overscan,
     preprocess,
@@ -113,3 +115,22 @@ def test_fitpack_backend_without_scipy_says_what_to_do(
     monkeypatch.setattr(importlib, "import_module", no_scipy)
     with pytest.raises(ConfigError, match=r"needs scipy.*backend='numpy'"):
         fit_lsq_spline(np.arange(10.0), np.arange(10.0), (5.0,), backend="fitpack")
+
+
+@pytest.mark.parametrize(("size", "tolerance"), [(1_000, 0.15), (200_000, 0.03)])
+def test_clip_window_locates_a_contaminated_gaussian(
+    size: int, tolerance: float
+) -> None:
+    """Median and MAD of a sample: the truth (0, 2) within ~4 standard errors.
+
+    The tolerance is ~4 standard errors of a median (1.25 sigma / sqrt(n)) and
+    of a MAD sigma (1.65 sigma / sqrt(n)) for the values actually used: all
+    1000, or a sample of ~33 000 of the 200 000.
+    """
+    rng = np.random.default_rng(21)
+    values = rng.normal(0.0, 2.0, size)
+    values[rng.integers(0, size, size // 100)] += 5_000.0  # 1% cosmic rays
+    centre, scale = clip_window(values)
+    assert abs(centre) < 2.0 * tolerance
+    assert scale == pytest.approx(2.0, rel=tolerance)
+    assert clipped_std(values) == pytest.approx(2.0, rel=tolerance)
