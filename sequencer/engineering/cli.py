@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -283,6 +284,10 @@ def campaign(
     from sequencer.engineering.plots import pyplot  # noqa: PLC0415
 
     _logging(log_level)
+    # Ctrl-C stops the campaign as it stops its runs, even when it was
+    # started with SIGINT ignored (a background job of a script): each
+    # `megara-dark run` installs its own handler and would abort alone.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = load_campaign(campaign_file)
     settings = load_config(config).verify
     pyplot()

@@ -218,9 +218,16 @@ def test_trend_against_date_and_the_real_only_filter(
     assert "no read_noise values" in done.stderr
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_with_sigint_ignored", [False, True])
 def test_ctrl_c_stops_the_run_safely_and_still_writes_the_summary(
-    tmp_path: Path,
+    tmp_path: Path, started_with_sigint_ignored: bool
 ) -> None:
+    """Also when started as a background job of a script (SIGINT ignored):
+    the runs, which install their own handler, abort; so must the campaign."""
     spec = tmp_path / "two.yaml"
     spec.write_text(
         "defaults:\n"
@@ -239,6 +246,7 @@ def test_ctrl_c_stops_the_run_safely_and_still_writes_the_summary(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_ignore_sigint if started_with_sigint_ignored else None,  # noqa: PLW1509
     )
     journal = out / "runs" / "first" / "work" / "run.journal"
     # Wait (no time limit) until the first run has written a frame.
