@@ -282,6 +282,14 @@ def _write_image(fd: int, offset: int, flat: npt.NDArray[Any]) -> int:
     return total  # the padding is the zeros of the file's ftruncate
 
 
+def hdu_bytes(hdu: Any, primary: bool = False) -> bytes:
+    """One HDU serialised by astropy, whole, with CHECKSUM/DATASUM (tables)."""
+    buffer = BytesIO()
+    single = hdu if primary else fits.HDUList([fits.PrimaryHDU(), hdu])
+    single.writeto(buffer, checksum=True)
+    return buffer.getvalue()[(0 if primary else FITS_BLOCK) :]
+
+
 def write_images_atomic(path: str | Path, hdul: fits.HDUList, threads: int = 2) -> None:
     """Write a FITS file atomically, image data summed and written in chunks.
 
@@ -296,10 +304,7 @@ def write_images_atomic(path: str | Path, hdul: fits.HDUList, threads: int = 2) 
     for index, hdu in enumerate(hdul):
         flat = _image_data(hdu)
         if flat is None:
-            buffer = BytesIO()
-            single = hdu if index == 0 else fits.HDUList([fits.PrimaryHDU(), hdu])
-            single.writeto(buffer, checksum=True)
-            blob = buffer.getvalue()[(0 if index == 0 else FITS_BLOCK) :]
+            blob = hdu_bytes(hdu, primary=index == 0)
             layout.append((offset, blob, None))
             offset += len(blob)
             continue

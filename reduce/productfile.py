@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import threading
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,14 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from reduce.checksum import CARD, FITS_BLOCK
+from reduce.checksum import CARD
 from reduce.combine import Combined
-from reduce.io import checksummed_header, ones_complement_sum, padded_size
+from reduce.io import (
+    checksummed_header,
+    hdu_bytes,
+    ones_complement_sum,
+    padded_size,
+)
 from reduce.qc import dark_rate_rows
 
 log = logging.getLogger(__name__)
@@ -78,13 +82,6 @@ class _Image:
         return self.offset + self.header_size
 
 
-def _table_bytes(hdu: Any) -> bytes:
-    """A non-image extension (the DQBITS table), whole, with its checksums."""
-    buffer = BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer, checksum=True)
-    return buffer.getvalue()[FITS_BLOCK:]
-
-
 class ProductFile:
     """Write a master FITS file band by band, headers last (see module doc).
 
@@ -119,7 +116,7 @@ class ProductFile:
                 self._images[hdu.name] = image
                 offset += size + padded_size(image.nbytes)
             else:
-                blob = _table_bytes(hdu)
+                blob = hdu_bytes(hdu)
                 self._tables.append((offset, blob))
                 offset += len(blob)
         self.size = offset
@@ -224,9 +221,7 @@ class ProductFile:
         heads = []
         for index, image in enumerate(self._images.values()):
             header = primary_header if index == 0 else image.header
-            datasum = image.datasum
-            while datasum >> 32:
-                datasum = (datasum & 0xFFFFFFFF) + (datasum >> 32)
+            datasum = ones_complement_sum(b"", image.datasum)  # folded
             size = image.header_size if index == 0 else None
             text = checksummed_header(header, datasum, size=size)
             if len(text) != image.header_size:
