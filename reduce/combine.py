@@ -8,9 +8,10 @@ middle values for even N; the result is cast to the output dtype, float32.
 Its "variance" is ``sum((x - mean)**2) / (N - 1) / 0.637`` (the scatter of
 one frame inflated by 1/0.637, *not* divided by N), and the MAP is N.
 
-We return the same median, bit for bit: the selection is exact, the two
-middle float32 values are promoted to float64 before averaging, and the
-single rounding to float32 happens last. It is faster and bounded in memory:
+We return the same median, bit for bit: the selection is exact, and the
+mean of the two middle float32 values is computed in float32 in a way that
+rounds exactly as numina's double mean cast to float32
+(:func:`middle_mean_into`). It is faster and bounded in memory:
 the stack is processed in bands of rows, and for N <= 64 the middle order
 statistics come from a pruned Batcher sorting network run with vectorised
 ``minimum``/``maximum`` over a cache-sized band (no per-pixel calls).
@@ -377,16 +378,33 @@ def finish_variance(
 ) -> None:
     """Variance of the median of ``n >= 2`` values from their shifted sums, ADU^2.
 
-    ``(s2 - s1^2 / n) / (n - 1)`` (the unbiased sample variance, in float64)
-    times :func:`median_variance_factor`, into ``out`` (float32).
+    ``(s2 - s1^2 / n) / (n - 1)`` (the unbiased sample variance) times
+    :func:`median_variance_factor`, into ``out``, in float32 and in place:
+    ``s1`` is overwritten. The sums are float32 already, so finishing in
+    float64 would add no accuracy: the result is good to a few float32
+    roundings of ``s2``, far below the estimate's own scatter.
     """
-    ss = scratch("ss", s1.shape, np.float64)
-    np.square(s1, out=ss, dtype=np.float64)
-    ss /= n
-    np.subtract(s2, ss, out=ss, dtype=np.float64)
-    np.maximum(ss, 0.0, out=ss)
-    ss *= median_variance_factor(n) / (n - 1)
-    out[...] = ss
+    np.multiply(s1, s1, out=s1)
+    s1 *= np.float32(1.0 / n)
+    np.subtract(s2, s1, out=out)
+    np.maximum(out, np.float32(0.0), out=out)
+    out *= np.float32(median_variance_factor(n) / (n - 1))
+
+
+def middle_mean_into(
+    lower: Float32Array, upper: Float32Array, out: Float32Array
+) -> None:
+    """numina's even-N median, ``float32((double(lower) + double(upper)) / 2.0)``.
+
+    Computed in float32, bit for bit the same: the sum of two float32 values
+    is exact in double (or, when their exponents are more than 29 apart, so
+    close to the larger one that both roundings give it), so numina rounds
+    the exact sum once, and so does the float32 addition; halving is exact
+    and commutes with that rounding. (Not for sums beyond float32's range or
+    halves below its normal range, ~1e38 and ~1e-38: never ADU.)
+    """
+    np.add(lower, upper, out=out)
+    out *= np.float32(0.5)
 
 
 def combine_band_into(
@@ -429,11 +447,8 @@ def combine_band_into(
     lower, upper = planes[(n - 1) // 2], planes[n // 2]
     if n % 2:
         data[...] = lower
-    else:  # numina: (upper + lower) / 2.0 in double, then cast
-        middle = scratch("middle", band.shape[1:], np.float64)
-        np.add(lower, upper, out=middle, dtype=np.float64)
-        middle *= 0.5
-        data[...] = middle
+    else:
+        middle_mean_into(lower, upper, data)
     finish_variance(s1, s2, n, variance)
     npix[...] = n
 

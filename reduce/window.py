@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from reduce.combine import BandSink, Combined, finish_variance
+from reduce.combine import BandSink, Combined, finish_variance, middle_mean_into
 from reduce.errors import ReductionError
 from reduce.geometry import TRIMMED_SHAPE
 
@@ -228,10 +228,8 @@ class MedianWindow:
         self._io(False, r0, _RANKS + (n - 1) // 2, mid)
         if n % 2:
             out.data[r0:r1] = mid[0]
-        else:  # numina: (upper + lower) / 2.0 in double, then cast
-            middle = np.add(mid[0], mid[1], dtype=np.float64)
-            middle *= 0.5
-            out.data[r0:r1] = middle
+        else:
+            middle_mean_into(mid[0], mid[1], out.data[r0:r1])
         finish_variance(sums[0], sums[1], n, out.variance[r0:r1])
         if on_band is not None:
             on_band(r0, r1, out)

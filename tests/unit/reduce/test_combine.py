@@ -21,6 +21,7 @@ from reduce.combine import (
     median_planes,
     median_schedule,
     median_variance_factor,
+    middle_mean_into,
 )
 from reduce.errors import ConfigError, InputError
 
@@ -182,3 +183,41 @@ def test_schedule_skips_dead_outputs() -> None:
     passes = sum(want_min + want_max for _, _, want_min, want_max in steps)
     assert passes < 2 * len(steps)
     assert all(want_min or want_max for _, _, want_min, want_max in steps)
+
+
+def _finite_float32(bits: int) -> np.float32:
+    """A float32 with the given bit pattern, kept finite and below 1e37."""
+    value = np.array([bits], dtype=np.uint32).view(np.float32)[0]
+    if not np.isfinite(value) or abs(value) > 1e37:
+        return np.float32(1.0)
+    return value
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    a=st.integers(0, 2**32 - 1).map(_finite_float32),
+    b=st.integers(0, 2**32 - 1).map(_finite_float32),
+)
+def test_middle_mean_in_float32_rounds_as_numina_double(
+    a: np.float32, b: np.float32
+) -> None:
+    # numina: (upper + lower) / 2.0 in double, then cast to float32.
+    expected = np.float32((np.float64(a) + np.float64(b)) / 2.0)
+    if abs(expected) < np.finfo(np.float32).tiny:  # subnormal halves: not ADU
+        return
+    out = np.empty(1, np.float32)
+    middle_mean_into(np.array([a]), np.array([b]), out)
+    assert out[0] == expected or (np.isnan(out[0]) and np.isnan(expected))
+
+
+def test_middle_mean_of_neighbours_and_far_apart_values() -> None:
+    # Ties at the float32 rounding of the exact sum, and exponents far apart.
+    rng = np.random.default_rng(5)
+    lower = rng.normal(0.0, 1.0, 100_000).astype(np.float32)
+    lower *= np.float32(10.0) ** rng.integers(-12, 12, lower.size).astype(np.float32)
+    upper = np.nextafter(lower, np.float32(np.inf))
+    upper[::2] = rng.normal(0.0, 1e6, upper[::2].size).astype(np.float32)
+    expected = ((lower.astype(np.float64) + upper) / 2.0).astype(np.float32)
+    out = np.empty_like(lower)
+    middle_mean_into(lower, upper, out)
+    assert np.array_equal(out, expected)
