@@ -1,12 +1,13 @@
 """First pass over a raw frame: read it once, check it, fit its overscan.
 
-:func:`inspect_frame` reads the whole file with one positioned read and, from
-that buffer alone: parses the primary header, checks it against the block
-(shape, BITPIX/BZERO, OBSMODE/IMAGETYP, required keywords), verifies
-DATASUM/CHECKSUM, computes the SHA-256 for the provenance record, rejects
-saturated or empty garbage, fits both amplifiers' overscan models and
-measures the frame's mean signal on a sample of rows (for the light-leak
-check). The second pass (:mod:`reduce.engine`) then reads only row bands.
+:func:`inspect_frame` maps the whole file read-only (or, for the streaming
+reduction, reads it into a buffer) and, from that alone: parses the primary
+header, checks it against the block (shape, BITPIX/BZERO, OBSMODE/IMAGETYP,
+required keywords), verifies DATASUM/CHECKSUM, computes the SHA-256 for the
+provenance record, rejects saturated or empty garbage, fits both amplifiers'
+overscan models and measures the frame's mean signal on a sample of rows
+(for the light-leak check). The second pass (:mod:`reduce.engine`) then
+reads only row bands.
 
 Header keywords written by the sequencer and read here:
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -142,31 +144,58 @@ _BUFFERS = threading.local()
 """One reusable read buffer per thread (no fresh 35 MB allocation per frame)."""
 
 
+def _open_frame(path: Path) -> int:
+    source = str(path)
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise InputError(source, "frame file not found") from None
+    except OSError as err:
+        raise InputError(source, f"cannot open: {err.strerror}") from err
+
+
 def _read_whole(path: Path) -> tuple[memoryview, Identity]:
     """The whole file, in this thread's buffer (valid until its next call).
 
     Also the file's identity (:func:`reduce.digests.identity`) as read.
     """
-    source = str(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise InputError(source, "frame file not found") from None
-    except OSError as err:
-        raise InputError(source, f"cannot open: {err.strerror}") from err
+    fd = _open_frame(path)
     try:
         ident = identity(os.fstat(fd))
         size = ident[2]
-        buf: bytearray | None = getattr(_BUFFERS, "buf", None)
-        if buf is None or len(buf) < size:
-            buf = _BUFFERS.buf = bytearray(size)
-        view = memoryview(buf)[:size]
+        buf: npt.NDArray[np.uint8] | None = getattr(_BUFFERS, "buf", None)
+        if buf is None or buf.size < size:
+            buf = _BUFFERS.buf = np.empty(size, dtype=np.uint8)  # not zeroed
+        view = buf.data[:size]
         got = os.preadv(fd, [view], 0)
     finally:
         os.close(fd)
     if got != size:
-        raise InputError(source, f"short read ({got} of {size} bytes)")
+        raise InputError(str(path), f"short read ({got} of {size} bytes)")
     return view, ident
+
+
+def _map_whole(path: Path) -> tuple[memoryview, Identity]:
+    """The whole file as a read-only memory map, populated at once.
+
+    No copy of the page cache (a read would copy 35 MB per frame); the map
+    goes when the last view of it does. A file truncated while it is mapped
+    would make reading past its new end fatal (SIGBUS), as in any memory-mapped
+    FITS reader; raw frames are written once and renamed into place, never
+    truncated.
+    """
+    fd = _open_frame(path)
+    try:
+        ident = identity(os.fstat(fd))
+        if ident[2] == 0:
+            return memoryview(b""), ident
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mapped = mmap.mmap(fd, ident[2], flags=flags, prot=mmap.PROT_READ)
+    except (OSError, ValueError) as err:
+        raise InputError(str(path), f"cannot map: {err}") from err
+    finally:
+        os.close(fd)
+    return memoryview(mapped), ident
 
 
 def _parse_header(buf: memoryview, source: str) -> tuple[Any, int]:
@@ -341,7 +370,10 @@ def inspect_frame(
         For any unusable frame; the message names the file.
     """
     source = str(path)
-    buf, ident = _read_whole(Path(path))
+    # The streaming reduction's sink modifies the words: they are read into
+    # a buffer. Otherwise the file is mapped, not copied.
+    read = _read_whole if sink is not None else _map_whole
+    buf, ident = read(Path(path))
     header, offset = _parse_header(buf, source)
     _check_layout(header, source)
     nbytes = RAW_SHAPE[0] * RAW_SHAPE[1] * 2

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from reduce.blocks import Mode
 from reduce.errors import InputError
+from reduce.frames import inspect_frame
 from reduce.io import write_raw
 from reduce.pipeline import Options, StreamingReduction, reduce_block
 from reduce.productfile import NoRoomForHeader, ProductFile
@@ -264,3 +266,26 @@ def test_a_write_failure_leaves_no_product_and_no_temporary(
             workdir=tmp_path,
         )
     assert list((tmp_path / "obsidx_results").iterdir()) == []
+
+
+def _mapped(path: Path) -> bool:
+    maps = Path("/proc/self/maps")
+    return maps.exists() and str(path.resolve()) in maps.read_text()
+
+
+def test_a_mapped_inspection_equals_a_read_one_and_unmaps(files: Files) -> None:
+    # Batch inspections map the file (no copy of it); the streaming path reads
+    # it into a buffer its sink may modify. Both must learn the same things,
+    # and the map must be gone afterwards (or mapped frames would pile up).
+    path = files.darks[1]
+    received: list[np.ndarray[Any, Any]] = []
+    mapped = inspect_frame(path, Mode.DARK)
+    read = inspect_frame(path, Mode.DARK, sink=lambda words, _: received.append(words))
+    assert not _mapped(path)
+    assert (mapped.sha256, mapped.checksum) == (read.sha256, read.checksum)
+    assert mapped.checksum == "verified"
+    assert mapped.sample_level == read.sample_level
+    for ours, theirs in zip(mapped.overscan, read.overscan, strict=True):
+        assert np.array_equal(ours.model, theirs.model)
+    assert len(received) == 1
+    assert received[0].flags.writeable
