@@ -187,7 +187,7 @@ def test_schedule_skips_dead_outputs() -> None:
 
 def _finite_float32(bits: int) -> np.float32:
     """A float32 with the given bit pattern, kept finite and below 1e37."""
-    value = np.array([bits], dtype=np.uint32).view(np.float32)[0]
+    value = np.float32(np.array([bits], dtype=np.uint32).view(np.float32)[0])
     if not np.isfinite(value) or abs(value) > 1e37:
         return np.float32(1.0)
     return value
