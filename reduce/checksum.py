@@ -17,8 +17,7 @@ added: :func:`ones_complement_sum` takes the running sum as ``start``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -64,8 +63,15 @@ def header_length(buf: bytes | bytearray | memoryview, source: str) -> int:
     raise InputError(source, "no END card in the primary header: not a FITS file?")
 
 
+class HeaderValues(Protocol):
+    """What the checks read of a header: ``get`` (a Mapping, a FITS header)."""
+
+    def get(self, key: str, default: Any = None, /) -> Any:
+        """The value of ``key``, or ``default``."""
+
+
 def verify_checksums(
-    header: Mapping[str, Any],
+    header: HeaderValues,
     header_bytes: bytes | bytearray | memoryview,
     data_sum: int,
     source: str,

@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
 
 from reduce.blocks import Mode
 from reduce.digests import DigestPrefetch, Identity, identity
 from reduce.errors import InputError
+from reduce.fitsheader import FitsHeaderError, Header
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
 from reduce.io import (
     header_length,
@@ -96,7 +96,7 @@ class FrameInspection:
     path
         The file.
     header
-        Its primary header (astropy Header).
+        Its primary header (:class:`reduce.fitsheader.Header`).
     exptime, darktime
         EXPTIME and DARKTIME (EXPTIME when absent), seconds.
     temperature
@@ -203,8 +203,8 @@ def _parse_header(buf: memoryview, source: str) -> tuple[Any, int]:
         raise InputError(source, "does not start with SIMPLE: not a FITS file")
     length = header_length(buf, source)
     try:
-        header = fits.Header.fromstring(bytes(buf[:length]).decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as err:
+        header = Header.fromstring(bytes(buf[:length]).decode("ascii"))
+    except (UnicodeDecodeError, FitsHeaderError) as err:
         raise InputError(source, f"unreadable primary header: {err}") from err
     return header, length
 

@@ -1,4 +1,8 @@
-"""Reading raw MEGARA frames and master calibrations (the only FITS I/O here).
+"""Reading raw MEGARA frames and master calibrations, and atomic writes.
+
+The readers and :func:`write_raw` (tests, benchmarks) import astropy when
+called; the reduction's own path does not use them (:mod:`reduce.frames`,
+:mod:`reduce.fitsheader`), so that ``megara-dark reduce`` never imports it.
 
 Raw frames are BITPIX=16 with BZERO=32768: unsigned 16-bit counts stored as
 big-endian signed integers. :class:`RawFrameReader` hands out row bands and
@@ -13,21 +17,15 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
 
 from reduce.checksum import (
     CARD,
-    CHECKSUM_PLACEHOLDER,
     FITS_BLOCK,
-    encode_checksum,
     header_length,
     ones_complement_sum,
     verify_checksums,
@@ -88,6 +86,9 @@ class RawFrameReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         source = str(self.path)
+        from astropy.io import fits  # noqa: PLC0415 (not on the CLI's path)
+        from astropy.utils.exceptions import AstropyUserWarning  # noqa: PLC0415
+
         try:
             with warnings.catch_warnings():
                 # A truncated file is reported below, with the numbers.
@@ -149,6 +150,8 @@ def read_raw(path: str | Path) -> tuple[UInt16Array, Any]:
 
 def read_master(path: str | Path) -> tuple[npt.NDArray[np.float32], Any]:
     """Read a master calibration's primary HDU (trimmed, float32, ADU)."""
+    from astropy.io import fits  # noqa: PLC0415 (not on the CLI's path)
+
     source = str(path)
     try:
         with fits.open(path, memmap=False) as hdul:
@@ -182,6 +185,8 @@ def write_raw(path: str | Path, counts: npt.NDArray[np.integer], header: Any) ->
         raise InputError(
             str(path), f"counts must be {RAW_SHAPE} in 0..65535, got {arr.shape}"
         )
+    from astropy.io import fits  # noqa: PLC0415 (not on the CLI's path)
+
     hdu = fits.PrimaryHDU(arr.astype(np.uint16), header=fits.Header(header))
     hdu.writeto(path, overwrite=True, checksum=True)
 
@@ -222,113 +227,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def write_hdul_atomic(path: str | Path, hdul: fits.HDUList) -> None:
-    """Write a FITS file atomically with CHECKSUM/DATASUM on every HDU."""
-    write_atomic(path, lambda handle: hdul.writeto(handle, checksum=True))
-
-
-CHUNK_BYTES = 4 << 20
-"""Image data is converted to big-endian and summed this many bytes at a time."""
-
-
 def padded_size(nbytes: int) -> int:
+    """Bytes of ``nbytes`` padded to whole FITS blocks."""
     return -(-nbytes // FITS_BLOCK) * FITS_BLOCK
-
-
-def checksummed_header(
-    header: fits.Header, datasum: int, size: int | None = None
-) -> bytes:
-    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0.
-
-    With ``size``, blank cards are added before END so that the header
-    fills ``size`` bytes (a multiple of 2880), when it fits.
-    """
-    header = header.copy()
-    header["CHECKSUM"] = (CHECKSUM_PLACEHOLDER, "HDU checksum (FITS 4.0 appendix J)")
-    header["DATASUM"] = (str(datasum), "data unit checksum")
-    if size is not None:
-        slots, used = size // CARD, len(header) + 1  # + END
-        blanks = max(0, slots - FITS_BLOCK // CARD - used + 1)
-        for _ in range(blanks):  # END goes in the last block of the room
-            header.append(fits.Card(), useblanks=False, end=True)
-    total = ones_complement_sum(header.tostring().encode("ascii"), datasum)
-    header["CHECKSUM"] = encode_checksum(total)
-    text: str = header.tostring()
-    return text.encode("ascii")
-
-
-def _image_data(hdu: Any) -> npt.NDArray[Any] | None:
-    data = hdu.data if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) else None
-    if data is None or hdu.header.get("BZERO", 0) or hdu.header.get("BSCALE", 1) != 1:
-        return None
-    return np.ascontiguousarray(data).reshape(-1)
-
-
-def _write_image(fd: int, offset: int, flat: npt.NDArray[Any]) -> int:
-    """pwrite an image's big-endian data (zero-padded) at ``offset``; its DATASUM."""
-    big = flat.dtype.newbyteorder(">")
-    step = max(4, CHUNK_BYTES // flat.dtype.itemsize // 4 * 4)
-    buf = np.empty(min(step, flat.size), dtype=big)
-    total = 0
-    for start in range(0, flat.size, step):
-        piece = flat[start : start + step]
-        out = buf[: piece.size]
-        out[...] = piece
-        raw = out.view(np.uint8).data
-        tail = (-len(raw)) % 4  # only the last piece can be ragged
-        chunk = bytes(raw) + b"\0" * tail if tail else raw
-        total = ones_complement_sum(chunk, total)
-        os.pwrite(fd, chunk, offset + start * flat.dtype.itemsize)
-    return total  # the padding is the zeros of the file's ftruncate
-
-
-def hdu_bytes(hdu: Any, primary: bool = False) -> bytes:
-    """One HDU serialised by astropy, whole, with CHECKSUM/DATASUM (tables)."""
-    buffer = BytesIO()
-    single = hdu if primary else fits.HDUList([fits.PrimaryHDU(), hdu])
-    single.writeto(buffer, checksum=True)
-    return buffer.getvalue()[(0 if primary else FITS_BLOCK) :]
-
-
-def write_images_atomic(path: str | Path, hdul: fits.HDUList, threads: int = 2) -> None:
-    """Write a FITS file atomically, image data summed and written in chunks.
-
-    Same bytes on disk as a FITS writer with checksums would produce for the
-    data units, without a big-endian copy of whole images: each image is
-    converted, summed and written a few MiB at a time, HDUs on ``threads``
-    threads (numpy and ``pwrite`` release the GIL). HDUs that are not plain
-    images (tables) are serialised by astropy. CHECKSUM/DATASUM on every HDU.
-    """
-    layout: list[tuple[int, Any, npt.NDArray[Any] | None]] = []
-    offset = 0
-    for index, hdu in enumerate(hdul):
-        flat = _image_data(hdu)
-        if flat is None:
-            blob = hdu_bytes(hdu, primary=index == 0)
-            layout.append((offset, blob, None))
-            offset += len(blob)
-            continue
-        size = len(checksummed_header(hdu.header, 0))  # cards are fixed length
-        layout.append((offset, hdu.header, flat))
-        offset += size + padded_size(flat.nbytes)
-
-    def one(item: tuple[int, Any, npt.NDArray[Any] | None], fd: int) -> None:
-        at, what, flat = item
-        if flat is None:
-            os.pwrite(fd, what, at)
-            return
-        head = len(checksummed_header(what, 0))
-        datasum = _write_image(fd, at + head, flat)
-        os.pwrite(fd, checksummed_header(what, datasum), at)
-
-    def writer(handle: Any) -> None:
-        fd = handle.fileno()
-        os.ftruncate(fd, offset)
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            for future in [pool.submit(one, item, fd) for item in layout]:
-                future.result()
-
-    write_atomic(path, writer)
 
 
 class ProcessingLog:

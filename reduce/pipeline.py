@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
 
 from reduce.blocks import Mode, ReductionBlock, load_blocks
 from reduce.checks import (
@@ -64,22 +63,23 @@ from reduce.engine import (
     to_counts,
 )
 from reduce.errors import ConfigError, InputError
+from reduce.fitsheader import FitsHeaderError, Header
 from reduce.frames import FrameInspection, inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
-from reduce.io import ProcessingLog, ones_complement_sum, verify_checksums
+from reduce.io import ProcessingLog, ones_complement_sum, padded_size, verify_checksums
 from reduce.overscan import OverscanModel
-from reduce.productfile import MasterSink, NoRoomForHeader, ProductFile
+from reduce.productfile import MasterSink, ProductFile
 from reduce.products import (
     REDUCER,
-    master_hdul,
+    ImagePlan,
+    master_layout,
     product_header,
     provisional_report,
     result_document,
     software_versions,
     write_json,
-    write_master,
 )
-from reduce.qc import QAFlag, QAReport, QCThresholds, dark_rate_image, qc_master
+from reduce.qc import QAFlag, QAReport, QCThresholds, qc_master
 from reduce.window import MedianWindow
 
 log = logging.getLogger(__name__)
@@ -170,10 +170,62 @@ class MasterBias:
     uuid: str
 
 
+@dataclass(frozen=True)
+class _Hdu:
+    """One HDU of a FITS file: its header and where its parts are."""
+
+    header: Header
+    header_start: int
+    data_start: int
+    data_span: int
+
+    @property
+    def name(self) -> str:
+        return "PRIMARY" if self.header_start == 0 else str(self.header.get("EXTNAME"))
+
+
+MAX_HEADER_BLOCKS = 1000
+"""A header longer than this many 2880-byte blocks is refused (corrupt file)."""
+
+
+def _read_hdus(fd: int, size: int, source: str) -> list[_Hdu]:
+    """Every HDU of a FITS file, from its headers (no data read)."""
+    hdus: list[_Hdu] = []
+    pos = 0
+    while pos < size:
+        text = b""
+        while b"END     " not in {text[i : i + 8] for i in range(0, len(text), 80)}:
+            block = os.pread(fd, 2880, pos + len(text))
+            if len(block) < 2880 or len(text) >= MAX_HEADER_BLOCKS * 2880:
+                raise InputError(source, f"HDU {len(hdus)}: header without END")
+            text += block
+        try:
+            header = Header.fromstring(text.decode("ascii"))
+        except (UnicodeDecodeError, FitsHeaderError) as err:
+            raise InputError(
+                source, f"HDU {len(hdus)}: unreadable header: {err}"
+            ) from err
+        naxis = header.get("NAXIS", 0)
+        bitpix = header.get("BITPIX", 0)
+        if not isinstance(naxis, int) or not isinstance(bitpix, int) or naxis < 0:
+            raise InputError(
+                source, f"HDU {len(hdus)}: BITPIX={bitpix!r} NAXIS={naxis!r}"
+            )
+        count = 0
+        if naxis:
+            axes = [int(header.get(f"NAXIS{k}", 0)) for k in range(1, naxis + 1)]
+            extra, groups = int(header.get("PCOUNT", 0)), int(header.get("GCOUNT", 1))
+            count = (math.prod(axes) + extra) * groups
+        nbytes = abs(bitpix) // 8 * count
+        hdus.append(_Hdu(header, pos, pos + len(text), padded_size(nbytes)))
+        pos += len(text) + padded_size(nbytes)
+    return hdus
+
+
 def _verified_image(
-    fd: int, size: int, hdul: fits.HDUList, index: int, source: str, verify: bool
+    fd: int, size: int, hdu: _Hdu, source: str, verify: bool
 ) -> Float32Array:
-    """HDU ``index``'s image as native float32, after checking its checksums.
+    """An image HDU as native float32, after checking its checksums.
 
     The data unit is read once, straight into the array's memory, summed for
     DATASUM as stored and byte-swapped in place (no copy of the file, no
@@ -181,10 +233,8 @@ def _verified_image(
     which carry the first raw frame's stale CHECKSUM/DATASUM
     (docs/products.md).
     """
-    info = hdul.fileinfo(index)
-    hdr, start, span = int(info["hdrLoc"]), int(info["datLoc"]), int(info["datSpan"])
-    header = hdul[index].header
-    where = f"{source}[{hdul[index].name}]"
+    header, start, span = hdu.header, hdu.data_start, hdu.data_span
+    where = f"{source}[{hdu.name}]"
     dtype = {-32: ">f4", -64: ">f8", 16: ">i2", 32: ">i4", 8: "u1"}.get(
         header.get("BITPIX", 0)
     )
@@ -203,7 +253,7 @@ def _verified_image(
     if got != span:
         raise InputError(where, f"short read ({got} of {span} bytes)")
     if verify:
-        head = os.pread(fd, start - hdr, hdr)
+        head = os.pread(fd, start - hdu.header_start, hdu.header_start)
         verify_checksums(header, head, ones_complement_sum(raw.data), where)
     image = raw[:nbytes].view(dtype).reshape(shape)
     if image.dtype == np.dtype(">f4"):
@@ -222,18 +272,16 @@ def read_master_bias(path: Path) -> MasterBias:
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
-                header = hdul[0].header.copy()
-                ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
-                data = _verified_image(fd, size, hdul, 0, source, ours)
-                names = [hdu.name for hdu in hdul]
-                variance = (
-                    _verified_image(
-                        fd, size, hdul, names.index("VARIANCE"), source, ours
-                    )
-                    if "VARIANCE" in names
-                    else None
-                )
+            hdus = _read_hdus(fd, size, source)
+            header = hdus[0].header
+            ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
+            data = _verified_image(fd, size, hdus[0], source, ours)
+            named = {hdu.name: hdu for hdu in hdus}
+            variance = (
+                _verified_image(fd, size, named["VARIANCE"], source, ours)
+                if "VARIANCE" in named
+                else None
+            )
         finally:
             os.close(fd)
     except (OSError, ValueError, TypeError) as err:
@@ -463,7 +511,7 @@ def _reduce_inspected(
     product = folder / f"{block.mode.product}.fits"
     product_uuid = str(uuid.uuid1())
 
-    def header(qa: QAReport) -> fits.Header:
+    def header(qa: QAReport) -> Header:
         return product_header(
             used[0].header,
             block.mode,
@@ -475,19 +523,8 @@ def _reduce_inspected(
             excluded=len(excluded),
         )
 
-    def layout(qa: QAReport) -> fits.HDUList:  # headers only: no pixel is read
-        def blank(dtype: type[np.generic]) -> Any:
-            return np.broadcast_to(np.zeros((), dtype), TRIMMED_SHAPE)
-
-        return master_hdul(
-            header(qa),
-            blank(np.float32),
-            blank(np.float32),
-            blank(np.int16),
-            dark_rate=blank(np.float32) if dark else None,
-            dq=blank(np.uint8) if dark else None,
-            darktime=darktime if dark else None,
-        )
+    def layout(qa: QAReport) -> list[ImagePlan | bytes]:  # no pixel yet
+        return master_layout(header(qa), dark, darktime if dark else None)
 
     # The product is written while it is computed (reduce.productfile):
     # every band of the combination goes to disk as soon as it is final.
@@ -506,7 +543,7 @@ def _reduce_inspected(
             combined = BandCombiner(source, config, threads=threads, on_band=sink).run()
         else:
             combined = combine(used, config, sink)
-        data, variance = combined.data, combined.variance  # bias subtracted
+        data = combined.data  # bias subtracted
         plog.add(f"combined {len(used)} frames ({options.method}), threads {threads}")
         clock.mark("combine_s")
         models = [m for f in used for m in f.overscan]
@@ -526,21 +563,11 @@ def _reduce_inspected(
         clock.mark("qc_s")
         if dark:
             out.write_image("DQ", hot.mask)
-        try:
-            out.finish(layout(report)[0].header)
-        except NoRoomForHeader as why:  # many QA reasons: the ordinary writer
-            plog.add(f"primary header outgrew its room ({why}); written again")
-            out.abort()
-            hdul = master_hdul(
-                header(report),
-                data,
-                variance,
-                combined.npix,
-                dark_rate=dark_rate_image(data, darktime) if dark else None,
-                dq=hot.mask if dark else None,
-                darktime=darktime if dark else None,
-            )
-            write_master(product, hdul)
+        primary = layout(report)[0]
+        assert isinstance(primary, ImagePlan)
+        grown = out.finish(primary.header)
+        if grown:  # many QA reasons
+            plog.add(f"primary header outgrew its room by {grown} bytes; data moved")
     finally:
         out.abort()  # no-op once finished
     plog.add(f"wrote {product.name} (UUID {product_uuid})")

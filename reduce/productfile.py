@@ -16,8 +16,9 @@ The primary header gets room for :data:`PRIMARY_SLACK_CARDS` more cards
 than its provisional form (QC reasons are added by the QA); the unused room
 is blank cards before END, which the FITS standard allows (4.0, section
 4.4.2.4) and which astropy reuses when a header is later updated in place.
-If the final header does not fit, :meth:`ProductFile.finish` raises
-:class:`NoRoomForHeader` and the caller writes the file the ordinary way.
+If the final header does not fit, :meth:`ProductFile.finish` moves
+everything after it further into a new file (``copy_file_range``: the
+kernel copies, the data sums stay valid) and writes it there.
 
 Until :meth:`ProductFile.finish` succeeds the file is a hidden temporary in
 the product folder; it replaces the product atomically (rename, then the
@@ -27,24 +28,22 @@ folder's fsync). :meth:`ProductFile.abort` removes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
 
-from reduce.checksum import CARD
+from reduce.checksum import CARD, ones_complement_sum
 from reduce.combine import Combined
-from reduce.io import (
-    checksummed_header,
-    hdu_bytes,
-    ones_complement_sum,
-    padded_size,
-)
+from reduce.fitsheader import Header
+from reduce.io import padded_size
+from reduce.products import ImagePlan, checksummed_header
 from reduce.qc import dark_rate_rows
 
 log = logging.getLogger(__name__)
@@ -59,15 +58,15 @@ CHUNK_ROWS = 256
 """Rows converted and written at a time by :meth:`ProductFile.write_image`."""
 
 
-class NoRoomForHeader(Exception):
-    """The final primary header is larger than the room reserved for it."""
+COPY_CHUNK = 64 << 20
+"""Bytes per ``copy_file_range`` call when a grown header moves the data."""
 
 
 class _Image:
     """One image HDU's place in the file and its running data sum."""
 
     def __init__(
-        self, header: fits.Header, dtype: np.dtype[Any], shape: tuple[int, ...]
+        self, header: Header, dtype: np.dtype[Any], shape: tuple[int, ...]
     ) -> None:
         self.header = header
         self.big = dtype.newbyteorder(">")
@@ -90,35 +89,32 @@ class ProductFile:
     path
         The product's final path.
     layout
-        The master's HDUs as :func:`reduce.products.master_hdul` builds them:
-        image HDUs may carry placeholder data of the right shape and dtype
-        (``np.broadcast_to``; only headers are read); other HDUs (tables)
-        are written as they are. The primary header is provisional.
+        The master's HDUs as :func:`reduce.products.master_layout` plans
+        them: :class:`~reduce.products.ImagePlan` per image (the first is
+        the primary HDU, its header provisional) and whole table HDUs as
+        bytes, written as they are.
     """
 
-    def __init__(self, path: Path, layout: fits.HDUList) -> None:
+    def __init__(self, path: Path, layout: Sequence[ImagePlan | bytes]) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._images: dict[str, _Image] = {}
         self._tables: list[tuple[int, bytes]] = []
         offset = 0
-        for index, hdu in enumerate(layout):
-            image_hdu = isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU)
-            if image_hdu and hdu.data is not None:
-                data = hdu.data
-                image = _Image(hdu.header, data.dtype, data.shape)
+        for index, plan in enumerate(layout):
+            if isinstance(plan, ImagePlan):
+                image = _Image(plan.header, plan.dtype, plan.shape)
                 if image.row_bytes % 4:
-                    raise ValueError(f"{hdu.name}: rows of {image.row_bytes} bytes")
-                size = len(checksummed_header(hdu.header, 0))
+                    raise ValueError(f"{plan.name}: rows of {image.row_bytes} bytes")
+                size = len(checksummed_header(plan.header, 0))
                 if index == 0:
                     size = padded_size(size + PRIMARY_SLACK_CARDS * CARD)
                 image.offset, image.header_size = offset, size
-                self._images[hdu.name] = image
+                self._images[plan.name] = image
                 offset += size + padded_size(image.nbytes)
             else:
-                blob = hdu_bytes(hdu)
-                self._tables.append((offset, blob))
-                offset += len(blob)
+                self._tables.append((offset, plan))
+                offset += len(plan)
         self.size = offset
         self._lock = threading.Condition()
         self._buffers = threading.local()
@@ -200,35 +196,35 @@ class ProductFile:
             self._lock.notify()
         self._flusher.join()
 
-    def finish(self, primary_header: fits.Header) -> None:
+    def finish(self, primary_header: Header) -> int:
         """Write the headers, fsync, and put the file in place.
 
         Parameters
         ----------
         primary_header
             The final primary header, structural cards included (as
-            ``master_hdul(...)[0].header``).
+            ``master_layout(...)[0].header``).
 
-        Raises
-        ------
-        NoRoomForHeader
-            The header outgrew its room; nothing was renamed, the
-            temporary is still there (call :meth:`abort`).
+        Returns
+        -------
+        int
+            Bytes by which the primary header outgrew its room (0 normally:
+            otherwise everything after it was moved, see the module doc).
         """
         self._stop_flusher()
         if self._flush_error is not None:
             raise self._flush_error
-        heads = []
-        for index, image in enumerate(self._images.values()):
-            header = primary_header if index == 0 else image.header
-            datasum = ones_complement_sum(b"", image.datasum)  # folded
-            size = image.header_size if index == 0 else None
-            text = checksummed_header(header, datasum, size=size)
-            if len(text) != image.header_size:
-                raise NoRoomForHeader(
-                    f"{len(text)} bytes of header, room for {image.header_size}"
-                )
-            heads.append((image.offset, text))
+        images = list(self._images.values())
+        primary = images[0]
+        datasum = ones_complement_sum(b"", primary.datasum)  # folded
+        text = checksummed_header(primary_header, datasum, size=primary.header_size)
+        grown = len(text) - primary.header_size
+        if grown > 0:
+            self._move_after_primary(grown)
+        heads = [(primary.offset, text)]
+        for image in images[1:]:
+            datasum = ones_complement_sum(b"", image.datasum)
+            heads.append((image.offset, checksummed_header(image.header, datasum)))
         for at, blob in [*heads, *self._tables]:
             self._pwrite(memoryview(blob), at)
         assert self._fd is not None, "product file closed"
@@ -241,6 +237,31 @@ class ProductFile:
             os.fsync(folder)
         finally:
             os.close(folder)
+        return max(grown, 0)
+
+    def _move_after_primary(self, shift: int) -> None:
+        """Copy everything after the primary header ``shift`` bytes further,
+        into a new temporary that replaces the current one."""
+        assert self._fd is not None, "product file closed"
+        primary = next(iter(self._images.values()))
+        start = primary.offset + primary.header_size
+        moved = self._tmp.with_name(self._tmp.name + ".grown")
+        fd = os.open(moved, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, self.size + shift)
+            _copy_range(self._fd, fd, start, start + shift, self.size - start)
+        except OSError:
+            os.close(fd)
+            moved.unlink(missing_ok=True)
+            raise
+        os.close(self._fd)
+        self._tmp.unlink(missing_ok=True)
+        self._fd, self._tmp = fd, moved
+        primary.header_size += shift
+        for image in list(self._images.values())[1:]:
+            image.offset += shift
+        self._tables = [(at + shift, blob) for at, blob in self._tables]
+        self.size += shift
 
     def abort(self) -> None:
         """Close and remove the temporary (idempotent; never raises)."""
@@ -251,6 +272,24 @@ class ProductFile:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
+
+
+def _copy_range(src: int, dst: int, at: int, to: int, count: int) -> None:
+    """Copy ``count`` bytes from ``src`` at ``at`` to ``dst`` at ``to``."""
+    done = 0
+    while done < count:
+        size = min(COPY_CHUNK, count - done)
+        try:
+            got = os.copy_file_range(src, dst, size, at + done, to + done)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            data = os.pread(src, size, at + done)
+            os.pwrite(dst, data, to + done)
+            got = len(data)
+        if got <= 0:
+            raise OSError(errno.EIO, f"copy stopped at byte {at + done}")
+        done += got
 
 
 class MasterSink:

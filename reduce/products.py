@@ -16,18 +16,23 @@ import json
 import logging
 import platform
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-from astropy.io import fits
 
 from reduce.blocks import Mode
-from reduce.checksum import FITS_BLOCK
-from reduce.geometry import AMP1, AMP2, AMPLIFIERS
-from reduce.io import write_images_atomic, write_text_atomic
+from reduce.checksum import (
+    CHECKSUM_PLACEHOLDER,
+    FITS_BLOCK,
+    encode_checksum,
+    ones_complement_sum,
+)
+from reduce.fitsheader import CARD, Card, Header
+from reduce.geometry import AMP1, AMP2, AMPLIFIERS, TRIMMED_SHAPE
+from reduce.io import write_text_atomic
 from reduce.qc import (
     DQ,
     DQ_DESCRIPTIONS,
@@ -62,23 +67,29 @@ _STRUCTURAL = {
 }
 
 
-def software_version() -> str:
-    """Version of the installed megara-dark package ("unknown" if not installed)."""
+def _distribution_version(name: str) -> str:
     try:
-        return importlib.metadata.version("megara-dark")
+        return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of the software that computed the products."""
-    import astropy  # noqa: PLC0415
+def software_version() -> str:
+    """Version of the installed megara-dark package ("unknown" if not installed)."""
+    return _distribution_version("megara-dark")
 
+
+def software_versions() -> dict[str, str]:
+    """Versions of the software that computed the products.
+
+    astropy's is that of the installed distribution: the reduction itself
+    no longer imports it (headers: :mod:`reduce.fitsheader`).
+    """
     return {
         "megara-dark": software_version(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "astropy": astropy.__version__,
+        "astropy": _distribution_version("astropy"),
     }
 
 
@@ -92,9 +103,14 @@ def product_header(
     method: str,
     qa: QAReport,
     excluded: int,
-) -> fits.Header:
-    """Primary header of a master: the first frame's cards plus product keys."""
-    header = fits.Header()
+) -> Header:
+    """Primary header of a master: the first frame's cards plus product keys.
+
+    ``first`` is the first frame's header (:class:`reduce.fitsheader.Header`);
+    its cards are copied as they were written. Structural cards are not
+    included (:func:`master_layout` adds them).
+    """
+    header = Header()
     for card in first.cards:
         if card.keyword not in _STRUCTURAL and card.keyword not in ("HISTORY", ""):
             header.append(card)
@@ -169,13 +185,90 @@ def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> Q
     )
 
 
-def dq_table() -> fits.BinTableHDU:
-    """The DQBITS table: value, name and meaning of every DQ bit.
+def checksummed_header(header: Header, datasum: int, size: int | None = None) -> bytes:
+    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0.
 
-    Serialised here (three fixed-width columns, big-endian rows) and parsed
-    back by astropy: building it through ``BinTableHDU.from_columns`` would
-    import ``astropy.table`` (about 60 ms) for a three-row table. MEANING is
-    as wide as the longest meaning, so no meaning is cut.
+    With ``size``, blank cards are added before END so that the header
+    fills ``size`` bytes (a multiple of 2880), when it fits.
+    """
+    header = header.copy()
+    header["CHECKSUM"] = (CHECKSUM_PLACEHOLDER, "HDU checksum (FITS 4.0 appendix J)")
+    header["DATASUM"] = (str(datasum), "data unit checksum")
+    if size is not None:
+        used = len(header) + 1  # + END
+        for _ in range(max(0, size // CARD - FITS_BLOCK // CARD - used + 1)):
+            header.add_blank()  # END goes in the last block of the room
+    total = ones_complement_sum(header.tostring().encode("ascii"), datasum)
+    header["CHECKSUM"] = (encode_checksum(total), header.comment("CHECKSUM"))
+    return header.tostring().encode("ascii")
+
+
+_BITPIX = {
+    np.dtype(np.float32): -32,
+    np.dtype(np.float64): -64,
+    np.dtype(np.int16): 16,
+    np.dtype(np.int32): 32,
+    np.dtype(np.uint8): 8,
+}
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """An image HDU of a product before its pixels: header, dtype, shape.
+
+    Attributes
+    ----------
+    name
+        EXTNAME (``PRIMARY`` for the primary HDU).
+    header
+        The whole header, structural cards first (no CHECKSUM/DATASUM).
+    dtype
+        Native dtype of the pixels (written big-endian).
+    shape
+        ``(rows, columns)``.
+    """
+
+    name: str
+    header: Header
+    dtype: np.dtype[Any]
+    shape: tuple[int, int]
+
+
+def image_plan(
+    name: str,
+    dtype: type[np.generic],
+    shape: tuple[int, int] = TRIMMED_SHAPE,
+    cards: Iterable[Card] = (),
+) -> ImagePlan:
+    """An image HDU's plan; ``name`` ``PRIMARY`` makes the primary HDU."""
+    primary = name == "PRIMARY"
+    kind = np.dtype(dtype)
+    header = Header()
+    if primary:
+        header["SIMPLE"] = (True, "conforms to FITS standard")
+    else:
+        header["XTENSION"] = ("IMAGE", "Image extension")
+    header["BITPIX"] = (_BITPIX[kind], "array data type")
+    header["NAXIS"] = (2, "number of array dimensions")
+    header["NAXIS1"] = shape[1]
+    header["NAXIS2"] = shape[0]
+    if primary:
+        header["EXTEND"] = True
+    else:
+        header["PCOUNT"] = (0, "number of parameters")
+        header["GCOUNT"] = (1, "number of groups")
+        header["EXTNAME"] = (name, "extension name")
+    for card in cards:
+        header.append(card)
+    return ImagePlan(name, header, kind, shape)
+
+
+def dq_table() -> bytes:
+    """The DQBITS table HDU, whole (CHECKSUM/DATASUM set).
+
+    Value, name and meaning of every DQ bit: three fixed-width columns of
+    big-endian rows. MEANING is as wide as the longest meaning, so no
+    meaning is cut.
     """
     bits = list(DQ)
     names = [b.name.encode("ascii") for b in bits if b.name is not None]
@@ -189,75 +282,77 @@ def dq_table() -> fits.BinTableHDU:
             ("MEANING", f"S{meaning_width}"),
         ],
     )
-    header = fits.Header(
-        [
-            ("XTENSION", "BINTABLE", "binary table extension"),
-            ("BITPIX", 8, "array data type"),
-            ("NAXIS", 2, "number of array dimensions"),
-            ("NAXIS1", rows.dtype.itemsize, "bytes per row"),
-            ("NAXIS2", len(rows), "rows: one per DQ bit"),
-            ("PCOUNT", 0, "number of group parameters"),
-            ("GCOUNT", 1, "number of groups"),
-            ("TFIELDS", 3, "number of table fields"),
-            ("TTYPE1", "BIT", "value of the bit in DQ"),
-            ("TFORM1", "J"),
-            ("TTYPE2", "NAME"),
-            ("TFORM2", f"{name_width}A"),
-            ("TTYPE3", "MEANING"),
-            ("TFORM3", f"{meaning_width}A"),
-            ("EXTNAME", "DQBITS", "meaning of the DQ bits"),
-        ]
-    )
-    raw = header.tostring().encode("ascii") + rows.tobytes()
-    raw += b"\0" * (-len(raw) % FITS_BLOCK)
-    hdu: fits.BinTableHDU = fits.BinTableHDU.fromstring(raw)
-    return hdu
+    header = Header()
+    for keyword, value, comment in [
+        ("XTENSION", "BINTABLE", "binary table extension"),
+        ("BITPIX", 8, "array data type"),
+        ("NAXIS", 2, "number of array dimensions"),
+        ("NAXIS1", rows.dtype.itemsize, "bytes per row"),
+        ("NAXIS2", len(rows), "rows: one per DQ bit"),
+        ("PCOUNT", 0, "number of group parameters"),
+        ("GCOUNT", 1, "number of groups"),
+        ("TFIELDS", 3, "number of table fields"),
+        ("TTYPE1", "BIT", "value of the bit in DQ"),
+        ("TFORM1", "J", ""),
+        ("TTYPE2", "NAME", ""),
+        ("TFORM2", f"{name_width}A", ""),
+        ("TTYPE3", "MEANING", ""),
+        ("TFORM3", f"{meaning_width}A", ""),
+        ("EXTNAME", "DQBITS", "meaning of the DQ bits"),
+    ]:
+        header[keyword] = (value, comment)
+    data = rows.tobytes()
+    data += b"\0" * (-len(data) % FITS_BLOCK)
+    return checksummed_header(header, ones_complement_sum(data)) + data
 
 
-def _image(data: npt.NDArray[Any], name: str, unit: str, comment: str) -> fits.ImageHDU:
-    hdu = fits.ImageHDU(data, name=name)
-    hdu.header["BUNIT"] = (unit, comment)
-    return hdu
+def _unit(unit: str, comment: str) -> list[Card]:
+    header = Header()
+    header["BUNIT"] = (unit, comment)
+    return list(header.cards)
 
 
-def master_hdul(
-    header: fits.Header,
-    data: npt.NDArray[np.float32],
-    variance: npt.NDArray[np.float32],
-    npix: npt.NDArray[np.int16],
-    dark_rate: npt.NDArray[np.float32] | None = None,
-    dq: npt.NDArray[np.uint8] | None = None,
-    darktime: float | None = None,
-) -> fits.HDUList:
-    """Assemble the HDUs of a master (DARKRATE and DQ for darks only)."""
-    hdus: list[Any] = [
-        fits.PrimaryHDU(data, header=header),
-        _image(variance, "VARIANCE", "adu2", "variance of PRIMARY, ADU^2"),
-        _image(npix, "MAP", "", "frames combined per pixel"),
+def master_layout(
+    header: Header, dark: bool, darktime: float | None = None
+) -> list[ImagePlan | bytes]:
+    """The HDUs of a master before its pixels (DARKRATE, DQ, DQBITS for darks).
+
+    Parameters
+    ----------
+    header
+        The primary header's cards (:func:`product_header`).
+    dark
+        A master dark (else a master bias).
+    darktime
+        DARKTIME of a dark, s (recorded with DARKRATE).
+
+    Returns
+    -------
+    list
+        :class:`ImagePlan` per image HDU, the DQBITS table HDU's bytes.
+    """
+    plans: list[ImagePlan | bytes] = [
+        image_plan("PRIMARY", np.float32, cards=header.cards),
+        image_plan(
+            "VARIANCE", np.float32, cards=_unit("adu2", "variance of PRIMARY, ADU^2")
+        ),
+        image_plan("MAP", np.int16, cards=_unit("", "frames combined per pixel")),
     ]
-    if dark_rate is not None:
-        rate = _image(
-            dark_rate,
-            "DARKRATE",
-            "electron/s",
-            "dark current: PRIMARY x gain / DARKTIME",
-        )
-        rate.header["DARKTIME"] = (darktime, "[s] exposure used for the rate")
-        rate.header["GAIN1"] = (AMP1.gain, "[electron/adu] amplifier 1 (rows 1-2056)")
-        rate.header["GAIN2"] = (
-            AMP2.gain,
-            "[electron/adu] amplifier 2 (rows 2057-4112)",
-        )
-        hdus.append(rate)
-    if dq is not None:
-        mask = _image(dq, "DQ", "", "data quality bits, see DQBITS; 0 = good")
-        hdus += [mask, dq_table()]
-    return fits.HDUList(hdus)
-
-
-def write_master(path: Path, hdul: fits.HDUList) -> None:
-    """Write a master atomically, with CHECKSUM/DATASUM on every HDU."""
-    write_images_atomic(path, hdul)
+    if dark:
+        rate = Header(_unit("electron/s", "dark current: PRIMARY x gain / DARKTIME"))
+        rate["DARKTIME"] = (darktime, "[s] exposure used for the rate")
+        rate["GAIN1"] = (AMP1.gain, "[electron/adu] amplifier 1 (rows 1-2056)")
+        rate["GAIN2"] = (AMP2.gain, "[electron/adu] amplifier 2 (rows 2057-4112)")
+        plans += [
+            image_plan("DARKRATE", np.float32, cards=rate.cards),
+            image_plan(
+                "DQ",
+                np.uint8,
+                cards=_unit("", "data quality bits, see DQBITS; 0 = good"),
+            ),
+            dq_table(),
+        ]
+    return plans
 
 
 def result_document(product: str, filename: str, qa: QAReport) -> dict[str, Any]:

@@ -417,3 +417,30 @@ def test_interlock_and_light_leak_frames_are_excluded(
         assert hdul[0].header["NEXCLUDE"] == 2
         assert hdul[0].header["QAFLAG"] == "PARTIAL"
         assert np.all(hdul["MAP"].data == 3)
+
+
+def test_the_reduction_never_imports_astropy(raws: RawSet, tmp_path: Path) -> None:
+    # Importing astropy.io.fits costs ~0.2 s of CPU; the reduction reads and
+    # writes its headers itself (reduce.fitsheader). A bias and a dark block,
+    # the dark reading the master bias back, in a fresh interpreter.
+    ob = write_blocks(tmp_path / "ob.yaml", BIAS_BLOCK, DARK_BLOCK)
+    script = (
+        "import sys\n"
+        "from sequencer.cli import main\n"
+        "sys.argv = ['megara-dark', 'reduce', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'astropy'))\n"
+    )
+    args = [str(ob), "--datadir", str(raws.folder), "--workdir", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "d1: 3 frames" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

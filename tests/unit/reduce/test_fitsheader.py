@@ -72,18 +72,23 @@ def test_astropy_reads_what_we_write(cards: list[tuple[str, Any, str]]) -> None:
 @settings(max_examples=400, deadline=None)
 @given(cards=st.lists(st.tuples(keywords, values, comments), max_size=12))
 def test_we_read_what_astropy_writes(cards: list[tuple[str, Any, str]]) -> None:
+    # Compared with what astropy was asked to write: astropy itself reads
+    # some of its own string cards back wrong (a quote before a slash).
+    given: dict[str, tuple[Any, str]] = {}
     theirs = fits.Header()
     for keyword, value, comment in cards:
-        if value == "":  # astropy writes '' / x, and reads back its own quirk
+        if value == "":  # astropy writes '' unpadded; not worth a special case
             continue
         theirs[keyword] = (fits.card.UNDEFINED if value is None else value, comment)
+        given[keyword] = (value, comment)  # a repeated keyword is replaced
     theirs.add_history("a history line")
     theirs.add_comment("a comment")
-    text = theirs.tostring()
-    ours, theirs = Header.fromstring(text), fits.Header.fromstring(text)
-    for keyword in set(theirs.keys()) - {"HISTORY", "COMMENT"}:
-        assert _same(ours[keyword], theirs[keyword], exact=True), keyword
-        assert ours.comment(keyword) == theirs.comments[keyword]
+    ours = Header.fromstring(theirs.tostring())
+    for keyword, (value, comment) in given.items():
+        assert _same(ours[keyword], value), keyword
+        if len(format_card(keyword, value, comment)) == CARD:  # one card
+            room = CARD - len(format_card(keyword, value).rstrip()) - 3
+            assert ours.comment(keyword) == comment[:room].strip(), keyword
     assert [c.value for c in ours.cards if c.keyword == "HISTORY"] == ["a history line"]
 
 

@@ -13,26 +13,32 @@ from astropy.io import fits
 from pytest_mock import MockerFixture
 
 from reduce.combine import Combined
+from reduce.fitsheader import Header, make_card
 from reduce.geometry import AMP1, AMP2, TRIMMED_SHAPE
-from reduce.productfile import MasterSink, NoRoomForHeader, ProductFile
-from reduce.products import dq_table
+from reduce.productfile import MasterSink, ProductFile
+from reduce.products import ImagePlan, dq_table, image_plan
 
 SHAPE = (64, 96)  # rows of 384 bytes (float32), 192 (int16), 96 (uint8)
 
 
-def _layout(header: fits.Header) -> fits.HDUList:
-    def blank(dtype: type[np.generic]) -> np.ndarray:
-        return np.broadcast_to(np.zeros((), dtype), SHAPE)
+def _cards(**values: object) -> Header:
+    return Header([make_card(k, v) for k, v in values.items()])
 
-    return fits.HDUList(
-        [
-            fits.PrimaryHDU(blank(np.float32), header=header),
-            fits.ImageHDU(blank(np.float32), name="VARIANCE"),
-            fits.ImageHDU(blank(np.int16), name="MAP"),
-            fits.ImageHDU(blank(np.uint8), name="DQ"),
-            dq_table(),
-        ]
-    )
+
+def _layout(header: Header) -> list[ImagePlan | bytes]:
+    return [
+        image_plan("PRIMARY", np.float32, SHAPE, header.cards),
+        image_plan("VARIANCE", np.float32, SHAPE),
+        image_plan("MAP", np.int16, SHAPE),
+        image_plan("DQ", np.uint8, SHAPE),
+        dq_table(),
+    ]
+
+
+def _primary(layout: list[ImagePlan | bytes]) -> Header:
+    plan = layout[0]
+    assert isinstance(plan, ImagePlan)
+    return plan.header.copy()
 
 
 def _images(seed: int) -> dict[str, np.ndarray]:
@@ -46,7 +52,7 @@ def _images(seed: int) -> dict[str, np.ndarray]:
 
 
 def test_bands_in_any_order_from_threads_make_a_valid_file(tmp_path: Path) -> None:
-    provisional = fits.Header([("OBSMODE", "MegaraDarkImage"), ("QAFLAG", "GOOD")])
+    provisional = _cards(OBSMODE="MegaraDarkImage", QAFLAG="GOOD")
     path = tmp_path / "master_dark.fits"
     out = ProductFile(path, _layout(provisional))
     images = _images(3)
@@ -64,7 +70,7 @@ def test_bands_in_any_order_from_threads_make_a_valid_file(tmp_path: Path) -> No
         ]:
             future.result()
     assert not path.exists()  # nothing in place before the headers are
-    final = _layout(provisional)[0].header.copy()
+    final = _primary(_layout(provisional))
     final["QAFLAG"] = "PARTIAL"
     for k in range(1, 6):  # reasons added by the QA: they use the room left
         final[f"QAREAS{k}"] = f"reason number {k}, " + "long " * 20
@@ -83,21 +89,30 @@ def test_bands_in_any_order_from_threads_make_a_valid_file(tmp_path: Path) -> No
         assert back["DQBITS"].data["NAME"][0] == "HOT_PIXEL"
 
 
-def test_a_header_that_outgrows_its_room_is_refused(tmp_path: Path) -> None:
+def test_a_header_that_outgrows_its_room_moves_the_data(tmp_path: Path) -> None:
     path = tmp_path / "master_bias.fits"
-    out = ProductFile(path, _layout(fits.Header([("QAFLAG", "GOOD")])))
-    final = _layout(fits.Header([("QAFLAG", "BAD")]))[0].header.copy()
-    for k in range(200):
-        final[f"QAR{k}"] = "excluded frame"
-    with pytest.raises(NoRoomForHeader):
-        out.finish(final)
-    assert not path.exists()
-    out.abort()
-    assert list(tmp_path.iterdir()) == []
+    out = ProductFile(path, _layout(_cards(QAFLAG="GOOD")))
+    images = _images(5)
+    for name, data in images.items():
+        out.write_image(name, data)
+    final = _primary(_layout(_cards(QAFLAG="BAD")))
+    for k in range(200):  # far more than the room left for QA reasons
+        final[f"QAR{k}"] = f"excluded frame {k}"
+    grown = out.finish(final)
+    assert grown > 0
+    assert grown % 2880 == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["master_bias.fits"]
+    with fits.open(path, checksum=True) as back:
+        for hdu in back:
+            assert hdu.verify_checksum() == 1, hdu.name
+            assert hdu.verify_datasum() == 1, hdu.name
+        for name, data in images.items():
+            np.testing.assert_array_equal(back[name].data, data)
+        assert back[0].header["QAR199"] == "excluded frame 199"
 
 
 def test_abort_leaves_nothing(tmp_path: Path) -> None:
-    out = ProductFile(tmp_path / "master_dark.fits", _layout(fits.Header()))
+    out = ProductFile(tmp_path / "master_dark.fits", _layout(Header()))
     out.write_image("PRIMARY", _images(1)["PRIMARY"])
     out.abort()
     out.abort()  # idempotent
@@ -116,10 +131,10 @@ def test_written_pages_are_flushed_while_writing(
         flushed.set()
 
     mocker.patch("reduce.productfile.os.fdatasync", side_effect=fdatasync)
-    out = ProductFile(tmp_path / "m.fits", _layout(fits.Header()))
+    out = ProductFile(tmp_path / "m.fits", _layout(Header()))
     out.write_image("PRIMARY", _images(2)["PRIMARY"])  # 24 KiB, no finish yet
     flushed.wait()  # before finish(): a flusher that never runs hangs here
-    out.finish(_layout(fits.Header())[0].header)
+    assert out.finish(_primary(_layout(Header()))) == 0
     with fits.open(tmp_path / "m.fits", checksum=True) as back:
         np.testing.assert_array_equal(back[0].data, _images(2)["PRIMARY"])
 
@@ -128,18 +143,12 @@ def test_master_sink_subtracts_the_bias_and_derives_the_rate(tmp_path: Path) -> 
     rng = np.random.default_rng(11)
     median = rng.normal(1000, 3, TRIMMED_SHAPE).astype(np.float32)
     bias = rng.normal(990, 1, TRIMMED_SHAPE).astype(np.float32)
-    layout = fits.HDUList(
-        [
-            fits.PrimaryHDU(np.broadcast_to(np.float32(0), TRIMMED_SHAPE)),
-            fits.ImageHDU(
-                np.broadcast_to(np.float32(0), TRIMMED_SHAPE), name="VARIANCE"
-            ),
-            fits.ImageHDU(np.broadcast_to(np.int16(0), TRIMMED_SHAPE), name="MAP"),
-            fits.ImageHDU(
-                np.broadcast_to(np.float32(0), TRIMMED_SHAPE), name="DARKRATE"
-            ),
-        ]
-    )
+    layout: list[ImagePlan | bytes] = [
+        image_plan("PRIMARY", np.float32),
+        image_plan("VARIANCE", np.float32),
+        image_plan("MAP", np.int16),
+        image_plan("DARKRATE", np.float32),
+    ]
     out = ProductFile(tmp_path / "master_dark.fits", layout)
     combined = Combined(
         median.copy(),
@@ -149,7 +158,7 @@ def test_master_sink_subtracts_the_bias_and_derives_the_rate(tmp_path: Path) -> 
     sink = MasterSink(out, bias, np.full(TRIMMED_SHAPE, 0.5, np.float32), 100.0)
     for r0 in range(0, TRIMMED_SHAPE[0], 1000):  # a band straddles the amplifiers
         sink(r0, min(r0 + 1000, TRIMMED_SHAPE[0]), combined)
-    out.finish(layout[0].header)
+    out.finish(_primary(layout))
     with fits.open(tmp_path / "master_dark.fits") as back:
         expected = median - bias
         np.testing.assert_array_equal(back[0].data, expected)

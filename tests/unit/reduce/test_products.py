@@ -12,10 +12,13 @@ from reduce.qc import DQ, DQ_DESCRIPTIONS
 
 def test_dqbits_defines_every_bit_in_full() -> None:
     buffer = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), dq_table()]).writeto(buffer, checksum=True)
+    fits.PrimaryHDU().writeto(buffer)
+    buffer.write(dq_table())  # a whole HDU, CHECKSUM/DATASUM set
     buffer.seek(0)
     with fits.open(buffer, checksum=True) as back:
         table = back["DQBITS"]
+        assert table.verify_checksum() == 1
+        assert table.verify_datasum() == 1
         rows = {int(r["BIT"]): (str(r["NAME"]), str(r["MEANING"])) for r in table.data}
         assert table.header["TFIELDS"] == 3
     assert rows == {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from reduce import pipeline
 from reduce.blocks import Mode
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
 from reduce.io import write_raw
 from reduce.pipeline import Options, StreamingReduction, reduce_block
-from reduce.productfile import NoRoomForHeader, ProductFile
+from reduce.productfile import ProductFile
+from reduce.qc import QAReport
 from reduce.synthetic import raw_header
 
 from .conftest import DARK_S, Campaign
@@ -226,7 +229,7 @@ def test_fewer_frames_than_planned_use_the_running_median(
     _assert_same_products(result.product, whole.product)
 
 
-def test_header_without_room_falls_back_to_the_ordinary_writer(
+def test_a_header_without_room_moves_the_data_and_stays_valid(
     files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kwargs: dict[str, Any] = {
@@ -235,19 +238,26 @@ def test_header_without_room_falls_back_to_the_ordinary_writer(
         "frames": files.darks,
         "master_bias": files.master_bias,
     }
-    streamed = reduce_block(**kwargs, workdir=tmp_path / "a")
+    roomy = reduce_block(**kwargs, workdir=tmp_path / "a")
+    # No room kept, and 60 more QA reasons than the provisional header had.
+    monkeypatch.setattr("reduce.productfile.PRIMARY_SLACK_CARDS", 0)
+    real = pipeline._with_reasons
 
-    def no_room(self: ProductFile, header: fits.Header) -> None:
-        raise NoRoomForHeader("test: no room")
+    def many(report: QAReport, extra: Sequence[str]) -> QAReport:
+        return real(report, [*extra, *(f"reason {k}" for k in range(60))])
 
-    monkeypatch.setattr(ProductFile, "finish", no_room)
-    fallback = reduce_block(**kwargs, workdir=tmp_path / "b")
-    _assert_same_products(streamed.product, fallback.product)
-    with fits.open(fallback.product, checksum=True) as hdul:
+    monkeypatch.setattr(pipeline, "_with_reasons", many)
+    moved = reduce_block(**kwargs, workdir=tmp_path / "b")
+    roomy_hdus, moved_hdus = _hdus(roomy.product), _hdus(moved.product)
+    for name, data in roomy_hdus.items():
+        assert np.array_equal(data, moved_hdus[name], equal_nan=True), name
+    with fits.open(moved.product, checksum=True) as hdul:
         assert all(h.verify_checksum() == 1 for h in hdul)
-    log = (fallback.folder / "processing.log").read_text()
+        last = hdul[0].header["QANREAS"]
+        assert hdul[0].header[f"QAREAS{last}"] == "reason 59"
+    log = (moved.folder / "processing.log").read_text()
     assert "outgrew its room" in log
-    assert not [p for p in fallback.folder.iterdir() if p.name.startswith(".")]
+    assert not [p for p in moved.folder.iterdir() if p.name.startswith(".")]
 
 
 def test_a_write_failure_leaves_no_product_and_no_temporary(
