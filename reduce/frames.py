@@ -62,8 +62,12 @@ REQUIRED_KEYWORDS = ("INSTRUME", "OBSMODE", "EXPTIME")
 SATURATION_ADU = 65535
 """Largest raw count: the ADC's full scale."""
 
-MAX_SATURATED_FRACTION = 0.01
-"""A frame with more sampled pixels at full scale (or 0) than this is garbage."""
+MAX_SATURATED_FRACTION = 0.25
+"""A frame with more sampled pixels at full scale (or 0) than this is garbage.
+
+Light on the detector or a failed readout puts most pixels there; a dark
+with crowded hot pixels, or a cosmic-ray storm, a few percent at most (the
+hot pixels are flagged in DQ, not a reason to refuse the frame)."""
 
 SAMPLE_STEP = 16
 """Every SAMPLE_STEP-th row of the frame is checked for saturated garbage."""
@@ -309,7 +313,7 @@ def _sample_levels(
     for amp, model in zip(AMPLIFIERS, models, strict=True):
         rows = np.arange(amp.data_rows.start, amp.data_rows.stop, LEVEL_STEP)
         values = _counts(stored[rows][:, DATA_COLUMNS])
-        values -= model.model[rows - rows[0], None].astype(np.float32)
+        values -= model.level_model[rows - rows[0], None].astype(np.float32)
         if bias is not None:
             values -= bias[rows - amp.data_rows.start + amp.trimmed_rows.start]
         levels.append(_clipped_mean(values))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -189,6 +190,13 @@ def _fit_fitpack(x: Float64Array, y: Float64Array, knots: tuple[float, ...]) -> 
 class OverscanModel:
     """The overscan model of one amplifier of one frame.
 
+    Two models: ``model`` is megaradrp's (the spline through the plain row
+    means), which the combination subtracts so that the master agrees with
+    megaradrp's bit for bit; ``level_model`` is the same spline through
+    row means clipped of outliers, which the checks and the QC use, so that
+    a cosmic ray in the overscan columns (thousands of ADU in a row mean of
+    50 pixels) does not pass for a change of level, a light leak or noise.
+
     Attributes
     ----------
     amplifier
@@ -196,29 +204,32 @@ class OverscanModel:
     profile
         float32 mean of the overscan columns, per row, ADU.
     model
-        Spline model evaluated on every row, float64, ADU.
+        megaradrp's spline model evaluated on every row, float64, ADU.
     spline
-        The fitted spline.
+        The fitted spline (of ``model``).
+    level_model
+        The outlier-free spline model evaluated on every row, float64, ADU.
     residual_rms
         Clipped (5 sigma) standard deviation of the overscan pixels about
-        the row model, ADU: an estimate of the read noise.
+        ``level_model``, ADU: an estimate of the read noise.
     """
 
     amplifier: int
     profile: Float32Array
     model: Float64Array
     spline: Spline
+    level_model: Float64Array
     residual_rms: float
 
     @property
     def level(self) -> float:
-        """Mean overscan level of the frame, ADU."""
-        return float(np.mean(self.model))
+        """Mean overscan level of the frame (outliers clipped), ADU."""
+        return float(np.mean(self.level_model))
 
     @property
     def drift(self) -> float:
-        """Model at the last row minus model at the first row, ADU."""
-        return float(self.model[-1] - self.model[0])
+        """Level at the last row minus level at the first row, ADU."""
+        return float(self.level_model[-1] - self.level_model[0])
 
 
 def robust_std(values: npt.ArrayLike) -> float:
@@ -271,10 +282,36 @@ def check_raw(raw: npt.NDArray[np.generic], source: str = "frame") -> None:
         )
 
 
+ROBUST_ROW_STEP = 4
+"""Every this-many-th overscan row (and the last) feeds ``level_model``."""
+
+
+def _clipped_row_means(
+    rows: Float32Array, nsigma: float = 5.0
+) -> tuple[Float64Array, float]:
+    """Per-row means of ``rows`` without outliers; the pixels' clipped scatter.
+
+    An outlier is further than ``nsigma`` robust sigmas (the MAD of all
+    pixels about their row's median) from its row's median. The scatter is
+    the plain standard deviation of the kept deviations from their row's
+    clipped mean, corrected for the mean's own degree of freedom.
+    """
+    median = np.median(rows, axis=1, keepdims=True)
+    deviation = rows - median
+    _, scale = clip_window(deviation)
+    keep = np.abs(deviation) <= nsigma * scale
+    count = np.maximum(keep.sum(axis=1), 1)
+    means = np.where(keep, rows, 0.0).sum(axis=1, dtype=np.float64) / count
+    residual = (rows - means[:, np.newaxis])[keep]
+    width = rows.shape[1]
+    spread = float(np.std(residual, ddof=1)) if residual.size > 1 else 0.0
+    return means, spread * math.sqrt(width / max(width - 1, 1))
+
+
 def fit_overscan(
     overscan: npt.NDArray[np.generic], amp: Amplifier, backend: SplineBackend = "numpy"
 ) -> OverscanModel:
-    """Fit one amplifier's overscan model.
+    """Fit one amplifier's overscan models (see :class:`OverscanModel`).
 
     Parameters
     ----------
@@ -284,25 +321,29 @@ def fit_overscan(
     amp
         The amplifier (gives the row numbers and the knot).
     backend
-        Spline fitter, see :func:`fit_lsq_spline`.
+        Spline fitter of megaradrp's model, see :func:`fit_lsq_spline`
+        (the outlier-free model always uses numpy's).
 
     Returns
     -------
     OverscanModel
-        Profile, spline, per-row model and residual scatter.
+        Profile, splines, per-row models and the read-noise estimate.
     """
     ov32 = np.asarray(overscan).astype(np.float32, copy=False)
     profile = ov32.mean(axis=1)  # float32 accumulation, as the pipeline
     rows = np.arange(amp.data_rows.start, amp.data_rows.stop)
-    spline = fit_lsq_spline(rows, profile, (float(amp.knot_row),), backend)
-    model = spline(rows)
-    residual = ov32.astype(np.float64) - model[:, np.newaxis]
+    knot = (float(amp.knot_row),)
+    spline = fit_lsq_spline(rows, profile, knot, backend)
+    picked = np.unique(np.r_[np.arange(0, rows.size, ROBUST_ROW_STEP), rows.size - 1])
+    means, rms = _clipped_row_means(ov32[picked])
+    level_spline = fit_lsq_spline(rows[picked], means, knot, "numpy")
     return OverscanModel(
         amplifier=amp.number,
         profile=profile,
-        model=model,
+        model=spline(rows),
         spline=spline,
-        residual_rms=clipped_std(residual),
+        level_model=level_spline(rows),
+        residual_rms=rms,
     )
 
 

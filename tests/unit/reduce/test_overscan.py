@@ -134,3 +134,33 @@ def test_clip_window_locates_a_contaminated_gaussian(
     assert abs(centre) < 2.0 * tolerance
     assert scale == pytest.approx(2.0, rel=tolerance)
     assert clipped_std(values) == pytest.approx(2.0, rel=tolerance)
+
+
+def _with_cosmic_rays(
+    overscan: npt.NDArray[np.uint16], seed: int, fraction: float = 0.01
+) -> npt.NDArray[np.uint16]:
+    """A copy with ``fraction`` of the pixels hit, 100 ADU to saturation."""
+    rng = np.random.default_rng(seed)
+    hit = rng.random(overscan.shape) < fraction
+    counts = overscan.astype(np.float64)
+    counts[hit] += rng.uniform(100.0, 1e5, int(hit.sum()))
+    return np.clip(counts, 0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("amp", AMPLIFIERS)
+def test_cosmic_rays_in_the_overscan_move_neither_level_nor_noise(amp: object) -> None:
+    # About 40% of the rows hold a hit: megaradrp's model (plain row means)
+    # moves by up to ~2000 ADU; the level model and the read noise must not.
+    a = AMP1 if amp is AMP1 else AMP2
+    clean = raw_with_overscan(3)[a.raw_overscan]
+    rows = np.arange(a.data_rows.start, a.data_rows.stop, dtype=float)
+    truth = 2000.0 + 4.0 * np.sin(rows / 700.0) + 1e-6 * (rows - 1500.0) ** 2
+    before = fit_overscan(clean, a)
+    after = fit_overscan(_with_cosmic_rays(clean, 4), a)
+    assert np.max(np.abs(after.model - before.model)) > 50  # megaradrp's: moved
+    assert np.max(np.abs(after.level_model - truth)) < 0.15
+    assert np.max(np.abs(before.level_model - truth)) < 0.15
+    read_noise = np.sqrt(9 + 1 / 12)  # 3 ADU and the quantisation
+    assert after.residual_rms == pytest.approx(read_noise, rel=0.03)
+    assert before.residual_rms == pytest.approx(read_noise, rel=0.03)
+    assert after.level == pytest.approx(float(np.mean(truth)), abs=0.05)

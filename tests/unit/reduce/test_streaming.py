@@ -15,8 +15,10 @@ from astropy.io import fits
 
 from reduce import pipeline
 from reduce.blocks import Mode
+from reduce.checks import frame_rate
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
+from reduce.geometry import AMPLIFIERS
 from reduce.io import write_raw
 from reduce.pipeline import Options, StreamingReduction, reduce_block
 from reduce.productfile import ProductFile
@@ -299,3 +301,46 @@ def test_a_mapped_inspection_equals_a_read_one_and_unmaps(files: Files) -> None:
         assert np.array_equal(ours.model, theirs.model)
     assert len(received) == 1
     assert received[0].flags.writeable
+
+
+def test_cosmic_rays_in_the_overscan_do_not_look_like_light(
+    campaign: Campaign, tmp_path: Path
+) -> None:
+    # A storm in the overscan columns (1% of them hit, up to saturation) once
+    # moved the frame's measured level by tens of ADU: the light-leak check
+    # then excluded good darks. The level must stay where the clean frame's is.
+    raw = campaign.darks[0].copy()
+    rng = np.random.default_rng(21)
+    for amp in AMPLIFIERS:
+        strip = raw[amp.raw_overscan]
+        hit = rng.random(strip.shape) < 0.01
+        bumped = strip.astype(np.float64)
+        bumped[hit] += rng.uniform(100.0, 1e5, int(hit.sum()))
+        raw[amp.raw_overscan] = np.clip(bumped, 0, 65535).astype(np.uint16)
+    header = _header(DARK_S, "MegaraDarkImage", 50)
+    write_raw(tmp_path / "clean.fits", campaign.darks[0], header)
+    write_raw(tmp_path / "storm.fits", raw, header)
+    clean = inspect_frame(tmp_path / "clean.fits", Mode.DARK)
+    storm = inspect_frame(tmp_path / "storm.fits", Mode.DARK)
+    for k in range(len(AMPLIFIERS)):
+        assert abs(storm.sample_level[k] - clean.sample_level[k]) < 0.05
+        assert storm.overscan[k].residual_rms == pytest.approx(
+            clean.overscan[k].residual_rms, rel=0.03
+        )
+    assert abs(frame_rate(storm) - frame_rate(clean)) < 1e-4  # e-/pix/s
+
+
+@pytest.mark.parametrize(("fraction", "refused"), [(0.02, False), (0.6, True)])
+def test_crowded_saturated_hot_pixels_are_not_garbage(
+    campaign: Campaign, tmp_path: Path, fraction: float, refused: bool
+) -> None:
+    raw = campaign.darks[0].copy()
+    hot = np.random.default_rng(8).random(raw.shape) < fraction
+    raw[hot] = 65535
+    path = tmp_path / "crowded.fits"
+    write_raw(path, raw, _header(DARK_S, "MegaraDarkImage", 60))
+    if refused:  # light on the detector, a failed readout
+        with pytest.raises(InputError, match=r"crowded\.fits.*full scale"):
+            inspect_frame(path, Mode.DARK)
+    else:  # a detector with many hot pixels: flagged in DQ, not refused
+        assert inspect_frame(path, Mode.DARK).checksum == "verified"
