@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 PRIMARY_SLACK_CARDS = 72
 """Cards of room left in the primary header for the QA's reasons."""
 
-FLUSH_BYTES = 48 << 20
+FLUSH_BYTES = 16 << 20
 """The flusher calls ``fdatasync`` after this many bytes have been written."""
 
 CHUNK_ROWS = 256

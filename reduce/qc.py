@@ -125,11 +125,17 @@ class HotPixels:
         Pixels with the HOT_PIXEL bit.
     hot_columns
         ``(amplifier, column)`` of the hot columns.
+    hot_per_amplifier
+        Pixels with the HOT_PIXEL bit, per amplifier.
+    flagged_pixels
+        Pixels with any bit set.
     """
 
     mask: npt.NDArray[np.uint8]
     n_hot_pixels: int
     hot_columns: tuple[tuple[int, int], ...]
+    hot_per_amplifier: tuple[int, ...] = ()
+    flagged_pixels: int = 0
 
 
 def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:
@@ -220,19 +226,33 @@ def detect_hot_pixels(
         The DQ mask and counts.
     """
     _check_trimmed(master, "master dark")
-    mask = np.zeros(TRIMMED_SHAPE, dtype=np.uint8)
+    # Zeroed by each amplifier's thread: writing fresh pages first costs one
+    # page fault each; np.zeros' pages would be read (the zero page) before
+    # being written, a second fault and a TLB flush on every core.
+    mask = np.empty(TRIMMED_SHAPE, dtype=np.uint8)
+    frames = np.asarray(npix) if npix is not None else None
 
-    def one(amp: Amplifier) -> list[tuple[int, int]]:
+    def one(amp: Amplifier) -> tuple[list[tuple[int, int]], int, int]:
+        """Hot columns, hot pixels and flagged pixels of one amplifier."""
         region = np.asarray(master[amp.trimmed_rows], dtype=np.float32)
-        cols = _amp_hot_pixels(region, mask[amp.trimmed_rows], thresholds)
-        return [(amp.number, int(c)) for c in cols]
+        amp_mask = mask[amp.trimmed_rows]
+        amp_mask.fill(0)
+        cols = _amp_hot_pixels(region, amp_mask, thresholds)
+        n_hot = int(np.count_nonzero(amp_mask & np.uint8(DQ.HOT_PIXEL)))
+        if frames is not None:
+            amp_mask[frames[amp.trimmed_rows] == 0] |= np.uint8(DQ.NO_DATA)
+        flagged = int(np.count_nonzero(amp_mask))
+        return [(amp.number, int(c)) for c in cols], n_hot, flagged
 
     with ThreadPoolExecutor(max(1, min(threads, len(AMPLIFIERS)))) as pool:
-        columns = [c for found in pool.map(one, AMPLIFIERS) for c in found]
-    if npix is not None:
-        mask[np.asarray(npix) == 0] |= np.uint8(DQ.NO_DATA)
-    n_hot = int(np.count_nonzero(mask & np.uint8(DQ.HOT_PIXEL)))
-    return HotPixels(mask=mask, n_hot_pixels=n_hot, hot_columns=tuple(columns))
+        found = list(pool.map(one, AMPLIFIERS))
+    return HotPixels(
+        mask=mask,
+        n_hot_pixels=sum(n for _, n, _ in found),
+        hot_columns=tuple(c for cols, _, _ in found for c in cols),
+        hot_per_amplifier=tuple(n for _, n, _ in found),
+        flagged_pixels=sum(f for _, _, f in found),
+    )
 
 
 def dark_current(
@@ -505,17 +525,18 @@ def qc_master(
     with ThreadPoolExecutor(len(AMPLIFIERS)) as pool:
         currents = list(pool.map(current, AMPLIFIERS))
     amps = []
-    for amp, current_e in zip(AMPLIFIERS, currents, strict=True):
-        rows_mask = hot.mask[amp.trimmed_rows]
+    for amp, current_e, n_hot in zip(
+        AMPLIFIERS, currents, hot.hot_per_amplifier, strict=True
+    ):
         amps.append(
             AmplifierQC(
                 amplifier=amp.number,
                 dark_current_e_pix_h=current_e,
                 read_noise_e=read_noise_from_overscan(models, amp),
                 overscan=overscan_stats(models, amp),
-                hot_pixels=int(np.count_nonzero(rows_mask & np.uint8(DQ.HOT_PIXEL))),
+                hot_pixels=n_hot,
                 hot_columns=sum(1 for a, _ in hot.hot_columns if a == amp.number),
             )
         )
-    flagged = float(np.count_nonzero(hot.mask)) / hot.mask.size
+    flagged = hot.flagged_pixels / hot.mask.size
     return assess(amps, n_frames, flagged, thresholds), hot

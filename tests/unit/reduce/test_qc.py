@@ -79,6 +79,12 @@ def test_no_data_bit_from_map(campaign: Campaign) -> None:
     hot = detect_hot_pixels(campaign.master_dark.data, npix=npix)
     assert hot.mask[10, 20] & DQ.NO_DATA
     assert np.count_nonzero(hot.mask & DQ.NO_DATA) == 1
+    # The counts come from each amplifier's thread: they must be the mask's.
+    assert hot.flagged_pixels == np.count_nonzero(hot.mask)
+    for amp, n_hot in zip(AMPLIFIERS, hot.hot_per_amplifier, strict=True):
+        rows = hot.mask[amp.trimmed_rows]
+        assert n_hot == np.count_nonzero(rows & DQ.HOT_PIXEL)
+    assert sum(hot.hot_per_amplifier) == hot.n_hot_pixels > 0
 
 
 def test_qc_master_report(campaign: Campaign) -> None:
