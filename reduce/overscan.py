@@ -210,8 +210,10 @@ class OverscanModel:
     level_model
         The outlier-free spline model evaluated on every row, float64, ADU.
     residual_rms
-        Clipped (5 sigma) standard deviation of the overscan pixels about
-        ``level_model``, ADU: an estimate of the read noise.
+        Standard deviation of the overscan pixels of every
+        :data:`ROBUST_ROW_STEP`-th row about their row's clipped mean
+        (outliers beyond 5 robust sigmas dropped), ADU: an estimate of the
+        read noise.
     """
 
     amplifier: int
