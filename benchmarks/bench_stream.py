@@ -31,11 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from astropy.io import fits
-from bench_reduce import _warm, make_frames  # run as a script, beside it
+from reduce.runtime import configure_process
 
-from reduce.pipeline import StreamingReduction, reduce_block
+configure_process()  # before numpy: the settings megara-dark itself runs with
+
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from bench_reduce import _warm, make_frames  # noqa: E402  (run beside it)
+
+from reduce.pipeline import StreamingReduction, reduce_block  # noqa: E402
 
 TARGET_S = 1.0
 
