@@ -366,6 +366,14 @@ def _noise_model(frames: Sequence[FrameInspection]) -> NoiseModel:
     return NoiseModel(read_noise_adu=(rn[0], rn[1]))
 
 
+def _typical_signal(frames: Sequence[FrameInspection]) -> tuple[float, float]:
+    """Per amplifier, the frames' median sampled signal, ADU (>= 0)."""
+    return (
+        max(0.0, float(np.median([f.sample_level[0] for f in frames]))),
+        max(0.0, float(np.median([f.sample_level[1] for f in frames]))),
+    )
+
+
 def _with_reasons(report: QAReport, extra: Sequence[str]) -> QAReport:
     if not extra:
         return report
@@ -392,6 +400,7 @@ def _qc_document(
                 "overscan_slope": fig(a.overscan.slope, "ADU"),
                 "hot_pixels": fig(a.hot_pixels, "pixels"),
                 "hot_columns": fig(a.hot_columns, "columns"),
+                "cosmic_ray_pixels": fig(a.cosmic_ray_pixels, "pixels"),
             }
         )
     doc: dict[str, Any] = {
@@ -537,6 +546,9 @@ def _reduce_inspected(
             bias.data if bias is not None else None,
             bias.variance if bias is not None else None,
             darktime if dark else None,
+            noise=config.noise or _noise_model(used),
+            nframes=len(used),
+            floor_adu=_typical_signal(used),
         )
         if combine is None:
             source = _raw_bands(used)
@@ -554,6 +566,7 @@ def _reduce_inspected(
             darktime if dark else None,
             options.thresholds,
             combined.npix,
+            sink.cosmic_ray_pixels,
         )
         extra = [e.reason for e in excluded]
         if dark and bias is None:

@@ -149,6 +149,11 @@ def product_header(
         header[f"RDNOISE{n}"] = (round(amp.read_noise_e, 4), f"[electron] amp {n}")
         header[f"NHOTPIX{n}"] = (amp.hot_pixels, f"hot pixels, amplifier {n}")
         header[f"NHOTCOL{n}"] = (amp.hot_columns, f"hot columns, amplifier {n}")
+        if amp.cosmic_ray_pixels is not None:
+            header[f"NCRPIX{n}"] = (
+                amp.cosmic_ray_pixels,
+                f"pixels hit by cosmic rays (rejected), amp {n}",
+            )
     header.add_history(f"Combined {len(frame_uuids)} images using '{method}'")
     for frame_uuid in frame_uuids:
         header.add_history(f"Image {frame_uuid}")
@@ -172,6 +177,7 @@ def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> Q
             overscan=OverscanStats(level=0.0, drift=0.0, slope=0.0),
             hot_pixels=0,
             hot_columns=0,
+            cosmic_ray_pixels=0 if n_frames >= 3 else None,
         )
         for amp in AMPLIFIERS
     )

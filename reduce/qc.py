@@ -400,6 +400,7 @@ class AmplifierQC:
     overscan: OverscanStats
     hot_pixels: int
     hot_columns: int
+    cosmic_ray_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -497,6 +498,7 @@ def qc_master(
     darktime_s: float | None,
     thresholds: QCThresholds = QCThresholds(),
     npix: npt.NDArray[np.integer] | None = None,
+    cosmic_ray_pixels: Sequence[int] | None = None,
 ) -> tuple[QAReport, HotPixels]:
     """All QC figures of a master, and the DQ mask.
 
@@ -514,6 +516,10 @@ def qc_master(
         Detection settings and limits.
     npix
         MAP, for the NO_DATA bit.
+    cosmic_ray_pixels
+        Per amplifier, pixels hit by cosmic rays in some frame (counted by
+        the combination's sink, :class:`reduce.productfile.MasterSink`);
+        None when not measured (fewer than 3 frames).
     """
     hot = detect_hot_pixels(master, thresholds, npix)
 
@@ -525,8 +531,8 @@ def qc_master(
     with ThreadPoolExecutor(len(AMPLIFIERS)) as pool:
         currents = list(pool.map(current, AMPLIFIERS))
     amps = []
-    for amp, current_e, n_hot in zip(
-        AMPLIFIERS, currents, hot.hot_per_amplifier, strict=True
+    for index, (amp, current_e, n_hot) in enumerate(
+        zip(AMPLIFIERS, currents, hot.hot_per_amplifier, strict=True)
     ):
         amps.append(
             AmplifierQC(
@@ -536,6 +542,9 @@ def qc_master(
                 overscan=overscan_stats(models, amp),
                 hot_pixels=n_hot,
                 hot_columns=sum(1 for a, _ in hot.hot_columns if a == amp.number),
+                cosmic_ray_pixels=(
+                    None if cosmic_ray_pixels is None else cosmic_ray_pixels[index]
+                ),
             )
         )
     flagged = hot.flagged_pixels / hot.mask.size

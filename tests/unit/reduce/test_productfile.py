@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 from pytest_mock import MockerFixture
 
-from reduce.combine import Combined
+from reduce.combine import CombineConfig, Combined, NoiseModel, combine_band_into
 from reduce.fitsheader import Header, make_card
 from reduce.geometry import AMP1, AMP2, TRIMMED_SHAPE
 from reduce.productfile import MasterSink, ProductFile
@@ -171,3 +171,59 @@ def test_master_sink_subtracts_the_bias_and_derives_the_rate(tmp_path: Path) -> 
                 expected[amp.trimmed_rows] * amp.gain / 100.0,
                 rtol=1e-6,
             )
+
+
+@pytest.mark.parametrize("n", [3, 7, 20])
+def test_master_sink_counts_the_pixels_hit_by_cosmic_rays(
+    tmp_path: Path, n: int
+) -> None:
+    # Rows 2040:2072 straddle the amplifiers (their read noises differ).
+    r0, r1 = 2040, 2072
+    rng = np.random.default_rng(100 + n)
+    noise = NoiseModel(read_noise_adu=(3.0, 4.0), gain=(1.5, 1.7))
+    rows = np.arange(r0, r1)[:, None]
+    amp1 = rows < AMP1.trimmed_rows.stop
+    signal = rng.uniform(0.0, 200.0, (r1 - r0, TRIMMED_SHAPE[1]))  # dark, ADU
+    sigma = np.sqrt(np.where(amp1, 3.0**2, 4.0**2) + signal / np.where(amp1, 1.5, 1.7))
+    stack = (signal + sigma * rng.standard_normal((n, *signal.shape))).astype(
+        np.float32
+    )
+    hits = rng.choice(signal.size, 500, replace=False)  # distinct pixels
+    frames = rng.integers(0, n, hits.size)
+    stack.reshape(n, -1)[frames, hits] += rng.uniform(100.0, 5000.0, hits.size)
+    expected = [
+        int(
+            np.count_nonzero(
+                np.isin(hits, np.flatnonzero(np.broadcast_to(a, signal.shape)))
+            )
+        )
+        for a in (amp1, ~amp1)
+    ]
+    combined = Combined(
+        np.zeros(TRIMMED_SHAPE, np.float32),
+        np.zeros(TRIMMED_SHAPE, np.float32),
+        np.zeros(TRIMMED_SHAPE, np.int16),
+    )
+    combine_band_into(
+        stack,
+        CombineConfig(),
+        r0,
+        combined.data[r0:r1],
+        combined.variance[r0:r1],
+        combined.npix[r0:r1],
+    )
+    layout: list[ImagePlan | bytes] = [
+        image_plan("PRIMARY", np.float32),
+        image_plan("VARIANCE", np.float32),
+        image_plan("MAP", np.int16),
+    ]
+    out = ProductFile(tmp_path / "master_dark.fits", layout)
+    sink = MasterSink(out, None, None, None, noise=noise, nframes=n)
+    sink(r0, r1, combined)
+    out.abort()
+    found = sink.cosmic_ray_pixels
+    assert found is not None
+    for amp_found, amp_expected in zip(found, expected, strict=True):
+        assert amp_expected - 2 <= amp_found <= amp_expected + 2
+    too_few = MasterSink(out, None, None, None, noise=noise, nframes=2)
+    assert too_few.cosmic_ray_pixels is None

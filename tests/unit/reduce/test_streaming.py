@@ -18,7 +18,7 @@ from reduce.blocks import Mode
 from reduce.checks import frame_rate
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
-from reduce.geometry import AMPLIFIERS
+from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
 from reduce.io import write_raw
 from reduce.pipeline import Options, StreamingReduction, reduce_block
 from reduce.productfile import ProductFile
@@ -344,3 +344,52 @@ def test_crowded_saturated_hot_pixels_are_not_garbage(
             inspect_frame(path, Mode.DARK)
     else:  # a detector with many hot pixels: flagged in DQ, not refused
         assert inspect_frame(path, Mode.DARK).checksum == "verified"
+
+
+def test_pixels_hit_by_cosmic_rays_are_counted_per_amplifier(
+    campaign: Campaign, files: Files, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(31)
+    trimmed = (TRIMMED_SHAPE[0], TRIMMED_SHAPE[1])
+    pixels = rng.choice(trimmed[0] * trimmed[1], 3000, replace=False)  # distinct
+    frame_of = rng.integers(0, len(campaign.darks), pixels.size)
+    rows, cols = np.unravel_index(pixels, trimmed)
+    paths = []
+    for k, raw in enumerate(campaign.darks):
+        hit = frame_of == k
+        counts = raw.astype(np.float64)
+        for amp in AMPLIFIERS:
+            mine = (
+                hit & (rows >= amp.trimmed_rows.start) & (rows < amp.trimmed_rows.stop)
+            )
+            raw_rows = rows[mine] - amp.trimmed_rows.start + amp.data_rows.start
+            counts[raw_rows, cols[mine] + DATA_COLUMNS.start] += rng.uniform(
+                300.0, 5000.0, int(mine.sum())
+            )
+        paths.append(tmp_path / f"cr_{k}.fits")
+        write_raw(
+            paths[-1],
+            np.clip(counts, 0, 65535).astype(np.uint16),
+            _header(DARK_S, "MegaraDarkImage", 70 + k),
+        )
+    result = reduce_block(
+        block_id="cr",
+        mode="MegaraDarkImage",
+        frames=paths,
+        master_bias=files.master_bias,
+        workdir=tmp_path / "work",
+    )
+    task = json.loads((result.folder / "task.json").read_text())
+    found = [a["cosmic_ray_pixels"]["value"] for a in task["qc"]["amplifiers"]]
+    expected = [
+        int(
+            np.count_nonzero(
+                (rows >= a.trimmed_rows.start) & (rows < a.trimmed_rows.stop)
+            )
+        )
+        for a in AMPLIFIERS
+    ]
+    for amp_found, amp_expected in zip(found, expected, strict=True):
+        assert amp_expected <= amp_found <= amp_expected + 5  # hot pixels aside
+    with fits.open(result.product) as hdul:
+        assert [hdul[0].header["NCRPIX1"], hdul[0].header["NCRPIX2"]] == found
