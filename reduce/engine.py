@@ -31,7 +31,14 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from reduce.combine import BandSink, CombineConfig, Combined, combine_band_into
+from reduce.combine import (
+    NETWORK_MAX_N,
+    BandSink,
+    CombineConfig,
+    Combined,
+    ShiftedSums,
+    combine_band_into,
+)
 from reduce.errors import InputError
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import OverscanModel
@@ -212,8 +219,13 @@ class BandCombiner:
 
     def _band(self, r0: int, r1: int, result: Combined) -> None:
         stack = self._stack(r1 - r0)
-        for k in range(self._source.n):
+        n = self._source.n
+        network = self._config.method == "median" and 2 <= n <= NETWORK_MAX_N
+        sums = ShiftedSums(stack.shape[1:]) if network else None
+        for k in range(n):
             self._source.load(k, r0, r1, stack[k])
+            if sums is not None:  # while the plane is in the cache
+                sums.add(stack[k])
         combine_band_into(
             stack,
             self._config,
@@ -221,6 +233,7 @@ class BandCombiner:
             result.data[r0:r1],
             result.variance[r0:r1],
             result.npix[r0:r1],
+            sums,
         )
         if self._on_band is not None:
             self._on_band(r0, r1, result)
