@@ -388,17 +388,10 @@ def shifted_sums(band: Float32Array) -> tuple[Float32Array, Float32Array]:
     The sums are this thread's :func:`scratch` arrays: valid until its next
     call.
     """
-    shape = band.shape[1:]
-    s1, s2 = scratch("s1", shape, np.float32), scratch("s2", shape, np.float32)
-    s1.fill(0.0)
-    s2.fill(0.0)
-    dev = scratch("dev", shape, np.float32)
-    for plane in band[1:]:
-        np.subtract(plane, band[0], out=dev)
-        s1 += dev
-        dev *= dev
-        s2 += dev
-    return s1, s2
+    sums = ShiftedSums(band.shape[1:])
+    for plane in band:
+        sums.add(plane)
+    return sums.s1, sums.s2
 
 
 def finish_variance(
@@ -435,6 +428,11 @@ def middle_mean_into(
     out *= np.float32(0.5)
 
 
+def uses_network(config: CombineConfig, n: int) -> bool:
+    """Whether a band of ``n`` frames is combined by the median network."""
+    return config.method == "median" and 2 <= n <= NETWORK_MAX_N
+
+
 def combine_band_into(
     band: Float32Array,
     config: CombineConfig,
@@ -469,7 +467,7 @@ def combine_band_into(
     n = band.shape[0]
     if n == 0:
         raise InputError("stack", "no frames to combine; expected at least one")
-    if config.method != "median" or n == 1 or n > NETWORK_MAX_N:
+    if not uses_network(config, n):
         part = _combine_general(band, config, row0)
         data[...], variance[...], npix[...] = part.data, part.variance, part.npix
         return

@@ -32,12 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 from reduce.combine import (
-    NETWORK_MAX_N,
     BandSink,
     CombineConfig,
     Combined,
     ShiftedSums,
     combine_band_into,
+    uses_network,
 )
 from reduce.errors import InputError
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
@@ -220,7 +220,7 @@ class BandCombiner:
     def _band(self, r0: int, r1: int, result: Combined) -> None:
         stack = self._stack(r1 - r0)
         n = self._source.n
-        network = self._config.method == "median" and 2 <= n <= NETWORK_MAX_N
+        network = uses_network(self._config, n)
         sums = ShiftedSums(stack.shape[1:]) if network else None
         for k in range(n):
             self._source.load(k, r0, r1, stack[k])

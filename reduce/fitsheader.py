@@ -202,6 +202,16 @@ def _check_text(text: str, what: str) -> None:
         raise FitsHeaderError(f"{what} {text!r}: FITS allows printable ASCII only")
 
 
+def fits_text(text: str) -> str:
+    """``text`` made writable in a card, characters beyond printable ASCII escaped.
+
+    Escaped as Python does (``\\xed``, ``\\n``): free text from outside (a
+    file name in a QA reason) is recorded, not refused.
+    """
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+
+
 def format_real(value: float) -> str:
     """A real value as FITS writes it: shortest round-trip digits, upper-case E."""
     if not math.isfinite(value):

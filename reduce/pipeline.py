@@ -193,12 +193,13 @@ def _read_hdus(fd: int, size: int, source: str) -> list[_Hdu]:
     hdus: list[_Hdu] = []
     pos = 0
     while pos < size:
-        text = b""
-        while b"END     " not in {text[i : i + 8] for i in range(0, len(text), 80)}:
+        text, ended = b"", False
+        while not ended:
             block = os.pread(fd, 2880, pos + len(text))
             if len(block) < 2880 or len(text) >= MAX_HEADER_BLOCKS * 2880:
                 raise InputError(source, f"HDU {len(hdus)}: header without END")
             text += block
+            ended = any(block[i : i + 8] == b"END     " for i in range(0, 2880, 80))
         try:
             header = Header.fromstring(text.decode("ascii"))
         except (UnicodeDecodeError, FitsHeaderError) as err:

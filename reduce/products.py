@@ -30,7 +30,7 @@ from reduce.checksum import (
     encode_checksum,
     ones_complement_sum,
 )
-from reduce.fitsheader import CARD, Card, Header
+from reduce.fitsheader import CARD, Card, Header, fits_text
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, TRIMMED_SHAPE
 from reduce.io import write_text_atomic
 from reduce.qc import (
@@ -137,7 +137,7 @@ def product_header(
     header["QAFLAG"] = (qa.flag.value, "QA verdict: GOOD, PARTIAL or BAD")
     header["QANREAS"] = (len(qa.reasons), "number of QAREASn cards")
     for k, reason in enumerate(qa.reasons, start=1):
-        header[f"QAREAS{k}"] = reason
+        header[f"QAREAS{k}"] = fits_text(reason)
     header["NEXCLUDE"] = (excluded, "frames excluded (interlock, light leak)")
     for amp in qa.amplifiers:
         n = amp.amplifier
@@ -156,7 +156,7 @@ def product_header(
             )
     header.add_history(f"Combined {len(frame_uuids)} images using '{method}'")
     for frame_uuid in frame_uuids:
-        header.add_history(f"Image {frame_uuid}")
+        header.add_history(fits_text(f"Image {frame_uuid}"))
     if bias_uuid is not None:
         header.add_history(f"Bias correction with {bias_uuid}")
     header.add_history(f"megara-dark {version} (reduce)")

@@ -134,8 +134,8 @@ class HotPixels:
     mask: npt.NDArray[np.uint8]
     n_hot_pixels: int
     hot_columns: tuple[tuple[int, int], ...]
-    hot_per_amplifier: tuple[int, ...] = ()
-    flagged_pixels: int = 0
+    hot_per_amplifier: tuple[int, ...]
+    flagged_pixels: int
 
 
 def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:

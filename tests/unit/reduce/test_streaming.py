@@ -393,3 +393,24 @@ def test_pixels_hit_by_cosmic_rays_are_counted_per_amplifier(
         assert amp_expected <= amp_found <= amp_expected + 5  # hot pixels aside
     with fits.open(result.product) as hdul:
         assert [hdul[0].header["NCRPIX1"], hdul[0].header["NCRPIX2"]] == found
+
+
+def test_a_non_ascii_file_name_in_a_qa_reason_is_written_escaped(
+    files: Files, tmp_path: Path
+) -> None:
+    # An excluded frame's reason names its file; FITS headers hold printable
+    # ASCII only. The header gets an escaped copy, task.json the name itself.
+    invalid = tmp_path / "dark_\u00edntlk.fits"
+    invalid.write_bytes(files.darks[-1].read_bytes())  # INTLKOK = F
+    result = reduce_block(
+        block_id="x",
+        mode="MegaraDarkImage",
+        frames=[*files.darks[:-1], invalid],
+        master_bias=files.master_bias,
+        workdir=tmp_path / "work",
+    )
+    with fits.open(result.product, checksum=True) as hdul:
+        reasons = [v for k, v in hdul[0].header.items() if k.startswith("QAREAS")]
+    assert any("dark_\\xedntlk.fits: marked invalid" in r for r in reasons)
+    task = json.loads((result.folder / "task.json").read_text(encoding="utf-8"))
+    assert any(invalid.name in r for r in task["qa"]["reasons"])
