@@ -362,6 +362,12 @@ class Run:
             workdir=str(self.workdir),
             blocks=[b.id for b in self.blocks],
             resume=self.state is not None,
+            plan=[
+                {"block": b.id, "nframes": b.nframes, "exptime_s": b.exptime}
+                for b in self.blocks
+            ],
+            time_scale=self.config.time_scale,
+            readout_s=self.config.run.readout_s,
         )
         taken = 0 if self.state is None else exposures_done(self.state, self.datadir)
         with devices_for(self.config, first_frame=taken) as (devices, sim):
@@ -413,6 +419,7 @@ class Run:
             mode=block.mode.value,
             nframes=block.nframes,
             exptime_s=block.exptime,
+            valid=len(result.frames),
         )
         pacing = Pacing(
             self.config.run,
