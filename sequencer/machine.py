@@ -270,6 +270,7 @@ class DarkSequence:
         self.current: FrameRecord | None = None
         self.cover_close_s: float | None = None
         self.cover_close_min_s: float | None = None
+        self._seen: dict[str, Any] = {}  # the last read-back reported
         self.machine = Machine(
             model=self,
             states=STATES,
@@ -278,6 +279,7 @@ class DarkSequence:
             queued=True,
             send_event=True,
             auto_transitions=False,
+            before_state_change="report_state",
             on_exception="on_error",
         )
 
@@ -306,7 +308,45 @@ class DarkSequence:
         """Read the cover halves and the shutter back from the hardware now."""
         cover = self.devices.cover.status()
         shutter = self.devices.ccd.shutter()
-        return Interlock(cover.describe(), cover.fully_closed, shutter.value)
+        now = Interlock(cover.describe(), cover.fully_closed, shutter.value)
+        self._readback(
+            always=True,
+            cover=now.cover,
+            cover_closed=now.cover_closed,
+            shutter=now.shutter,
+        )
+        return now
+
+    # -- progress events -----------------------------------------------------
+
+    def report_state(self, event: EventData) -> None:
+        """Before each transition: say which state the machine enters."""
+        if event.transition is None:
+            return
+        dest = str(event.transition.dest)
+        extra = {"reason": self.abort_reason} if dest == Step.ABORTING.name else {}
+        self.report.emit("state", block=self.block.id, state=dest, **extra)
+
+    def _readback(self, *, always: bool = False, **seen: Any) -> None:
+        """Report what was just read from the hardware.
+
+        Throttled like the other progress events, but a cover or shutter
+        reading that changed always goes, and so does one marked ``always``.
+        """
+        changed = any(
+            self._seen.get(key) != value
+            for key, value in seen.items()
+            if key != "temperature_k"
+        )
+        self._seen.update(seen)
+        self.report.progress(
+            "readback", edge=always or changed, block=self.block.id, **seen
+        )
+
+    def _polled(self, status: proto_ccd.Status) -> None:
+        self._readback(
+            shutter=status.shutter.value, temperature_k=round(status.temperature_k, 2)
+        )
 
     def _wait(self, seconds: float) -> None:
         end = self.pacing.clock() + seconds
@@ -323,7 +363,8 @@ class DarkSequence:
         """Close both cover halves and the shutter; verify all three."""
         self.check_abort()
         log.info("%s: closing the cover and the shutter", self.block.id)
-        self.devices.ccd.check_temperature()
+        temperature_k = self.devices.ccd.check_temperature()
+        self._readback(always=True, temperature_k=round(temperature_k, 2))
         self.devices.ccd.close_shutter()
         marks: list[float] = []  # wait_for_cover's start, then each poll's reply
 
@@ -404,11 +445,13 @@ class DarkSequence:
         worst = "CLOSED"
         while True:
             status = self.devices.ccd.status()
+            self._polled(status)
             if status.state is not proto_ccd.ControllerState.EXPOSING:
                 break
             self._exposure_progress(status.elapsed_s)
             if self.pacing.clock() >= next_cover:
                 cover = self.devices.cover.status()
+                self._readback(cover=cover.describe(), cover_closed=cover.fully_closed)
                 if not cover.fully_closed:
                     worst = cover.describe()
                     log.warning(
@@ -469,6 +512,7 @@ class DarkSequence:
         self._readout_progress(0.0, edge=True)
         while True:
             status = self.devices.ccd.status()
+            self._polled(status)
             if status.state is proto_ccd.ControllerState.READY:
                 self._readout_progress(100.0, edge=True)
                 break

@@ -7,15 +7,19 @@ event, a flat ``dict`` with an ``event`` name and ``t`` (wall seconds since the
 run started), to one sink:
 
 * :class:`JsonLines` (``megara-dark run --json``): one JSON object per line;
-* :class:`LiveDisplay`: block, frame k/N, exposure countdown and readout
-  percentage, drawn with rich, for a terminal;
+* :class:`sequencer.display.LiveDisplay`: block k of M, frame k/N, the state,
+  exposure countdown, readout percentage, interlock read-backs and the time
+  left, drawn with rich, for a terminal;
 * :class:`Silent`: nothing (stdout is not a terminal and ``--json`` not given).
 
 Events, in the order a clean block sends them::
 
-    run_started      workdir, blocks, resume
+    run_started      workdir, blocks, resume, plan, time_scale, readout_s
     devices          ccd, cover (URLs), simulator_pid (None on real hardware)
-    block_started    block, mode, nframes, exptime_s
+    block_started    block, mode, nframes, exptime_s, valid
+    state            block, state (the machine's Step), reason (ABORTING only)
+    readback         block, and what was read: cover, cover_closed, shutter,
+                     temperature_k (repeated)
     frame_started    block, frame, nframes, attempt, exptime_s
     exposure         block, frame, elapsed_s, exptime_s, remaining_s (repeated)
     readout          block, frame, phase ("ccd" | "transfer"), percent (repeated)
@@ -25,12 +29,18 @@ Events, in the order a clean block sends them::
     reduction_done   block, qa, folder, reasons, used
     block_done       block, valid, retaken
     fault            block, state, message
-    aborted          block, signal
+    aborted          block, signal, read_back
     run_done         status, exit, workdir, blocks (one summary per block)
 
-``exposure`` and ``readout`` are progress events: the first and the last of
-each phase are always sent, those in between at most every
-:attr:`Reporter.interval_s` wall seconds.
+``exposure``, ``readout`` and ``readback`` are progress events: the first and
+the last of each phase (and a read-back that changed) are always sent, those in
+between at most every :attr:`Reporter.interval_s` wall seconds.
+
+The events in :data:`TIMED_EVENTS` also carry the time left, worked out by a
+:class:`sequencer.eta.RunClock` from the events themselves:
+``block_remaining_s`` and ``run_remaining_s`` (wall seconds) and ``eta_utc``
+(the expected end of the run, ISO 8601 UTC), each once it can be known. Note
+that ``exposure``'s own ``remaining_s`` is the exposure's, in device seconds.
 """
 
 from __future__ import annotations
@@ -40,18 +50,32 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from sequencer.display import LiveDisplay
+from sequencer.eta import RunClock
+
+__all__ = ["EventSink", "JsonLines", "LiveDisplay", "Reporter", "Silent"]
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVENTS = frozenset({"exposure", "readout"})
+PROGRESS_EVENTS = frozenset({"exposure", "readout", "readback"})
+
+#: Events that carry the time left (``block_remaining_s``, ``run_remaining_s``,
+#: ``eta_utc``).
+TIMED_EVENTS = frozenset(
+    {
+        "run_started",
+        "devices",
+        "block_started",
+        "state",
+        "frame_started",
+        "exposure",
+        "readout",
+        "block_done",
+    }
+)
 
 
 class EventSink(Protocol):
@@ -78,6 +102,16 @@ class JsonLines:
         self.stream.flush()
 
 
+def utc_now() -> datetime:
+    """The time now, UTC."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2025-06-01T21:43:10Z``: a UTC time to the second, as in ``eta_utc``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Reporter:
     """The one place the run and the state machine send their events to.
 
@@ -90,6 +124,8 @@ class Reporter:
         first and last of each phase always pass).
     clock
         Monotonic clock, seconds.
+    utc
+        The time now, UTC (read once, when the reporter is made: ``t = 0``).
     """
 
     def __init__(
@@ -98,11 +134,14 @@ class Reporter:
         *,
         interval_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        utc: Callable[[], datetime] = utc_now,
     ) -> None:
         self.sink: EventSink = sink if sink is not None else Silent()
         self.interval_s = interval_s
         self.clock = clock
         self.t0 = clock()
+        self.epoch = utc()
+        self.eta = RunClock()
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()  # the run's frame writer reports too
 
@@ -116,11 +155,23 @@ class Reporter:
         with self._lock:
             now = self.clock()
             record = {"event": event, "t": round(now - self.t0, 4), **fields}
+            self.eta.feed(record)
+            if event in TIMED_EVENTS:
+                self._add_time_left(record)
             try:
                 self.sink.handle(record)
             except (OSError, ValueError) as err:  # a closed pipe must not stop a run
                 log.warning("progress output failed (%s); continuing without it", err)
                 self.sink = Silent()
+
+    def _add_time_left(self, record: dict[str, Any]) -> None:
+        estimate = self.eta.estimate(record["t"])
+        if estimate.block_s is not None:
+            record["block_remaining_s"] = round(estimate.block_s, 3)
+        if estimate.run_s is not None:
+            record["run_remaining_s"] = round(estimate.run_s, 3)
+            end = self.epoch + timedelta(seconds=record["t"] + estimate.run_s)
+            record["eta_utc"] = iso_utc(end)
 
     def progress(self, event: str, *, edge: bool = False, **fields: Any) -> None:
         """Send a progress event, unless one of its kind went out just now.
@@ -148,149 +199,3 @@ class Reporter:
             )
 
         return on_progress
-
-
-@dataclass
-class _Now:
-    """What the live display shows."""
-
-    block: str = ""
-    mode: str = ""
-    frame: int = 0
-    nframes: int = 0
-    attempt: int = 0
-    exptime_s: float = 0.0
-    elapsed_s: float = 0.0
-    phase: str = ""
-    percent: float = 0.0
-    doing: str = "starting"
-
-
-class LiveDisplay:
-    """Block, frame k/N, exposure countdown and readout percentage, with rich.
-
-    Lasting news (a frame written or invalid, a reduction's QA, a fault) is
-    printed above the live lines, so it stays in the terminal's scrollback.
-    Use as a context manager around the run.
-    """
-
-    def __init__(self, console: Console, *, refresh_per_second: float = 8.0) -> None:
-        self.console = console
-        self.now = _Now()
-        self.live = Live(
-            get_renderable=self.render,
-            console=console,
-            refresh_per_second=refresh_per_second,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-
-    def __enter__(self) -> LiveDisplay:
-        self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.stop()
-
-    def handle(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        now = self.now
-        if kind == "block_started":
-            now.block, now.mode = event["block"], event["mode"]
-            now.nframes, now.exptime_s = event["nframes"], event["exptime_s"]
-            now.frame, now.doing = 0, "closing cover and shutter"
-        elif kind == "frame_started":
-            now.frame, now.attempt = event["frame"], event["attempt"]
-            now.elapsed_s, now.phase, now.percent = 0.0, "", 0.0
-            now.doing = "exposing"
-        elif kind == "exposure":
-            now.elapsed_s = event["elapsed_s"]
-        elif kind == "readout":
-            now.phase, now.percent = event["phase"], event["percent"]
-            now.doing = "reading out"
-        elif kind == "block_done":
-            now.doing = "done"
-        elif kind in _NEWS:
-            self.console.print(_NEWS[kind](event))
-            if kind == "reduction_done":
-                now.doing = "reduced"
-        self.live.refresh()
-
-    def render(self) -> RenderableType:
-        """The live lines for the present moment."""
-        now = self.now
-        head = Text.assemble(
-            (f"{now.block or '-'}", "bold"),
-            f"  {now.mode}  frame {now.frame}/{now.nframes}",
-            f" (attempt {now.attempt})" if now.attempt else "",
-            f"  {now.doing}",
-        )
-        table = Table.grid(padding=(0, 2))
-        table.add_column(width=9)
-        table.add_column(width=32)
-        table.add_column()
-        remaining = max(now.exptime_s - now.elapsed_s, 0.0)
-        exposed = now.elapsed_s / now.exptime_s if now.exptime_s > 0 else 1.0
-        table.add_row(
-            "exposure",
-            ProgressBar(total=1.0, completed=min(exposed, 1.0) if now.frame else 0.0),
-            f"{remaining:,.0f} s left of {now.exptime_s:g} s"
-            if now.frame
-            else f"{now.exptime_s:g} s per frame",
-        )
-        label = {"ccd": "CCD readout", "transfer": "transfer"}.get(now.phase, "")
-        table.add_row(
-            "readout",
-            ProgressBar(total=100.0, completed=now.percent),
-            f"{now.percent:.0f}% {label}".rstrip(),
-        )
-        return Group(head, table)
-
-
-def _written(event: dict[str, Any]) -> Text:
-    return Text(
-        f"{event['block']}: frame {event['frame']} written ({event['file']})",
-        style="green",
-    )
-
-
-def _invalid(event: dict[str, Any]) -> Text:
-    return Text(
-        f"{event['block']}: frame {event['frame']} INVALID ({event['file']}): "
-        f"{event['reason']}",
-        style="yellow",
-    )
-
-
-def _retaken(event: dict[str, Any]) -> Text:
-    return Text(
-        f"{event['block']}: retaking frame {event['frame']} "
-        f"(attempt {event['attempt']})",
-        style="yellow",
-    )
-
-
-def _reduced(event: dict[str, Any]) -> Text:
-    return Text(
-        f"{event['block']}: reduced, QA {event['qa']} ({event['folder']})",
-        style="bold",
-    )
-
-
-def _fault(event: dict[str, Any]) -> Text:
-    return Text(f"{event['block']}: FAULT: {event['message']}", style="bold red")
-
-
-def _aborted(event: dict[str, Any]) -> Text:
-    return Text(f"{event['block']}: aborted ({event['signal']})", style="bold red")
-
-
-_NEWS: dict[str, Callable[[dict[str, Any]], Text]] = {
-    "frame_written": _written,
-    "frame_invalid": _invalid,
-    "frame_retaken": _retaken,
-    "reduction_done": _reduced,
-    "fault": _fault,
-    "aborted": _aborted,
-}

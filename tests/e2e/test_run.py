@@ -114,7 +114,7 @@ def check_events(events: list[dict[str, Any]], work: Path) -> None:
     news = [
         (e["event"], e.get("block"), e.get("frame"))
         for e in events
-        if e["event"] not in ("exposure", "readout")
+        if e["event"] not in ("exposure", "readout", "readback", "state")
     ]
     # A frame's file is written while the next frame starts: the two events
     # may come in either order; everything else is in sequence.

@@ -301,8 +301,11 @@ class Events:
         return [
             (e["event"], e.get("frame", 0))
             for e in self.events
-            if e["event"] not in ("exposure", "readout")
+            if e["event"] not in ("exposure", "readout", "readback", "state")
         ]
+
+    def states(self) -> list[str]:
+        return [e["state"] for e in self.events if e["event"] == "state"]
 
 
 def with_events(seq: DarkSequence) -> Events:
@@ -366,13 +369,51 @@ def test_abort_and_fault_are_events() -> None:
 
     ccd.on_status = request_abort
     seq.run()
-    aborted = events.events[-1]
-    assert aborted["event"] == "aborted"
+    assert events.news()[-1] == ("aborted", 0)
+    aborted = next(e for e in events.events if e["event"] == "aborted")
     assert aborted["signal"] == "SIGTERM"
     assert aborted["read_back"] == "left=CLOSED right=CLOSED, shutter CLOSED"
+    assert events.states()[-2:] == ["ABORTING", "IDLE"]
+    aborting = next(e for e in events.events if e.get("state") == "ABORTING")
+    assert aborting["reason"] == "SIGTERM"
 
     seq, _ = sequence(FakeCcd(shutter_stuck_open=True))
     events = with_events(seq)
     seq.run()
-    assert [e["event"] for e in events.events] == ["fault"]
-    assert events.events[0]["state"] == "PREPARING"
+    assert events.news() == [("fault", 0)]
+    fault = next(e for e in events.events if e["event"] == "fault")
+    assert fault["state"] == "PREPARING"
+    assert events.states() == ["PREPARING", "FAULT"]
+
+
+def test_each_state_is_an_event_as_it_is_entered() -> None:
+    seq, _ = sequence()
+    events = with_events(seq)
+    seq.run()
+    frame = ["EXPOSING", "READING", "WRITING"]
+    assert events.states() == ["PREPARING", *frame * 3, "REDUCING", "DONE"]
+    started = [i for i, e in enumerate(events.events) if e["event"] == "frame_started"]
+    exposing = [i for i, e in enumerate(events.events) if e.get("state") == "EXPOSING"]
+    assert all(s < f for s, f in zip(exposing, started, strict=True))
+
+
+def test_read_backs_are_events() -> None:
+    seq, _ = sequence(cover_poll_s=1e-9)
+    events = with_events(seq)
+    cover = seq.devices.cover
+    ccd: FakeCcd = seq.devices.ccd  # type: ignore[assignment]
+
+    def open_once() -> None:
+        if ccd.frame == 2 and cover.halves == (CLOSED, CLOSED):  # type: ignore[attr-defined]
+            cover.halves = (OPEN, CLOSED)  # type: ignore[attr-defined]
+            ccd.on_status = None
+
+    ccd.on_status = open_once
+    seq.run()
+    seen = [e for e in events.events if e["event"] == "readback"]
+    assert seen[0]["temperature_k"] == 163.15  # checked before closing
+    assert {"cover": "left=CLOSED right=CLOSED", "shutter": "CLOSED"}.items() <= seen[
+        1
+    ].items()
+    assert any(e.get("cover") == "left=OPEN right=CLOSED" for e in seen)
+    assert all(e["block"] == "d1" for e in seen)

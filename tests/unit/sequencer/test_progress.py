@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from rich.console import Console
 
+from sequencer.display import duration
 from sequencer.progress import JsonLines, LiveDisplay, Reporter
 
 
@@ -133,3 +136,205 @@ def test_live_display_prints_lasting_news_above_the_live_lines() -> None:
     assert "d1: frame 1 INVALID (d1_0001.fits): shutter OPEN" in text
     assert "d1: reduced, QA GOOD (obsidd1_results)" in text
     assert "d1: FAULT: ccd: no reply" in text
+
+
+# -- what the operator sees over a whole run ---------------------------------------
+
+START = datetime(2025, 6, 1, 21, 0, 0, tzinfo=UTC)
+PLAN = [
+    {"block": "bias3", "nframes": 3, "exptime_s": 0.0},
+    {"block": "dark900", "nframes": 5, "exptime_s": 900.0},
+]
+
+
+class Operator:
+    """A reporter feeding a live display; ``look()`` is the text on screen now."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.console = terminal()
+        self.display = LiveDisplay(self.console, clock=self.clock, utc=lambda: START)
+        self.reporter = Reporter(
+            self.display, interval_s=0.0, clock=self.clock, utc=lambda: START
+        )
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.reporter.emit(kind, **fields)
+
+    def look(self) -> str:
+        self.console.export_text()  # drop the news printed so far
+        self.console.print(self.display.render())
+        return self.console.export_text()
+
+    def frame(
+        self, block: str, k: int, nframes: int, exptime: float, attempt: int
+    ) -> None:
+        self.emit("state", block=block, state="EXPOSING")
+        self.emit(
+            "frame_started", block=block, frame=k, nframes=nframes, attempt=attempt,
+            exptime_s=exptime,
+        )  # fmt: skip
+
+
+def run_started(op: Operator) -> None:
+    op.emit(
+        "run_started", workdir="work", blocks=["bias3", "dark900"], resume=False,
+        plan=PLAN, time_scale=1.0, readout_s=40.0,
+    )  # fmt: skip
+    op.emit("devices", ccd="/dev/pts/5", cover=["a", "b"], simulator_pid=1)
+
+
+def bias_block(op: Operator) -> None:
+    op.emit(
+        "block_started", block="bias3", mode="MegaraBiasImage", nframes=3,
+        exptime_s=0.0, valid=0,
+    )  # fmt: skip
+    op.emit("state", block="bias3", state="PREPARING")
+    op.emit("readback", block="bias3", temperature_k=163.15)
+    for k in (1, 2, 3):
+        op.clock.now += 45.0
+        op.frame("bias3", k, 3, 0.0, k)
+    op.emit("state", block="bias3", state="REDUCING")
+    op.clock.now += 5.0
+    op.emit("block_done", block="bias3", valid=3, retaken=0)
+
+
+def test_the_start_shows_no_frame_count_and_a_bias_no_countdown() -> None:
+    op = Operator()
+    run_started(op)
+    text = op.look()
+    assert "devices connected" in text
+    assert "0/0" not in text
+    assert "frame" not in text
+
+    op.emit(
+        "block_started", block="bias3", mode="MegaraBiasImage", nframes=3,
+        exptime_s=0.0, valid=0,
+    )  # fmt: skip
+    op.emit("state", block="bias3", state="PREPARING")
+    text = op.look()
+    assert "block 1 of 2" in text
+    assert "3 frames" in text
+    assert "PREPARING" in text
+    assert "0/" not in text
+
+    op.frame("bias3", 1, 3, 0.0, 1)
+    op.emit("readout", block="bias3", frame=1, phase="ccd", percent=30.0)
+    text = op.look()
+    assert "frame 1/3" in text
+    assert "EXPOSING" in text
+    assert "exposure" not in text  # a bias has nothing to count down
+    assert "s left of" not in text
+    assert "30% CCD readout" in text
+    assert "attempt" not in text
+
+
+def test_a_dark_frame_shows_countdown_read_backs_and_the_end_time() -> None:
+    op = Operator()
+    run_started(op)
+    bias_block(op)
+    op.emit(
+        "block_started", block="dark900", mode="MegaraDarkImage", nframes=5,
+        exptime_s=900.0, valid=0,
+    )  # fmt: skip
+    op.emit("state", block="dark900", state="PREPARING")
+    op.emit(
+        "readback", block="dark900", cover="left=CLOSED right=CLOSED",
+        cover_closed=True, shutter="CLOSED",
+    )  # fmt: skip
+    for k in (1, 2, 3):
+        op.clock.now += 1000.0
+        op.frame("dark900", k, 5, 900.0, k)
+    op.emit("exposure", block="dark900", frame=3, elapsed_s=600.0, exptime_s=900.0)
+    op.emit("readback", block="dark900", shutter="CLOSED", temperature_k=163.21)
+    text = op.look()
+    assert "block 2 of 2" in text
+    assert "dark900" in text
+    assert "frame 3/5" in text
+    assert "attempt" not in text  # attempt 3 of frame 3: no retake
+    assert "EXPOSING" in text
+    assert "300 s left of 900 s" in text
+    assert "cover left=CLOSED right=CLOSED" in text
+    assert "shutter CLOSED" in text
+    assert "CCD 163.2 K" in text
+    # 3 frames of 1000 s measured left: this one, 2 more, and 5 s of reduction
+    assert "block 50 min 05 s" in text
+    assert "run 50 min 05 s" in text
+    end = START + timedelta(seconds=3140 + 3005)  # t of the estimate + time left
+    assert f"ends {end:%H:%M:%S} UTC" in text
+
+    op.clock.now += 65.0  # no event for a while: the time left still counts down
+    assert "block 49 min 00 s" in op.look()
+
+
+def test_attempt_is_shown_only_for_a_retake() -> None:
+    op = Operator()
+    run_started(op)
+    op.emit(
+        "block_started", block="dark900", mode="MegaraDarkImage", nframes=5,
+        exptime_s=900.0, valid=0,
+    )  # fmt: skip
+    op.frame("dark900", 1, 5, 900.0, 1)
+    op.frame("dark900", 2, 5, 900.0, 2)
+    assert "attempt" not in op.look()
+    op.emit("frame_retaken", block="dark900", frame=2, attempt=3, retaken=1)
+    op.frame("dark900", 2, 5, 900.0, 3)
+    text = op.look()
+    assert "frame 2/5 (attempt 3)" in text
+
+
+def test_after_an_abort_the_display_says_aborted_not_a_frozen_bar() -> None:
+    op = Operator()
+    run_started(op)
+    op.emit(
+        "block_started", block="dark900", mode="MegaraDarkImage", nframes=5,
+        exptime_s=900.0, valid=0,
+    )  # fmt: skip
+    op.frame("dark900", 1, 5, 900.0, 1)
+    op.emit("exposure", block="dark900", frame=1, elapsed_s=100.0, exptime_s=900.0)
+    assert "800 s left of 900 s" in op.look()
+
+    op.emit("state", block="dark900", state="ABORTING", reason="SIGINT")
+    text = op.look()
+    assert "aborting (SIGINT)" in text
+    assert "s left of" not in text
+    assert "time left" not in text
+
+    op.emit(
+        "readback", block="dark900", cover="left=CLOSED right=CLOSED",
+        cover_closed=True, shutter="CLOSED",
+    )  # fmt: skip
+    op.emit(
+        "aborted", block="dark900", signal="SIGINT",
+        read_back="left=CLOSED right=CLOSED, shutter CLOSED",
+    )  # fmt: skip
+    op.emit("state", block="dark900", state="IDLE")
+    text = op.look()
+    assert (
+        "aborted (SIGINT); read back left=CLOSED right=CLOSED, shutter CLOSED" in text
+    )
+    assert "exposure" not in text
+    assert "readout" not in text
+    assert "time left" not in text
+
+
+def test_a_fault_replaces_the_bars() -> None:
+    op = Operator()
+    run_started(op)
+    op.emit(
+        "block_started", block="dark900", mode="MegaraDarkImage", nframes=5,
+        exptime_s=900.0, valid=0,
+    )  # fmt: skip
+    op.frame("dark900", 1, 5, 900.0, 1)
+    op.emit("fault", block="dark900", state="EXPOSING", message="ccd: no reply")
+    text = op.look()
+    assert "FAULT in EXPOSING: ccd: no reply" in text
+    assert "s left of" not in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.4, "0 s"), (59.4, "59 s"), (60.0, "1 min 00 s"), (3725.0, "1 h 02 min")],
+)
+def test_durations_read_as_a_person_would(seconds: float, shown: str) -> None:
+    assert duration(seconds) == shown
