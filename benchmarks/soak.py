@@ -53,6 +53,7 @@ from sequencer.journal import Journal
 from sequencer.rawfits import verify_raw_frame
 from sequencer.simlaunch import SimulatorProcess, start_simulators
 from simulators.control import send_request
+from simulators.control_token import read_token
 
 SIM_ARGS = [
     "--transport", "pty", "--time-scale", "10000", "--readout-s", "0",
@@ -169,6 +170,7 @@ def run_once(
     """One ``megara-dark run`` (or ``--resume``) with faults injected; its status."""
     sim = start_simulators([*SIM_ARGS, "--seed", str(seed)])
     try:
+        token = read_token(sim.info["token_file"])
         config = write_config(work.parent, sim)
         command = [
             *megara_dark(), "run", str(blocks),
@@ -188,17 +190,21 @@ def run_once(
                     continue
                 if pending:
                     pending = bool(
-                        send_request(sim.control, {"op": "faults"})["pending"]
+                        send_request(sim.control, {"op": "faults"}, token=token)[
+                            "pending"
+                        ]
                     )
                 if not pending:
                     fault = draw_fault(rng)
-                    reply = send_request(sim.control, {"op": "inject", "fault": fault})
+                    reply = send_request(
+                        sim.control, {"op": "inject", "fault": fault}, token=token
+                    )
                     if not reply.get("ok"):
                         raise SystemExit(f"soak: injection refused: {reply}")
                     pending = True
                 next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
             out, _ = proc.communicate()
-        report = send_request(sim.control, {"op": "faults"})
+        report = send_request(sim.control, {"op": "faults"}, token=token)
         for item in report["fired"]:
             tally.fired[item["fault"]["kind"]] += 1
         if proc.returncode != 0 and report["fired"]:

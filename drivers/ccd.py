@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from drivers.config import CcdConfig
 from drivers.errors import ConfigError, DeviceError, DeviceTimeout, ProtocolError
+from drivers.identity import DeviceIdentity
 from drivers.protocol import ccd as proto
 from drivers.readout import Progress, Readout, read_frame
 from drivers.transport import LinkError, SerialLink
@@ -57,6 +58,7 @@ class SerialCcdController:
         self.config = config
         self.framer = proto.Framer()
         self._mid = 0
+        self._identity: DeviceIdentity | None = None
         #: Transient faults recovered from since this driver was made.
         self.retries_used = 0
 
@@ -72,7 +74,10 @@ class SerialCcdController:
         return self.link.url
 
     def connect(self) -> str:
-        """Open the line, check the controller's identity; return its firmware."""
+        """Open the line, check the controller's identity; return its firmware.
+
+        The whole identity, simulator or not, is then :meth:`identity`.
+        """
         self.link.open()
         reply = self.transact(proto.Ping, proto.Identity)
         if reply.product != proto.PRODUCT:
@@ -80,7 +85,33 @@ class SerialCcdController:
                 f"ccd: the device on {self.url} says it is {reply.product!r}; "
                 f"expected {proto.PRODUCT!r}; check the configured URL"
             )
+        self._identity = DeviceIdentity(
+            device=self.name,
+            url=self.url,
+            product=reply.product,
+            firmware=reply.firmware,
+            simulated=reply.simulated,
+        )
+        if reply.simulated:
+            log.info("ccd: %s is a simulator (firmware %s)", self.url, reply.firmware)
         return reply.firmware
+
+    def identity(self) -> DeviceIdentity:
+        """The controller as it identified itself to the last :meth:`connect`.
+
+        ``simulated`` is True when it answered PING as a simulator (the word
+        ``SIMULATOR`` after its firmware, see :mod:`drivers.protocol.ccd`).
+
+        Raises
+        ------
+        DeviceError
+            :meth:`connect` has not succeeded yet.
+        """
+        if self._identity is None:
+            raise DeviceError(
+                f"ccd: no identity for {self.url} yet; call connect() first"
+            )
+        return self._identity
 
     def close_link(self) -> None:
         """Release the serial line."""

@@ -1,16 +1,20 @@
-"""Driver settings: where each device is and how patient to be with it."""
+"""Driver settings: where each device is and how patient to be with it.
+
+The range of every field is in :data:`CCD_SCHEMA` and :data:`COVER_SCHEMA`
+(see :mod:`drivers.schema`); the instrument configuration's ``[ccd]`` and
+``[cover]`` tables are checked against them when the file is loaded.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from drivers.errors import ConfigError
+from drivers.schema import Number, Pair, Schema, seconds
 
-
-def _positive(where: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{where} must be a finite number > 0, got {value!r}")
+#: Serial line speeds accepted (baud): what UARTs and USB adapters offer.
+BAUDRATES = Number(50, 4_000_000, integer=True, what="a line speed in baud")
+#: Extra attempts after a transient fault.
+RETRIES = Number(0, 20, integer=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,16 +26,18 @@ class CcdConfig:
     url
         pyserial URL of the controller.
     baudrate
-        Line speed (ignored on sockets and pseudo-terminals).
+        Line speed (ignored on sockets and pseudo-terminals), 50 to 4000000.
     reply_timeout_s
-        Seconds to wait for the reply to a command.
+        Seconds to wait for the reply to a command (> 0, at most 1 day).
     retries
         Extra attempts after a transient fault (no reply, garbled reply,
-        bad CRC, dropped link) before giving up.
+        bad CRC, dropped link) before giving up, 0 to 20.
     block_timeout_s
-        Seconds to wait for the next readout block once a readout is flowing.
+        Seconds to wait for the next readout block once a readout is flowing
+        (> 0, at most 1 day).
     temperature_range_k
-        CCD temperatures (K) at which exposures are allowed.
+        CCD temperatures (K) at which exposures are allowed, each in
+        (0, 400] with low < high.
     """
 
     url: str
@@ -42,16 +48,7 @@ class CcdConfig:
     temperature_range_k: tuple[float, float] = (150.0, 180.0)
 
     def __post_init__(self) -> None:
-        _positive("ccd.reply_timeout_s", self.reply_timeout_s)
-        _positive("ccd.block_timeout_s", self.block_timeout_s)
-        if not 0 <= self.retries <= 20:
-            raise ConfigError(f"ccd.retries must be 0 to 20, got {self.retries!r}")
-        low, high = self.temperature_range_k
-        if not (0 < low < high):
-            raise ConfigError(
-                "ccd.temperature_range_k must be [low, high] kelvin with "
-                f"0 < low < high, got {self.temperature_range_k!r}"
-            )
+        CCD_SCHEMA.check("ccd", self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,15 +62,17 @@ class CoverConfig:
     name
         ``"left"`` or ``"right"``, for messages.
     baudrate
-        Line speed (the Alnitak controllers use 9600 baud).
+        Line speed (the Alnitak controllers use 9600 baud), 50 to 4000000.
     reply_timeout_s
-        Seconds to wait for the reply to a command.
+        Seconds to wait for the reply to a command (> 0, at most 1 day).
     retries
-        Extra attempts after a transient fault.
+        Extra attempts after a transient fault, 0 to 20.
     motion_timeout_s
-        Seconds a move may take before the half is declared stuck.
+        Seconds a move may take before the half is declared stuck (> 0, at
+        most 1 day).
     poll_s
-        Seconds between status polls while waiting for a move.
+        Seconds between status polls while waiting for a move (> 0, at most
+        1 hour).
     """
 
     url: str
@@ -85,9 +84,30 @@ class CoverConfig:
     poll_s: float = 0.2
 
     def __post_init__(self) -> None:
-        where = f"cover.{self.name}"
-        _positive(f"{where}.reply_timeout_s", self.reply_timeout_s)
-        _positive(f"{where}.motion_timeout_s", self.motion_timeout_s)
-        _positive(f"{where}.poll_s", self.poll_s)
-        if not 0 <= self.retries <= 20:
-            raise ConfigError(f"{where}.retries must be 0 to 20, got {self.retries!r}")
+        COVER_SCHEMA.check("cover", self)
+
+
+CCD_SCHEMA = Schema(
+    CcdConfig,
+    {
+        "baudrate": BAUDRATES,
+        "reply_timeout_s": seconds(),
+        "retries": RETRIES,
+        "block_timeout_s": seconds(),
+        "temperature_range_k": Pair(
+            Number(0.0, 400.0, above=True, what="a temperature in kelvin")
+        ),
+    },
+    given=("url",),
+)
+COVER_SCHEMA = Schema(
+    CoverConfig,
+    {
+        "baudrate": BAUDRATES,
+        "reply_timeout_s": seconds(),
+        "retries": RETRIES,
+        "motion_timeout_s": seconds(),
+        "poll_s": seconds(3600.0, "1 hour"),
+    },
+    given=("url", "name"),
+)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from drivers.config import CoverConfig
 from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
+from drivers.identity import DeviceIdentity
 from drivers.protocol import cover as proto
 from drivers.transport import LinkError, SerialLink
 
@@ -40,6 +41,8 @@ class SerialCoverHalf:
         self.config = config
         self.name = f"cover {config.name}"
         self._framer = proto.Framer()
+        self._connected = False
+        self._identity: DeviceIdentity | None = None
         #: Transient faults recovered from since this driver was made.
         self.retries_used = 0
 
@@ -57,8 +60,11 @@ class SerialCoverHalf:
 
     def connect(self) -> None:
         """Open the line and check that a product-98 dust cover answers."""
+        self._connected = False
+        self._identity = None
         self._link.open()
         self.ping()
+        self._connected = True
 
     def close_link(self) -> None:
         """Release the serial line."""
@@ -82,6 +88,35 @@ class SerialCoverHalf:
         reply = self._transact(proto.Command.FIRMWARE)
         assert isinstance(reply, proto.Firmware)
         return reply.version
+
+    def identity(self) -> DeviceIdentity:
+        """This half's controller: Alnitak product id and firmware version.
+
+        The product (98) was checked by :meth:`connect`; the first call after
+        it asks the firmware (``>V000``, one command), later calls repeat
+        that answer. The Alnitak protocol has no word by which a simulator
+        could say what it is, so ``simulated`` is always False here: the CCD
+        controller's identity is what marks a simulator set (see
+        :mod:`drivers.identity`).
+
+        Raises
+        ------
+        DeviceError
+            :meth:`connect` has not succeeded yet.
+        """
+        if not self._connected:
+            raise DeviceError(
+                f"{self.name}: no identity for {self.url} yet; call connect() first"
+            )
+        if self._identity is None:
+            self._identity = DeviceIdentity(
+                device=f"cover_{self.config.name}",
+                url=self.url,
+                product=f"ALNITAK-{proto.PRODUCT_ID:02d}",
+                firmware=f"{self.firmware():03d}",
+                simulated=False,
+            )
+        return self._identity
 
     def open(self) -> None:
         """Start opening this half (returns once the controller acknowledged)."""
@@ -201,9 +236,14 @@ class CoverStatus:
         """Both halves report closed with their motors stopped."""
         return self.left.is_closed and self.right.is_closed
 
+    def words(self) -> tuple[str, str]:
+        """Each half in one word (``CLOSED``, ``OPEN``, ``MOVING``...), left first."""
+        return (_word(self.left), _word(self.right))
+
     def describe(self) -> str:
         """``left=CLOSED right=OPEN`` style summary for logs and headers."""
-        return f"left={_word(self.left)} right={_word(self.right)}"
+        left, right = self.words()
+        return f"left={left} right={right}"
 
 
 def _word(status: proto.Status) -> str:
@@ -226,6 +266,10 @@ class SerialFocalPlaneCover:
     def connect(self) -> None:
         for half in self.halves:
             half.connect()
+
+    def identities(self) -> tuple[DeviceIdentity, DeviceIdentity]:
+        """Each half's identity, left then right (see SerialCoverHalf.identity)."""
+        return (self.left.identity(), self.right.identity())
 
     def close_link(self) -> None:
         for half in self.halves:

@@ -6,6 +6,26 @@ known, what to do next.
 
 from __future__ import annotations
 
+import math
+import reprlib
+from typing import Any
+
+
+class _Shown(reprlib.Repr):
+    """``reprlib`` that never asks Python to print a huge integer."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        digits = math.floor(math.log10(abs(x))) + 1 if x else 1
+        if digits > self.maxlong:
+            return f"{'-' if x < 0 else ''}an integer of about {digits} digits"
+        return repr(x)
+
+
+_SHOWN = _Shown()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 2, 60, 60, 40
+#: Longest path printed whole in a message; longer ones keep their two ends.
+_PATH_SHOWN = 120
+
 
 class MegaraDarkError(Exception):
     """Root of every error this suite raises on purpose."""
@@ -42,3 +62,24 @@ def one_line_yaml_error(err: Exception) -> str:
     if mark is None:
         return str(problem)
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short, in bounded work whatever ``value`` holds.
+
+    A YAML alias bomb is a small file whose value expands to millions of
+    items, and Python refuses to print an integer of more than 4300 digits:
+    a plain ``repr`` in an error message would never finish, or raise.
+    """
+    return _SHOWN.repr(value)
+
+
+def shown_path(path: object) -> str:
+    """A user-named path for a one-line message: escaped, its middle cut if long."""
+    text = str(path)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    if len(text) > _PATH_SHOWN:
+        half = _PATH_SHOWN // 2
+        text = f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
+    return text

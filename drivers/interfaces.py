@@ -9,10 +9,31 @@ from __future__ import annotations
 from typing import Protocol
 
 from drivers.cover import CoverStatus
+from drivers.identity import DeviceIdentity
 from drivers.protocol import ccd as proto_ccd
 from drivers.readout import Progress, Readout
 
-__all__ = ["CcdController", "CoverStatus", "FocalPlaneCover", "Progress", "Readout"]
+__all__ = [
+    "CcdController",
+    "CoverStatus",
+    "DeviceIdentity",
+    "FocalPlaneCover",
+    "Identified",
+    "Progress",
+    "Readout",
+]
+
+
+class Identified(Protocol):
+    """A device driver that can say what it connected to.
+
+    ``SerialCcdController`` and ``SerialCoverHalf`` implement it; the CCD's
+    identity (``simulated``) is what tells a simulator set from the hardware.
+    """
+
+    def identity(self) -> DeviceIdentity:
+        """The device as identified after ``connect()``."""
+        ...
 
 
 class FocalPlaneCover(Protocol):

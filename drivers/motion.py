@@ -77,7 +77,7 @@ def wait_for_cover(
                 raise DeviceError(
                     where.format("controller reports its move timed out (status 3)")
                     + f"; expected {target}; check the mechanism for an obstruction,"
-                    " then run 'megara-dark reset'"
+                    " then reset the instrument"
                 )
             if half.cover is want and half.motor is proto.Motor.STOPPED:
                 continue
@@ -88,7 +88,7 @@ def wait_for_cover(
                     raise DeviceError(
                         where.format(f"stopped {_position(half)}")
                         + f"; expected {target}; the half is jammed: check the "
-                        "mechanism, then run 'megara-dark reset'"
+                        "mechanism, then reset the instrument"
                     )
             else:
                 stopped_since.pop(side, None)
@@ -100,7 +100,7 @@ def wait_for_cover(
                 )
                 raise DeviceTimeout(
                     where.format(seen) + f"; expected {target}; check the mechanism "
-                    "and run 'megara-dark reset'"
+                    "and reset the instrument"
                 )
         if not pending:
             log.info("cover: both halves %s after %.1f s", target, elapsed)

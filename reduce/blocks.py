@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from reduce.errors import InputError
+from reduce.safeyaml import load_yaml_file
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +188,8 @@ def load_blocks(path: str | Path) -> list[ReductionBlock]:
         is present, or two blocks share an id.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except OSError as err:
-        raise InputError(source, f"cannot read: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise InputError(source, f"not a UTF-8 text file ({err.reason})") from err
-    except ValueError as err:  # e.g. an integer of more than 4300 digits
-        raise InputError(source, f"not valid YAML: {err}") from None
-    except yaml.YAMLError as err:
-        detail = str(err).replace("\n", " ")
-        raise InputError(source, f"not valid YAML: {detail}") from err
-    except RecursionError:
-        raise InputError(
-            source, "YAML nested too deeply to read; a block is a flat mapping"
-        ) from None
+    # A regular file, parsed with each key given once (reduce.safeyaml).
+    docs = [d for d in load_yaml_file(path) if d is not None]
     if not docs:
         raise InputError(source, "no reduction block; expected at least one document")
     blocks = [parse_block(doc, f"{source}#{k}") for k, doc in enumerate(docs)]

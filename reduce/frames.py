@@ -27,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import mmap
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +37,11 @@ import numpy as np
 import numpy.typing as npt
 
 from reduce.blocks import Mode
-from reduce.digests import DigestPrefetch, Identity, identity
+from reduce.checksum import ones_complement_sum, verify_checksums
+from reduce.digests import DigestPrefetch
 from reduce.errors import InputError
-from reduce.fitsheader import FitsHeaderError, Header
+from reduce.fitsfile import FitsFile, Hdu
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
-from reduce.io import (
-    header_length,
-    ones_complement_sum,
-    verify_checksums,
-)
 from reduce.overscan import OverscanModel, SplineBackend, clip_window, fit_overscan
 
 log = logging.getLogger(__name__)
@@ -122,6 +116,9 @@ class FrameInspection:
     sample_level
         Per amplifier, the overscan-corrected (and bias-subtracted when a
         bias was given) clipped mean of the sampled rows, ADU.
+    file_id
+        ``(st_dev, st_ino)`` of the file read: the same file under two names
+        has the same one.
     """
 
     path: Path
@@ -137,6 +134,7 @@ class FrameInspection:
     checksum: str
     overscan: tuple[OverscanModel, OverscanModel]
     sample_level: tuple[float, float]
+    file_id: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -148,69 +146,32 @@ _BUFFERS = threading.local()
 """One reusable read buffer per thread (no fresh 35 MB allocation per frame)."""
 
 
-def _open_frame(path: Path) -> int:
-    source = str(path)
-    try:
-        return os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise InputError(source, "frame file not found") from None
-    except OSError as err:
-        raise InputError(source, f"cannot open: {err.strerror}") from err
+def _read_whole(fits: FitsFile) -> memoryview:
+    """The whole file, in this thread's buffer (valid until its next call)."""
+    buf: npt.NDArray[np.uint8] | None = getattr(_BUFFERS, "buf", None)
+    if buf is None or buf.size < fits.size:
+        buf = _BUFFERS.buf = np.empty(fits.size, dtype=np.uint8)  # not zeroed
+    view = buf.data[: fits.size]
+    fits.read_into(view)
+    return view
 
 
-def _read_whole(path: Path) -> tuple[memoryview, Identity]:
-    """The whole file, in this thread's buffer (valid until its next call).
+def _open_primary(path: Path) -> tuple[FitsFile, Hdu]:
+    """The frame open (a regular file) and its primary HDU, sizes checked.
 
-    Also the file's identity (:func:`reduce.digests.identity`) as read.
+    The memory map (or the read) that follows is of a file whose header,
+    data unit and padding are known to be there: a truncated file, a FIFO, a
+    device or a directory is refused first (:mod:`reduce.fitsfile`). A file
+    truncated while it is mapped would make reading past its new end fatal
+    (SIGBUS), as in any memory-mapped FITS reader; raw frames are written
+    once and renamed into place, never truncated.
     """
-    fd = _open_frame(path)
+    fits = FitsFile(path, "frame file")
     try:
-        ident = identity(os.fstat(fd))
-        size = ident[2]
-        buf: npt.NDArray[np.uint8] | None = getattr(_BUFFERS, "buf", None)
-        if buf is None or buf.size < size:
-            buf = _BUFFERS.buf = np.empty(size, dtype=np.uint8)  # not zeroed
-        view = buf.data[:size]
-        got = os.preadv(fd, [view], 0)
-    finally:
-        os.close(fd)
-    if got != size:
-        raise InputError(str(path), f"short read ({got} of {size} bytes)")
-    return view, ident
-
-
-def _map_whole(path: Path) -> tuple[memoryview, Identity]:
-    """The whole file as a read-only memory map, populated at once.
-
-    No copy of the page cache (a read would copy 35 MB per frame); the map
-    goes when the last view of it does. A file truncated while it is mapped
-    would make reading past its new end fatal (SIGBUS), as in any memory-mapped
-    FITS reader; raw frames are written once and renamed into place, never
-    truncated.
-    """
-    fd = _open_frame(path)
-    try:
-        ident = identity(os.fstat(fd))
-        if ident[2] == 0:
-            return memoryview(b""), ident
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mapped = mmap.mmap(fd, ident[2], flags=flags, prot=mmap.PROT_READ)
-    except (OSError, ValueError) as err:
-        raise InputError(str(path), f"cannot map: {err}") from err
-    finally:
-        os.close(fd)
-    return memoryview(mapped), ident
-
-
-def _parse_header(buf: memoryview, source: str) -> tuple[Any, int]:
-    if bytes(buf[:9]) != b"SIMPLE  =":
-        raise InputError(source, "does not start with SIMPLE: not a FITS file")
-    length = header_length(buf, source)
-    try:
-        header = Header.fromstring(bytes(buf[:length]).decode("ascii"))
-    except (UnicodeDecodeError, FitsHeaderError) as err:
-        raise InputError(source, f"unreadable primary header: {err}") from err
-    return header, length
+        return fits, fits.primary()
+    except BaseException:
+        fits.close()
+        raise
 
 
 def _check_layout(header: Any, source: str) -> None:
@@ -374,24 +335,21 @@ def inspect_frame(
         For any unusable frame; the message names the file.
     """
     source = str(path)
-    # The streaming reduction's sink modifies the words: they are read into
-    # a buffer. Otherwise the file is mapped, not copied.
-    read = _read_whole if sink is not None else _map_whole
-    buf, ident = read(Path(path))
-    header, offset = _parse_header(buf, source)
-    _check_layout(header, source)
-    nbytes = RAW_SHAPE[0] * RAW_SHAPE[1] * 2
-    if len(buf) < offset + nbytes:
-        raise InputError(
-            source,
-            f"file is {len(buf)} bytes, too short for a {RAW_SHAPE} data unit at "
-            f"byte {offset}; truncated file (copy interrupted?)",
-        )
-    exptime, darktime = _check_keywords(header, mode, source)
-    padded = -(-nbytes // 2880) * 2880
-    data_bytes = memoryview(buf)[offset : offset + min(padded, len(buf) - offset)]
+    fits, hdu = _open_primary(Path(path))
+    try:
+        header, offset = hdu.header, hdu.data_start
+        _check_layout(header, source)
+        exptime, darktime = _check_keywords(header, mode, source)
+        # The streaming reduction's sink modifies the words: they are read
+        # into a buffer. Otherwise the file is mapped, not copied.
+        buf = _read_whole(fits) if sink is not None else fits.map()
+        ident = fits.identity
+    finally:
+        fits.close()
+    nbytes = hdu.data_bytes
+    data_bytes = buf[offset : offset + hdu.data_span]
     checksum = verify_checksums(
-        header, memoryview(buf)[:offset], ones_complement_sum(data_bytes), source
+        header, buf[:offset], ones_complement_sum(data_bytes), source
     )
     sha = digests.take(path, ident) if digests is not None else None
     if sha is None:
@@ -409,6 +367,7 @@ def inspect_frame(
     if sink is not None and interlock_ok:
         sink(stored.view(np.uint16), models)
     return FrameInspection(
+        file_id=ident[:2],
         path=Path(path),
         header=header,
         exptime=exptime,

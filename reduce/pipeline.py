@@ -24,7 +24,6 @@ import dataclasses
 import datetime
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -63,14 +62,14 @@ from reduce.engine import (
     to_counts,
 )
 from reduce.errors import ConfigError, InputError
-from reduce.fitsheader import FitsHeaderError, Header
+from reduce.fitsheader import Header
 from reduce.frames import FrameInspection, inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
-from reduce.io import ProcessingLog, ones_complement_sum, padded_size, verify_checksums
+from reduce.io import ProcessingLog
+from reduce.masters import Master, MasterKind, load_master
 from reduce.overscan import OverscanModel
 from reduce.productfile import MasterSink, ProductFile
 from reduce.products import (
-    REDUCER,
     ImagePlan,
     master_layout,
     product_header,
@@ -160,150 +159,13 @@ class Result:
     seconds: float
 
 
-@dataclass(frozen=True, eq=False)
-class MasterBias:
-    """A master bias read back for a dark block."""
-
-    path: Path
-    data: Float32Array
-    variance: Float32Array | None
-    uuid: str
+MasterBias = Master
+"""A master bias read back for a dark block (:class:`reduce.masters.Master`)."""
 
 
-@dataclass(frozen=True)
-class _Hdu:
-    """One HDU of a FITS file: its header and where its parts are."""
-
-    header: Header
-    header_start: int
-    data_start: int
-    data_span: int
-
-    @property
-    def name(self) -> str:
-        return "PRIMARY" if self.header_start == 0 else str(self.header.get("EXTNAME"))
-
-
-MAX_HEADER_BLOCKS = 1000
-"""A header longer than this many 2880-byte blocks is refused (corrupt file)."""
-
-
-def _read_hdus(fd: int, size: int, source: str) -> list[_Hdu]:
-    """Every HDU of a FITS file, from its headers (no data read)."""
-    hdus: list[_Hdu] = []
-    pos = 0
-    while pos < size:
-        text, ended = b"", False
-        while not ended:
-            block = os.pread(fd, 2880, pos + len(text))
-            if len(block) < 2880 or len(text) >= MAX_HEADER_BLOCKS * 2880:
-                raise InputError(source, f"HDU {len(hdus)}: header without END")
-            text += block
-            ended = any(block[i : i + 8] == b"END     " for i in range(0, 2880, 80))
-        try:
-            header = Header.fromstring(text.decode("ascii"))
-        except (UnicodeDecodeError, FitsHeaderError) as err:
-            raise InputError(
-                source, f"HDU {len(hdus)}: unreadable header: {err}"
-            ) from err
-        naxis = header.get("NAXIS", 0)
-        bitpix = header.get("BITPIX", 0)
-        if not isinstance(naxis, int) or not isinstance(bitpix, int) or naxis < 0:
-            raise InputError(
-                source, f"HDU {len(hdus)}: BITPIX={bitpix!r} NAXIS={naxis!r}"
-            )
-        count = 0
-        if naxis:
-            axes = [int(header.get(f"NAXIS{k}", 0)) for k in range(1, naxis + 1)]
-            extra, groups = int(header.get("PCOUNT", 0)), int(header.get("GCOUNT", 1))
-            count = (math.prod(axes) + extra) * groups
-        nbytes = abs(bitpix) // 8 * count
-        hdus.append(_Hdu(header, pos, pos + len(text), padded_size(nbytes)))
-        pos += len(text) + padded_size(nbytes)
-    return hdus
-
-
-def _verified_image(
-    fd: int, size: int, hdu: _Hdu, source: str, verify: bool
-) -> Float32Array:
-    """An image HDU as native float32, after checking its checksums.
-
-    The data unit is read once, straight into the array's memory, summed for
-    DATASUM as stored and byte-swapped in place (no copy of the file, no
-    second copy of the image). ``verify=False`` for numina's own products,
-    which carry the first raw frame's stale CHECKSUM/DATASUM
-    (docs/products.md).
-    """
-    header, start, span = hdu.header, hdu.data_start, hdu.data_span
-    where = f"{source}[{hdu.name}]"
-    dtype = {-32: ">f4", -64: ">f8", 16: ">i2", 32: ">i4", 8: "u1"}.get(
-        header.get("BITPIX", 0)
-    )
-    shape = (header.get("NAXIS2", 0), header.get("NAXIS1", 0))
-    if dtype is None or header.get("NAXIS") != 2:
-        raise InputError(
-            where,
-            f"BITPIX={header.get('BITPIX')} NAXIS={header.get('NAXIS')}; "
-            "expected a 2-D image",
-        )
-    nbytes = shape[0] * shape[1] * np.dtype(dtype).itemsize
-    if start + span > size or nbytes > span:
-        raise InputError(where, "data unit extends past the end of the file")
-    raw = np.empty(span, dtype=np.uint8)
-    got = os.preadv(fd, [raw.data], start)
-    if got != span:
-        raise InputError(where, f"short read ({got} of {span} bytes)")
-    if verify:
-        head = os.pread(fd, start - hdu.header_start, hdu.header_start)
-        verify_checksums(header, head, ones_complement_sum(raw.data), where)
-    image = raw[:nbytes].view(dtype).reshape(shape)
-    if image.dtype == np.dtype(">f4"):
-        image.byteswap(inplace=True)
-        native: Float32Array = image.view(np.float32)
-        return native
-    return image.astype(np.float32)
-
-
-def read_master_bias(path: Path) -> MasterBias:
-    """Read and check a master bias (ours or megaradrp's); checksums verified."""
-    source = str(path)
-    if not path.is_file():
-        raise InputError(source, "master bias not found")
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            hdus = _read_hdus(fd, size, source)
-            header = hdus[0].header
-            ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
-            data = _verified_image(fd, size, hdus[0], source, ours)
-            named = {hdu.name: hdu for hdu in hdus}
-            variance = (
-                _verified_image(fd, size, named["VARIANCE"], source, ours)
-                if "VARIANCE" in named
-                else None
-            )
-        finally:
-            os.close(fd)
-    except (OSError, ValueError, TypeError) as err:
-        raise InputError(source, f"unreadable or corrupt master bias: {err}") from err
-    if data.shape != TRIMMED_SHAPE:
-        raise InputError(
-            source, f"PRIMARY shape {data.shape}, expected the trimmed {TRIMMED_SHAPE}"
-        )
-    kind = header.get("NUMTYPE")
-    if kind not in (None, "MasterBias") or header.get("OBSMODE") not in (
-        None,
-        Mode.BIAS.value,
-    ):
-        raise InputError(
-            source,
-            f"NUMTYPE={kind!r} OBSMODE={header.get('OBSMODE')!r}; expected a master "
-            "bias (NUMTYPE MasterBias, OBSMODE MegaraBiasImage)",
-        )
-    if variance is not None and variance.shape != TRIMMED_SHAPE:
-        variance = None
-    return MasterBias(path, data, variance, str(header.get("UUID", "unknown")))
+def read_master_bias(path: Path) -> Master:
+    """Read and validate a master bias (:func:`reduce.masters.load_master`)."""
+    return load_master(path, MasterKind.BIAS)
 
 
 def _resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:

@@ -28,13 +28,13 @@ import math
 import re
 import reprlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from drivers.errors import ConfigError, one_line_yaml_error
+from drivers.errors import ConfigError
+from drivers.files import check_user_file, read_user_text, resolved
+from drivers.safeyaml import load_yaml_documents
 
 #: Longest dark exposure accepted (seconds). Longer ones are almost certainly
 #: a unit mistake (minutes or milliseconds typed as seconds).
@@ -83,6 +83,8 @@ class ObservingBlock:
     nframes: int
     master_bias: Path | None = None
     bias_from: str | None = None
+    #: Where the block was given (file, document, id), for messages.
+    source: str = field(default="", compare=False)
 
     @property
     def is_dark(self) -> bool:
@@ -220,14 +222,9 @@ def _parse_one(
                 f"{where}: key 'requirements.master_bias': a bias block needs none"
             )
         raw = _path(where, "requirements.master_bias", requirements["master_bias"])
-        master_bias = (
-            (base / raw).resolve() if not Path(raw).is_absolute() else Path(raw)
-        )
-        if not master_bias.is_file():
-            raise ConfigError(
-                f"{where}: key 'requirements.master_bias': file {raw!r} does not "
-                f"exist (looked in {master_bias.parent})"
-            )
+        key = f"{where}: key 'requirements.master_bias':"
+        master_bias = resolved(base, raw, key)
+        check_user_file(master_bias, key)
     elif mode is Mode.DARK:
         if last_bias is None:
             raise ConfigError(
@@ -243,6 +240,7 @@ def _parse_one(
         nframes=nframes,
         master_bias=master_bias,
         bias_from=bias_from,
+        source=where,
     )
 
 
@@ -258,19 +256,8 @@ def parse_blocks(text: str, *, source: str, base: Path) -> list[ObservingBlock]:
     base
         Folder that relative ``master_bias`` paths are relative to.
     """
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        raise ConfigError(
-            f"{source}: not valid YAML ({one_line_yaml_error(err)})"
-        ) from err
-    except RecursionError:
-        raise ConfigError(
-            f"{source}: YAML nested too deeply to read; an observing block is a "
-            "flat mapping of keys"
-        ) from None
-    except ValueError as err:  # e.g. an integer of more than 4300 digits
-        raise ConfigError(f"{source}: not valid YAML ({err})") from None
+    # Each key once per mapping: a second 'nframes' must not silently win.
+    docs = [d for d in load_yaml_documents(text, source=source) if d is not None]
     if not docs:
         raise ConfigError(f"{source}: holds no observing block")
     blocks: list[ObservingBlock] = []
@@ -287,10 +274,5 @@ def parse_blocks(text: str, *, source: str, base: Path) -> list[ObservingBlock]:
 
 def load_blocks(path: Path) -> list[ObservingBlock]:
     """Read and validate an observing-block file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason})") from err
+    text = read_user_text(path, "observing blocks")
     return parse_blocks(text, source=str(path), base=path.parent)

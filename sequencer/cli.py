@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from sequencer.blocks import ObservingBlock
     from sequencer.run import BlockResult, Run
+    from sequencer.session import Session
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
@@ -70,7 +71,9 @@ def diagram(fmt: str) -> None:
 
 
 @cli.command()
-@click.argument("blocks", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument(
+    "blocks", required=False, type=click.Path(path_type=Path, dir_okay=False)
+)
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -83,7 +86,16 @@ def diagram(fmt: str) -> None:
     help="Folder for the raw frames, the journal and the products "
     "[default: a new megara-dark-runs/<UTC date and time>].",
 )
-@click.option("--resume", is_flag=True, help="Finish a run that was interrupted.")
+@click.option(
+    "--resume",
+    "resume",
+    metavar="[WORKDIR]",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    help="Finish the interrupted run in WORKDIR (or in --workdir), on the "
+    "observing blocks, configuration and devices that its folder records.",
+)
 @click.option(
     "--json",
     "as_json",
@@ -98,21 +110,68 @@ def diagram(fmt: str) -> None:
     show_default=True,
 )
 def run(
-    blocks: Path,
+    blocks: Path | None,
     config: Path | None,
     workdir: Path | None,
-    resume: bool,
+    resume: str | None,
     as_json: bool,
     log_level: str,
 ) -> None:
     """Run the observing BLOCKS (YAML) and reduce them: the Dark mode end to end.
 
-    On a terminal a live display shows the block, frame k/N, the exposure
-    countdown and the readout; with --json the same news is printed as JSON
-    lines; otherwise only the log (stderr) and the summary (stdout).
+    A new run records its BLOCKS, its --config and the devices it connects
+    to in its run folder; 'megara-dark run --resume WORKDIR' finishes it on
+    those, and needs nothing else. On a terminal a live display shows the
+    block, frame k/N, the exposure countdown and the readout; with --json the
+    same news is printed as JSON lines; otherwise only the log (stderr) and
+    the summary (stdout).
     """
-    from sequencer.blocks import load_blocks  # noqa: PLC0415
-    from sequencer.config import load_config  # noqa: PLC0415
+    from sequencer.runfolder import InputFile  # noqa: PLC0415
+    from sequencer.session import open_session  # noqa: PLC0415
+
+    console = _terminal_console() if not as_json else None
+    _setup_logging(log_level, console)
+    workdir = _run_folder(workdir, resume, blocks)
+    session = open_session(
+        workdir,
+        resume=resume is not None,
+        blocks=InputFile.read(blocks, "observing blocks") if blocks else None,
+        config=InputFile.read(config, "instrument configuration") if config else None,
+    )
+    try:
+        status = _run_session(session, as_json, console)
+    finally:
+        session.close()
+    raise SystemExit(status)
+
+
+def _run_folder(workdir: Path | None, resume: str | None, blocks: Path | None) -> Path:
+    """The run folder from --workdir and --resume [WORKDIR]."""
+    if resume:
+        folder = Path(resume)
+        if workdir is not None and workdir.absolute() != folder.absolute():
+            raise click.UsageError(
+                f"--resume {resume} and --workdir {workdir} name two run folders; "
+                "give one"
+            )
+        return folder
+    if workdir is not None:
+        return workdir
+    if resume is not None:
+        raise click.UsageError(
+            "--resume needs the run folder: megara-dark run --resume WORKDIR"
+        )
+    if blocks is None:
+        raise click.UsageError(
+            "give the observing BLOCKS file (megara-dark run BLOCKS), or finish a "
+            "run with: megara-dark run --resume WORKDIR"
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return Path("megara-dark-runs") / stamp
+
+
+def _run_session(session: Session, as_json: bool, console: Console | None) -> int:
+    """Run an opened session; print the summary; return the exit status."""
     from sequencer.progress import (  # noqa: PLC0415
         EventSink,
         JsonLines,
@@ -122,24 +181,21 @@ def run(
     )
     from sequencer.run import Run  # noqa: PLC0415
 
-    console = _terminal_console() if not as_json else None
-    _setup_logging(log_level, console)
-    if workdir is None:
-        if resume:
-            raise click.UsageError("--resume needs the --workdir of the run to finish")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        workdir = Path("megara-dark-runs") / stamp
-    plan = load_blocks(blocks)
-    instrument = load_config(config)
+    workdir = session.workdir
+    if session.finished is not None:
+        click.echo(session.finished, err=as_json)
+        return EXIT_OK
+    for note in session.notes:
+        click.echo(f"megara-dark: {note}", err=True)
     display = LiveDisplay(console) if console is not None else None
     sink: EventSink = JsonLines(sys.stdout) if as_json else display or Silent()
     reporter = Reporter(sink)
-    the_run = Run(plan, instrument, workdir, resume=resume, reporter=reporter)
-    signal.signal(signal.SIGINT, the_run.request_abort)
-    signal.signal(signal.SIGTERM, the_run.request_abort)
+    the_run = Run(session, reporter=reporter)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, the_run.request_abort)
     with display if display is not None else contextlib.nullcontext():
         results = the_run.execute()
-    status, lines = _summary(results, plan, the_run)
+    status, lines = _summary(results, session.plan, the_run)
     for line in lines:
         click.echo(line, err=as_json)
     click.echo(f"run folder: {workdir}", err=as_json)
@@ -151,8 +207,10 @@ def run(
         blocks=[_block_json(r) for r in results],
     )
     if status > EXIT_USAGE:
-        click.echo(_stopped_line(the_run, results, blocks, workdir), err=True)
-    raise SystemExit(status)
+        click.echo(_stopped_line(the_run, results, workdir), err=True)
+    elif status == EXIT_FAILED:
+        click.echo(_fault_line(session, results), err=as_json)
+    return status
 
 
 def _terminal_console() -> Console | None:
@@ -199,11 +257,19 @@ def _summary(
             status = 128 + (the_run.stop_signal or signal.SIGINT)
         else:
             verdict = f"QA {result.qa}" if result.qa else "done"
+            if result.reasons:
+                verdict += f" ({'; '.join(result.reasons)})"
+        excluded = (
+            f", {len(result.excluded)} excluded by the reduction"
+            if result.excluded
+            else ""
+        )
         lines.append(
             f"{result.block.id}: {outcome.valid_frames}/{result.block.nframes} valid "
-            f"frames, {outcome.retaken} retaken; {verdict}"
+            f"frames{excluded}, {outcome.retaken} retaken; {verdict}"
             + (f"; products in {result.products}" if result.products else "")
         )
+        lines += [f"  excluded {name}: {why}" for name, why in result.excluded]
     if status == EXIT_OK and len(results) < len(plan):
         status = EXIT_FAILED
     return status, lines
@@ -217,6 +283,8 @@ def _block_json(result: BlockResult) -> dict[str, Any]:
         "nframes": result.block.nframes,
         "retaken": outcome.retaken,
         "invalid_files": [p.name for p in result.invalid],
+        "excluded": [{"file": n, "reason": why} for n, why in result.excluded],
+        "reasons": list(result.reasons),
         "aborted": outcome.aborted,
         "fault": str(outcome.error) if outcome.error is not None else None,
         "qa": result.qa,
@@ -224,27 +292,58 @@ def _block_json(result: BlockResult) -> dict[str, Any]:
     }
 
 
-def _stopped_line(
-    the_run: Run, results: list[BlockResult], blocks: Path, workdir: Path
-) -> str:
+def _stopped_line(the_run: Run, results: list[BlockResult], workdir: Path) -> str:
     """The one-line summary of a run stopped by a signal."""
-    last = results[-1]
+    from sequencer.runfolder import resume_command  # noqa: PLC0415
+
+    last = results[-1] if results else None
     kept = sum(len(r.frames) + len(r.invalid) for r in results)
-    safe = last.outcome.safe_state or "not read back"
-    return (
-        f"megara-dark: stopped by {the_run.stop_reason or 'request'} in block "
-        f"{last.block.id} at {last.outcome.valid_frames}/{last.block.nframes} valid "
-        f"frames; exposure aborted, read back {safe}; {kept} frame(s) kept in "
-        f"{workdir / 'data'}; finish with: megara-dark run {blocks} "
-        f"--workdir {workdir} --resume"
+    where = (
+        f" in block {last.block.id} at {last.outcome.valid_frames}/"
+        f"{last.block.nframes} valid frames"
+        if last is not None
+        else ""
     )
+    safe = last.outcome.safe_state if last is not None else None
+    return (
+        f"megara-dark: stopped by {the_run.stop_reason or 'request'}{where}; "
+        f"exposure aborted, read back {safe or 'not read back'}; {kept} frame(s) "
+        f"kept in {workdir / 'data'}; finish with: {resume_command(workdir)}"
+    )
+
+
+def _fault_line(session: Session, results: list[BlockResult]) -> str:
+    """What to do after a fault: commands that act on this run's own devices."""
+    from drivers.errors import DeviceError, ProtocolError  # noqa: PLC0415
+    from sequencer.runfolder import reset_command, resume_command  # noqa: PLC0415
+
+    workdir = session.workdir
+    error = results[-1].outcome.error if results else None
+    resume = f"finish the run with: {resume_command(workdir)}"
+    hardware = isinstance(error, DeviceError | ProtocolError)
+    if hardware and session.config.devices is not None:
+        return (
+            "megara-dark: next: check the hardware the fault names, make it safe "
+            f"with: {reset_command(workdir)}; then {resume}"
+        )
+    return f"megara-dark: next: once the cause is fixed, {resume}"
 
 
 @cli.command()
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Instrument configuration (TOML). Default: the built-in simulators.",
+    help="Instrument configuration (TOML) naming the devices to make safe.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder: make safe the devices its run recorded.",
+)
+@click.option(
+    "--simulators",
+    is_flag=True,
+    help="Start the built-in simulators and reset those (a demonstration).",
 )
 @click.option(
     "--log-level",
@@ -252,17 +351,25 @@ def _stopped_line(
     default="WARNING",
     show_default=True,
 )
-def reset(config: Path | None, log_level: str) -> None:
+def reset(
+    config: Path | None, workdir: Path | None, simulators: bool, log_level: str
+) -> None:
     """Make the instrument safe after a fault: abort, close shutter and cover.
 
-    Check the mechanism the fault named first. Exit status 0 when the cover
-    and the shutter read back closed and no exposure runs, 1 otherwise.
+    Acts only on the devices it is told about: those of --config, or those
+    a run folder recorded (--workdir), or, with --simulators, built-in
+    simulators started for the occasion. Check the mechanism the fault named
+    first. Exit status 0 when the cover and the shutter read back closed and
+    no exposure runs, 1 otherwise.
     """
-    from sequencer.config import load_config  # noqa: PLC0415
-    from sequencer.reset import reset_instrument  # noqa: PLC0415
+    from sequencer.reset import reset_instrument, reset_target  # noqa: PLC0415
 
     _setup_logging(log_level, None)
-    report = reset_instrument(load_config(config))
+    target = reset_target(config=config, workdir=workdir, simulators=simulators)
+    click.echo(f"reset: {target.describe()}")
+    report = reset_instrument(target)
+    for line in report.devices:
+        click.echo(f"reset: read {line}")
     for step in report.steps:
         click.echo(f"reset: {step}")
     if report.error is not None:
@@ -303,7 +410,8 @@ def main() -> None:
         where = err.filename if err.filename is not None else "a file"
         click.echo(
             f"megara-dark: {where}: {err.strerror or err}; check the free space and "
-            "the permissions of the run folder, then finish the run with --resume",
+            "the permissions of the run folder, then finish the run with: "
+            "megara-dark run --resume WORKDIR",
             err=True,
         )
         raise SystemExit(EXIT_FAILED) from None

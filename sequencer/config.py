@@ -28,15 +28,18 @@ See ``examples/instrument-*.toml``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.config import CcdConfig, CoverConfig
-from drivers.errors import ConfigError
+from drivers.config import CCD_SCHEMA, COVER_SCHEMA, CcdConfig, CoverConfig
+from drivers.errors import ConfigError, shown_path
+from drivers.files import check_user_file, read_user_text, resolved
+from drivers.schema import MAX_SEED, Choice, FilePath, Number, Schema, seconds
 from sequencer.engineering.limits import VerifySettings, parse_verify
 
 DEVICE_KEYS = ("ccd", "cover_left", "cover_right")
@@ -134,6 +137,32 @@ class RunSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReduceSettings:
+    """The ``[reduce]`` table: how the run reduces its blocks.
+
+    Attributes
+    ----------
+    min_frames
+        Fewest usable frames a block may be reduced from: the same number,
+        with the same meaning, as ``megara-dark reduce --min-frames``. A block
+        with fewer ``nframes`` is refused before the first exposure.
+    qc_config
+        QC thresholds and frame-check settings (the TOML of
+        ``megara-dark reduce --qc-config``), relative to the configuration
+        file; None: the defaults.
+    """
+
+    min_frames: int = 3
+    qc_config: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_frames <= 500:
+            raise ConfigError(
+                f"reduce.min_frames must be 1 to 500, got {self.min_frames!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class InstrumentConfig:
     """Everything the run needs to know about the instrument.
 
@@ -146,6 +175,7 @@ class InstrumentConfig:
     cover: Mapping[str, Any] = field(default_factory=dict)
     run: RunSettings = field(default_factory=RunSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
+    reduce: ReduceSettings = field(default_factory=ReduceSettings)
     source: str = "built-in defaults (simulators)"
 
     @property
@@ -168,17 +198,18 @@ class InstrumentConfig:
         return config
 
 
+def _schema(cls: type[Any]) -> Schema:
+    try:
+        return _SCHEMAS[cls]
+    except KeyError:
+        raise TypeError(
+            f"{cls.__name__} has no entry in sequencer.config._SCHEMAS: give each "
+            "of its fields a type and range there"
+        ) from None
+
+
 def _build(cls: type[Any], table: Mapping[str, Any], where: str, **given: Any) -> Any:
-    allowed = {f.name for f in fields(cls)} - set(given)
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"[{where}]: unknown key(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(allowed))}"
-        )
-    values = _checked(cls, table, where)
-    if "temperature_range_k" in values:
-        values["temperature_range_k"] = tuple(values["temperature_range_k"])
+    values = _schema(cls).table(where, table)
     try:
         return cls(**values, **given)
     except TypeError as err:
@@ -192,55 +223,58 @@ def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
     return value
 
 
-_TOML_TYPES: dict[str, tuple[type, ...]] = {
-    "float": (int, float),
-    "int": (int,),
-    "str": (str,),
-    "Path | None": (str,),
-    "tuple[float, float]": (list,),
+def _typed(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
+    return cls(**_schema(cls).table(where, table))
+
+
+#: The type and range of every field read from the TOML, per table. Bounds
+#: are finite so that no value can overflow a timer once the run has started.
+_SCHEMAS: dict[type[Any], Schema] = {
+    CcdConfig: CCD_SCHEMA,
+    CoverConfig: COVER_SCHEMA,
+    SimulatorOptions: Schema(
+        SimulatorOptions,
+        {
+            "time_scale": Number(
+                0.001, 1e6, what="a number", note="device seconds per wall second"
+            ),
+            "seed": Number(0, MAX_SEED, integer=True),
+            "ccd_temperature_k": Number(
+                50.0,
+                350.0,
+                what="a temperature in kelvin",
+                note="MEGARA's CCD runs at about 163 K",
+            ),
+            "readout_s": Number(0.0, 3600.0, what="seconds", note="1 hour"),
+            "cover_motion_s": Number(0.0, 3600.0, what="seconds", note="1 hour"),
+            "cover_initial": Choice(("open", "closed")),
+            "transport": Choice(("pty", "tcp")),
+            "scenario": FilePath(),
+        },
+    ),
+    RunSettings: Schema(
+        RunSettings,
+        {
+            "retake_limit": Number(0, 100, integer=True),
+            "poll_s": seconds(3600.0, "device seconds; 1 hour"),
+            "cover_poll_s": seconds(3600.0, "device seconds; 1 hour"),
+            "readout_s": seconds(3600.0, "device seconds; 1 hour"),
+            "timeout_margin_s": seconds(),
+        },
+    ),
 }
 
 
-def _checked(cls: type[Any], table: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``table`` as keyword arguments of ``cls``, each value of its field's type."""
-    known = {f.name: f for f in fields(cls)}
-    values = dict(table)
-    for name, value in values.items():
-        expected = _TOML_TYPES.get(str(known[name].type), (object,))
-        pair = str(known[name].type).startswith("tuple")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, expected)
-            or (pair and not _is_pair(value))
-        ):
-            words = "[low, high]" if pair else " or ".join(t.__name__ for t in expected)
-            raise ConfigError(f"[{where}] {name}: got {value!r}; expected {words}")
-        if isinstance(value, str) and not value.isprintable():
-            raise ConfigError(
-                f"[{where}] {name}: got {value!r}; expected text without NUL, line "
-                "breaks or other control characters"
-            )
-    return values
-
-
-def _is_pair(value: Any) -> bool:
-    return len(value) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    )
-
-
-def _typed(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(
-            f"[{where}]: unknown key(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(known))}"
-        )
-    values = _checked(cls, table, where)
-    if "scenario" in values:
-        values["scenario"] = Path(values["scenario"])
-    return cls(**values)
+def _scenario(table: dict[str, Any], base: Path) -> None:
+    """Make ``table``'s scenario absolute and check that it is a regular file."""
+    raw = table.get("scenario")
+    if raw is None:
+        return
+    path = _SCHEMAS[SimulatorOptions].value("simulator", "scenario", raw)
+    where = "[simulator] scenario"
+    path = resolved(base, str(path), where)
+    check_user_file(path, where)
+    table["scenario"] = str(path)
 
 
 def _one_line(text: str) -> str:
@@ -248,11 +282,28 @@ def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+_SCHEMAS[ReduceSettings] = Schema(
+    ReduceSettings,
+    {"min_frames": Number(1, 500, integer=True), "qc_config": FilePath()},
+)
+
+
+def _reduce_settings(table: Mapping[str, Any], base: Path) -> ReduceSettings:
+    values = dict(table)
+    qc_config = values.get("qc_config")
+    if isinstance(qc_config, str) and qc_config.isprintable():
+        values["qc_config"] = str((base / qc_config).resolve())
+    settings: ReduceSettings = _typed(ReduceSettings, values, "reduce")
+    if settings.qc_config is not None:
+        settings = dataclasses.replace(settings, qc_config=Path(settings.qc_config))
+    return settings
+
+
 def parse_config(
     doc: Mapping[str, Any], *, source: str, base: Path
 ) -> InstrumentConfig:
     """Validate a parsed TOML document."""
-    allowed = {"devices", "simulator", "ccd", "cover", "run", "verify"}
+    allowed = {"devices", "simulator", "ccd", "cover", "run", "verify", "reduce"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise ConfigError(
@@ -275,9 +326,7 @@ def parse_config(
                 )
             devices = dict(table)
         sim_table = dict(_table(doc, "simulator", source))
-        scenario = sim_table.get("scenario")
-        if isinstance(scenario, str) and scenario.isprintable():
-            sim_table["scenario"] = str((base / scenario).resolve())
+        _scenario(sim_table, base)
         config = InstrumentConfig(
             devices=devices,
             simulator=_typed(SimulatorOptions, sim_table, "simulator"),
@@ -285,6 +334,7 @@ def parse_config(
             cover=_table(doc, "cover", source),
             run=_typed(RunSettings, _table(doc, "run", source), "run"),
             verify=parse_verify(_table(doc, "verify", source), base),
+            reduce=_reduce_settings(_table(doc, "reduce", source), base),
             source=source,
         )
         # Build the driver configs once so that bad values fail now.
@@ -299,13 +349,18 @@ def load_config(path: Path | None) -> InstrumentConfig:
     """Read the instrument configuration (None: the built-in simulators)."""
     if path is None:
         return InstrumentConfig()
+    text = read_user_text(path, "instrument configuration")
     try:
-        with path.open("rb") as handle:
-            doc = tomllib.load(handle)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason})") from err
+        raise ConfigError(f"{shown_path(path)}: not valid TOML ({err})") from err
+    except RecursionError:
+        raise ConfigError(
+            f"{shown_path(path)}: not valid TOML (arrays or tables nested too deeply "
+            "to read; the configuration is a few flat tables)"
+        ) from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise ConfigError(
+            f"{shown_path(path)}: not valid TOML (a number too large to read: {err})"
+        ) from None
     return parse_config(doc, source=str(path), base=path.parent)

@@ -14,7 +14,12 @@ and ``event``::
 Events and their fields (extra fields are kept and ignored by ``replay``):
 
 =================  ===========================================================
-``run_started``    ``blocks`` (ids, in order), ``version``
+``run_started``    ``blocks`` (ids, in order), ``version``, ``run_id``,
+                   ``command``, ``host``, ``blocks_file`` and ``config_file``
+                   (``name`` in the folder, ``sha256``, ``source``, ``base``;
+                   no config file: the built-in simulators), ``simulator``
+                   (their options; None on configured ports); see
+                   :mod:`sequencer.runfolder`
 ``block_started``  ``block``
 ``frame_started``  ``block``, ``attempt`` (an exposure began)
 ``frame_written``  ``block``, ``attempt``, ``file``, ``valid``, ``reason``,
@@ -31,8 +36,14 @@ Events and their fields (extra fields are kept and ignored by ``replay``):
 ``frame_discarded`` ``block``, ``attempt``, ``file``, ``moved_to``: a damaged
                    file found on resume, moved aside
 ``block_done``     ``block``
-``reduction_done`` ``block``, ``qa``
+``reduction_done`` ``block``, ``qa``, ``reasons`` (why not GOOD), ``used``,
+                   ``excluded`` (``file`` and ``reason`` of each frame left out)
 ``fault``          ``block`` (optional), ``error``
+``devices``        ``devices``: each device as identified at the first start
+                   (``url``, ``product``, ``firmware``, ``simulated``)
+``devices_checked`` the same, at a resume, after the comparison with ``devices``
+``run_resumed``    ``version``, ``command``
+``stopped``        ``signal``: the run was stopped by SIGINT, SIGTERM or SIGHUP
 ``run_done``
 =================  ===========================================================
 
@@ -68,6 +79,7 @@ import json
 import logging
 import os
 import signal
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +93,7 @@ from sequencer.rawfits import (
     partial_name,
     verify_raw_frame,
 )
+from sequencer.runfolder import resume_command
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +112,7 @@ class JournalError(SequenceError):
 def _resume_hint(path: Path) -> str:
     return (
         f"fix that (free space, make {path.parent} writable), then finish the "
-        f"run with: megara-dark run BLOCKS --workdir {path.parent} --resume"
+        f"run with: {resume_command(path.parent)}"
     )
 
 
@@ -162,6 +175,9 @@ class Journal:
             ) from err
         records = self.records()
         self._next_seq = records[-1]["seq"] + 1 if records else 1
+        # The run's writer thread and its main thread both append: one at a
+        # time, or two records could share a sequence number.
+        self._lock = threading.Lock()
 
     def _cut_torn_tail(self) -> None:
         data = self.path.read_bytes()
@@ -194,6 +210,10 @@ class Journal:
         reserved = {"seq", "time", "event"} & fields.keys()
         if reserved:
             raise ConfigError(f"{self.path}: journal fields {reserved} are reserved")
+        with self._lock:
+            return self._append(event, fields)
+
+    def _append(self, event: str, fields: dict[str, Any]) -> Record:
         record: Record = {
             "seq": self._next_seq,
             "time": datetime.now(UTC).isoformat(),
@@ -348,6 +368,8 @@ class BlockState:
     done: bool = False
     reduced: bool = False
     qa: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    excluded: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def retakes(self) -> int:
@@ -431,6 +453,8 @@ def _apply(state: RunState, record: Record) -> None:
     elif event == "reduction_done":
         block.reduced = True
         block.qa = record.get("qa")
+        block.reasons = [str(r) for r in record.get("reasons", [])]
+        block.excluded = [e for e in record.get("excluded", []) if isinstance(e, dict)]
 
 
 def orphan_frames(state: RunState, block_id: str, datadir: Path) -> list[Path]:

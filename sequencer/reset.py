@@ -15,22 +15,27 @@ this command, which
 
 It exits 0 when the instrument is safe (cover closed, shutter closed, no
 exposure running), 1 when a step failed (the message says which and what to
-do). With the built-in simulators (no ``[devices]`` in the configuration) the
-simulators are started for the occasion, so the command only shows the
-procedure: simulated hardware does not outlive the run that faulted.
+do). It acts only on devices it is told about (:func:`reset_target`): those
+of an instrument configuration (``--config``), those a run folder recorded
+(``--workdir``, the folder's lock taken so that no run is disturbed), or,
+with ``--simulators``, built-in simulators started for the occasion (the
+procedure shown: simulated hardware does not outlive the run that faulted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from drivers.errors import MegaraDarkError
+from drivers.errors import ConfigError, MegaraDarkError
 from drivers.motion import wait_for_cover
 from drivers.protocol import ccd as proto_ccd
-from sequencer.config import InstrumentConfig
+from sequencer.config import InstrumentConfig, load_config
+from sequencer.devices import Connected, devices_for
 from sequencer.machine import Devices, Pacing
-from sequencer.run import devices_for
+from sequencer.runfolder import JOURNAL_FILE, RunLock, quoted, recorded_record
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,10 @@ class ResetReport:
     """What the reset did and what it read back at the end."""
 
     steps: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # each device as read
     error: MegaraDarkError | None = None
     cover: str = "unknown"
+    halves: tuple[str, str] = ("unknown", "unknown")
     cover_closed: bool = False
     shutter: str = "unknown"
     ccd_state: str = "unknown"
@@ -105,6 +112,7 @@ def _read_back(devices: Devices, report: ResetReport) -> None:
     try:
         cover = devices.cover.status()
         report.cover, report.cover_closed = cover.describe(), cover.fully_closed
+        report.halves = cover.words()
         status = devices.ccd.status()
         report.shutter = status.shutter.value
         report.ccd_state = status.state.value
@@ -115,12 +123,103 @@ def _read_back(devices: Devices, report: ResetReport) -> None:
             report.error = err
 
 
-def reset_instrument(config: InstrumentConfig) -> ResetReport:
-    """Connect to the configured devices and make them safe."""
+@dataclass(frozen=True)
+class ResetTarget:
+    """The devices a reset acts on, and how they were named."""
+
+    config: InstrumentConfig
+    how: str
+    workdir: Path | None = None  # a run folder: its lock is held
+
+    def describe(self) -> str:
+        return self.how
+
+
+def reset_target(
+    *, config: Path | None, workdir: Path | None, simulators: bool
+) -> ResetTarget:
+    """The devices named by exactly one of --config, --workdir, --simulators.
+
+    Raises
+    ------
+    ConfigError
+        None or more than one was given, or the run folder records no devices
+        that outlive its run (the built-in simulators).
+    """
+    given = [n for n, v in (("--config", config), ("--workdir", workdir)) if v]
+    given += ["--simulators"] if simulators else []
+    if len(given) != 1:
+        raise ConfigError(
+            "reset acts only on devices it is told about; give one of: --config "
+            "CONFIG (the instrument configuration the run used), --workdir "
+            "WORKDIR (the devices a run folder recorded), or --simulators (built-in "
+            f"simulators started for the occasion); got {', '.join(given) or 'none'}"
+        )
+    if config is not None:
+        loaded = load_config(config)
+        return ResetTarget(loaded, f"devices of {quoted(config)}")
+    if workdir is not None:
+        return _recorded_target(workdir)
+    return ResetTarget(load_config(None), "the built-in simulators, started for this")
+
+
+def _recorded_target(workdir: Path) -> ResetTarget:
+    from sequencer.journal import read_records  # noqa: PLC0415
+
+    path = workdir / JOURNAL_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{workdir}: no {JOURNAL_FILE}; not a run folder. Give the folder of "
+            "the run that faulted, or --config CONFIG"
+        )
+    records, _ = read_records(path)
+    record = recorded_record(workdir, records[0]) if records else None
+    if record is None:
+        raise ConfigError(
+            f"{workdir}: the run folder does not record its instrument "
+            "configuration (an older run); give --config CONFIG"
+        )
+    config = record.inputs.instrument()
+    if config.devices is None:
+        raise ConfigError(
+            f"{workdir}: that run used the built-in simulators, which stopped "
+            "with it: there is no hardware to make safe (--simulators shows the "
+            "procedure)"
+        )
+    return ResetTarget(config, f"devices recorded in {quoted(workdir)}", workdir)
+
+
+def reset_instrument(target: ResetTarget | InstrumentConfig) -> ResetReport:
+    """Connect to the devices and make them safe.
+
+    A run folder's lock is held meanwhile, so that no run of that folder
+    commands the devices at the same time.
+    """
+    config = target.config if isinstance(target, ResetTarget) else target
     pacing = Pacing(
         config.run,
         time_scale=config.time_scale,
         cover_motion_timeout_s=config.cover_config("x", "left").motion_timeout_s,
     )
-    with devices_for(config) as (devices, _sim):
-        return make_safe(devices, pacing)
+    workdir = target.workdir if isinstance(target, ResetTarget) else None
+    with (
+        RunLock(workdir, "reset") if workdir is not None else contextlib.nullcontext(),
+        devices_for(config) as connected,
+    ):
+        report = make_safe(connected.devices, pacing)
+        report.devices = _device_lines(connected, report)
+        return report
+
+
+def _device_lines(connected: Connected, report: ResetReport) -> list[str]:
+    """Each device: URL, identity, what was read back."""
+    lines = connected.describe()
+    reads = {
+        "ccd": f"controller {report.ccd_state}, shutter {report.shutter}",
+        "cover_left": f"half {report.halves[0]}",
+        "cover_right": f"half {report.halves[1]}",
+    }
+    return [
+        f"{line}: {reads.get(name, '')}"
+        for name, line in zip(connected.identities, lines, strict=True)
+    ]

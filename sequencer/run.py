@@ -20,12 +20,10 @@ first.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,17 +34,16 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from drivers.ccd import SerialCcdController
-from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
-from drivers.errors import ConfigError, MegaraDarkError, SequenceError
+from drivers.errors import MegaraDarkError, SequenceError
 from sequencer import __version__
 from sequencer.blocks import Mode, ObservingBlock
-from sequencer.config import InstrumentConfig
-from sequencer.journal import Journal, exposures_done, replay, resume_block
+from sequencer.devices import Connected, devices_for
+from sequencer.journal import exposures_done, resume_block
 from sequencer.machine import DarkSequence, Devices, FrameRecord, Outcome, Pacing, Step
 from sequencer.progress import Reporter
 from sequencer.rawfits import FrameMeta, file_name, write_raw_frame
-from sequencer.simlaunch import SimulatorProcess, start_simulators
+from sequencer.runfolder import check_same_devices, command_line
+from sequencer.session import Session, run_key
 
 if TYPE_CHECKING:
     from reduce.pipeline import StreamingReduction
@@ -64,6 +61,9 @@ class BlockResult:
     invalid: list[Path] = field(default_factory=list)
     products: Path | None = None
     qa: str | None = None
+    reasons: tuple[str, ...] = ()
+    #: Frames the reduction left out: (file name, reason).
+    excluded: tuple[tuple[str, str], ...] = ()
 
 
 def _why(err: Exception) -> str:
@@ -73,49 +73,8 @@ def _why(err: Exception) -> str:
     where = f" ({err.filename})" if err.filename else ""
     return (
         f"{err.strerror or err}{where}; free space or make the run folder "
-        "writable, then finish the run with --resume"
+        "writable, then finish the run (megara-dark run --resume WORKDIR)"
     )
-
-
-@contextlib.contextmanager
-def devices_for(
-    config: InstrumentConfig, *, first_frame: int = 0
-) -> Iterator[tuple[Devices, SimulatorProcess | None]]:
-    """Connect to the devices (starting the simulators if configured).
-
-    ``first_frame``: the simulated CCD's frame counter at start (a resumed run
-    continues at the number of exposures it finished, so that each frame gets
-    the pixels it would have had without the crash).
-    """
-    sim: SimulatorProcess | None = None
-    if config.devices is None:
-        resume = ["--first-frame", str(first_frame)] if first_frame else []
-        sim = start_simulators([*config.simulator.argv(), *resume])
-        urls = sim.urls
-    else:
-        urls = dict(config.devices)
-    ccd = SerialCcdController.from_config(config.ccd_config(urls["ccd"]))
-    left = SerialCoverHalf.from_config(config.cover_config(urls["cover_left"], "left"))
-    right = SerialCoverHalf.from_config(
-        config.cover_config(urls["cover_right"], "right")
-    )
-    cover = SerialFocalPlaneCover(left, right)
-    try:
-        firmware = ccd.connect()
-        cover.connect()
-        log.info(
-            "connected: ccd %s (firmware %s), cover %s, %s",
-            ccd.url,
-            firmware,
-            left.url,
-            right.url,
-        )
-        yield Devices(ccd, cover, (left.url, right.url)), sim
-    finally:
-        ccd.close_link()
-        cover.close_link()
-        if sim is not None:
-            sim.close()
 
 
 class RunSink:
@@ -304,40 +263,24 @@ class RunSink:
 
 
 class Run:
-    """Runs a list of observing blocks and reduces each one."""
+    """Runs the observing blocks of an opened run folder and reduces each one."""
 
-    def __init__(
-        self,
-        blocks: list[ObservingBlock],
-        config: InstrumentConfig,
-        workdir: Path,
-        *,
-        resume: bool = False,
-        reporter: Reporter | None = None,
-    ) -> None:
-        self.blocks = blocks
+    def __init__(self, session: Session, *, reporter: Reporter | None = None) -> None:
+        self.session = session
+        self.blocks = session.plan
         self.report = reporter if reporter is not None else Reporter()
         self.stop_signal: int | None = None  # the signal that asked us to stop
         self.stop_reason: str | None = None  # its name
-        self.config = config
-        self.workdir = workdir
-        self.datadir = workdir / "data"
-        self.simulated = config.simulated
-        self.run_uuid = uuid.uuid4()
+        self.config = session.config
+        self.workdir = session.workdir
+        self.datadir = session.workdir / "data"
+        self.simulated = self.config.simulated
+        self.run_uuid = session.record.run_id
         self.current: DarkSequence | None = None
         self.current_result: BlockResult | None = None
         self.results: list[BlockResult] = []
-        journal_path = workdir / "run.journal"
-        if journal_path.exists() and not resume:
-            raise ConfigError(
-                f"{workdir} already holds a run (run.journal); use --resume to "
-                "finish it, or choose another --workdir"
-            )
-        if resume and not journal_path.exists():
-            raise ConfigError(f"{workdir}: nothing to resume (no run.journal)")
-        self.datadir.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(journal_path)
-        self.state = replay(self.journal.records()) if resume else None
+        self.journal = session.journal
+        self.state = session.state
 
     def request_abort(self, signum: int, frame: FrameType | None) -> None:
         """Signal handler: stop safely at the next check (the exit status says why)."""
@@ -351,43 +294,53 @@ class Run:
 
     def execute(self) -> list[BlockResult]:
         """Run every block; stop at the first that fails."""
-        self.journal.append(
-            "run_resumed" if self.state is not None else "run_started",
-            version=__version__,
-            blocks=[b.id for b in self.blocks],
-        )
+        if self.state is not None:
+            self.journal.append(
+                "run_resumed", version=__version__, command=command_line()
+            )
         self.write_reduction_blocks()
         self.report.emit(
             "run_started",
             workdir=str(self.workdir),
             blocks=[b.id for b in self.blocks],
             resume=self.state is not None,
-            plan=[
-                {"block": b.id, "nframes": b.nframes, "exptime_s": b.exptime}
-                for b in self.blocks
-            ],
-            time_scale=self.config.time_scale,
-            readout_s=self.config.run.readout_s,
         )
         taken = 0 if self.state is None else exposures_done(self.state, self.datadir)
-        with devices_for(self.config, first_frame=taken) as (devices, sim):
-            self.report.emit(
-                "devices",
-                ccd=devices.ccd.url,
-                cover=list(devices.cover_urls),
-                simulator_pid=sim.pid if sim is not None else None,
-            )
+        key = run_key(self.config, self.session.record)
+        with devices_for(self.config, first_frame=taken, run_key=key) as connected:
+            self._identified(connected)
             for block in self.blocks:
-                result = self.run_block(devices, block)
+                result = self.run_block(connected.devices, block)
                 self.results.append(result)
                 self.current_result = None
                 if result.outcome.error is not None or result.outcome.aborted:
                     break
+        if self.stop_reason is not None:
+            self.journal.append("stopped", signal=self.stop_reason)
         if len(self.results) == len(self.blocks) and all(
             r.outcome.error is None and not r.outcome.aborted for r in self.results
         ):
             self.journal.append("run_done")
         return self.results
+
+    def _identified(self, connected: Connected) -> None:
+        """Record the devices (first start) or check them (resume)."""
+        recorded = self.session.devices
+        if recorded is None:
+            self.journal.append("devices", devices=connected.identities)
+        else:
+            check_same_devices(recorded, connected.identities, self.workdir)
+            self.journal.append("devices_checked", devices=connected.identities)
+        self.simulated = connected.simulated
+        sim = connected.simulator
+        self.report.emit(
+            "devices",
+            ccd=connected.devices.ccd.url,
+            cover=list(connected.devices.cover_urls),
+            simulator_pid=sim.pid if sim is not None else None,
+            simulated=self.simulated,
+            identities=connected.identities,
+        )
 
     def run_block(self, devices: Devices, block: ObservingBlock) -> BlockResult:
         """Take (or finish taking) one block's frames, then reduce them."""
@@ -403,6 +356,10 @@ class Run:
             if known.done and known.reduced:
                 log.info("%s: already done and reduced; skipping", block.id)
                 result.qa = known.qa
+                result.reasons = tuple(known.reasons)
+                result.excluded = tuple(
+                    (e.get("file", "?"), e.get("reason", "?")) for e in known.excluded
+                )
                 result.products = self.workdir / f"obsid{block.id}_results"
                 return result
             if known.started:
@@ -491,11 +448,21 @@ class Run:
             return None
         return self.workdir / f"obsid{block.bias_from}_results" / "master_bias.fits"
 
+    def _bias_entry(self, block: ObservingBlock) -> str:
+        """The master bias as ``reduction.yaml`` names it: a product of this run
+        relative to the run folder (where ``megara-dark reduce`` looks first),
+        any other file by its absolute path."""
+        if block.bias_from is not None:
+            return f"obsid{block.bias_from}_results/master_bias.fits"
+        bias = self.bias_for(block)
+        return str(bias.absolute()) if bias is not None else ""
+
     def write_reduction_blocks(self) -> Path:
         """The numina-style reduction blocks for this run's frames (so far).
 
-        ``megara-dark reduce WORK/reduction.yaml --datadir WORK/data --workdir
-        WORK`` (or ``numina run`` with megaradrp) reduces them again offline.
+        From inside the run folder, ``megara-dark reduce reduction.yaml
+        --datadir data --workdir . --overwrite`` (or ``numina run`` with
+        megaradrp) reduces them again offline.
         """
         done = {r.block.id: r for r in self.results}
         if self.current_result is not None:
@@ -510,8 +477,7 @@ class Run:
                 "frames": [p.name for p in result.frames] if result else [],
             }
             if block.mode is Mode.DARK:
-                bias = self.bias_for(block)
-                doc["requirements"] = {"master_bias": str(bias)}
+                doc["requirements"] = {"master_bias": self._bias_entry(block)}
             docs.append(doc)
         path = self.workdir / "reduction.yaml"
         partial = path.with_name(".reduction.yaml.partial")
@@ -533,7 +499,17 @@ class Run:
         """Record a block's reduction (``product``: a reduce.pipeline.Result)."""
         result.products = product.folder
         result.qa = product.qa
-        self.journal.append("reduction_done", block=block.id, qa=product.qa)
+        result.reasons = tuple(product.reasons)
+        result.excluded = tuple((e.name, e.reason) for e in product.excluded)
+        excluded = [{"file": name, "reason": why} for name, why in result.excluded]
+        self.journal.append(
+            "reduction_done",
+            block=block.id,
+            qa=product.qa,
+            reasons=list(result.reasons),
+            used=product.n_used,
+            excluded=excluded,
+        )
         self.report.emit(
             "reduction_done",
             block=block.id,
@@ -542,4 +518,5 @@ class Run:
             product=str(product.product),
             reasons=list(product.reasons),
             used=product.n_used,
+            excluded=excluded,
         )

@@ -104,8 +104,13 @@ class FrameSource(Protocol):
         temperature_k: float,
         light_e_per_s: float,
         frame_seed: int,
+        run_key: int,
     ) -> npt.NDArray[np.uint16]:
-        """A raw frame of shape (4212, 4196), uint16 ADU."""
+        """A raw frame of shape (4212, 4196), uint16 ADU.
+
+        The same ``(frame_seed, run_key)`` with the same exposure arguments
+        must give the same frame; a different run key, different noise.
+        """
         ...
 
 
@@ -202,22 +207,29 @@ class CcdModel:
     light_at_shutter
         Light reaching the shutter now, e-/s/pixel.
     firmware
-        Version answered to PING.
+        Version answered to PING (always as a simulator: ``OK MEGARA-CCD
+        <firmware> SIMULATOR``).
     max_exptime_s
         Longest exposure accepted, seconds.
     max_temperature_k
         EXPOSE is refused (code 301) while the CCD is warmer than this, kelvin.
     first_frame
         Frame counter at start: the first exposure is frame ``first_frame + 1``.
+    run_key
+        Non-negative integer below 2**64 that keys the frames' noise to this
+        run (``--run-key``).
 
     Notes
     -----
-    Frame ``n`` is synthesised from the detector seed and ``n`` alone (its
-    ``frame_seed``), with the exposure's time, temperature and light: a
-    simulator restarted with ``first_frame = n - 1`` (``--first-frame``) makes
-    the same pixels for its next exposure as the one it replaces would have.
-    A run resumed after a crash uses this, so that its frames, and the master
-    dark made from them, equal those of a run that was never interrupted.
+    Frame ``n`` is synthesised from the detector seed, the run key and ``n``
+    alone (its ``frame_seed``), with the exposure's time, temperature and
+    light: a simulator restarted with the same run key and ``first_frame = n -
+    1`` (``--run-key``, ``--first-frame``) makes the same pixels for its next
+    exposure as the one it replaces would have. A run resumed after a crash
+    uses this, so that its frames, and the master dark made from them, equal
+    those of a run that was never interrupted; another run, with another key,
+    never repeats them. Hot pixels and the bias structure come from the
+    detector seed alone and are the same in every run.
     """
 
     name = "ccd"
@@ -236,9 +248,13 @@ class CcdModel:
         max_exptime_s: float = 36000.0,
         max_temperature_k: float = 183.15,
         first_frame: int = 0,
+        run_key: int = 0,
     ) -> None:
         if first_frame < 0:
             raise ConfigError(f"ccd: first frame {first_frame}; expected >= 0")
+        if not 0 <= run_key < 2**64:
+            raise ConfigError(f"ccd: run key {run_key}; expected 0 <= key < 2**64")
+        self.run_key = run_key
         self.clock = clock
         self.faults = faults
         self.detector = detector
@@ -414,6 +430,7 @@ class CcdModel:
                 temperature_k=exp.record.temperature_k,
                 light_e_per_s=exp.record.light_e_per_s,
                 frame_seed=exp.number,
+                run_key=self.run_key,
             )
         if pixels.shape != (ROWS, COLS) or pixels.dtype != np.uint16:
             raise RuntimeError(
@@ -439,7 +456,7 @@ class CcdModel:
         mid = command.mid
         match command:
             case Ping():
-                return _reply(Identity(mid, self.firmware, PRODUCT))
+                return _reply(Identity(mid, self.firmware, PRODUCT, simulated=True))
             case GetStatus():
                 return _reply(self._status(mid, now))
             case GetTemperature():

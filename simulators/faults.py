@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from drivers.errors import ConfigError, one_line_yaml_error
+from drivers.errors import ConfigError, shown_path
+from drivers.files import read_user_text
+from drivers.safeyaml import load_yaml
 
 DEVICES = ("ccd", "cover_left", "cover_right")
 
@@ -67,6 +67,70 @@ class FaultKind(enum.Enum):
 
 #: Fault kinds that last over a window of simulated time instead of firing once.
 WINDOWED = frozenset({FaultKind.TEMPERATURE_EXCURSION, FaultKind.LIGHT_LEAK})
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """The values a fault parameter may take: ``low <= value <= high``."""
+
+    low: float
+    high: float
+    integer: bool = False
+
+    def describe(self) -> str:
+        what = "an integer" if self.integer else "a number"
+        return f"{what} in [{_plain(self.low)}, {_plain(self.high)}]"
+
+
+def _plain(value: float) -> str:
+    """``1000000000`` rather than ``1e+09``; ``0.5`` as it is."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+#: Longest simulated window of a windowed fault (about 30 years), seconds.
+_MAX_WINDOW_S = 1.0e9
+#: Highest block number a frame can have (35 MB in blocks of 512 bytes).
+_MAX_BLOCK = (4212 * 4196 * 2 + 511) // 512 - 1
+
+#: Every parameter each kind reads, and its range (docs/operations.md).
+PARAMS: dict[FaultKind, dict[str, ParamRange]] = {
+    FaultKind.COVER_JAM: {"at": ParamRange(0.0, 1.0)},
+    FaultKind.COVER_SLOW: {"factor": ParamRange(1.0, 1000.0)},
+    FaultKind.COVER_TIMEOUT: {"at": ParamRange(0.0, 1.0)},
+    FaultKind.SHUTTER_STUCK_OPEN: {},
+    FaultKind.NO_REPLY: {},
+    FaultKind.GARBLED_REPLY: {},
+    FaultKind.LATE_REPLY: {"delay_s": ParamRange(0.0, 120.0)},
+    FaultKind.DISCONNECT_READOUT: {"fraction": ParamRange(0.0, 1.0)},
+    FaultKind.BAD_CRC: {"block": ParamRange(0, _MAX_BLOCK, integer=True)},
+    FaultKind.TEMPERATURE_EXCURSION: {
+        "delta_k": ParamRange(-100.0, 100.0),
+        "duration_s": ParamRange(0.0, _MAX_WINDOW_S),
+    },
+    FaultKind.LIGHT_LEAK: {
+        "flux": ParamRange(0.0, 1.0e6),
+        "duration_s": ParamRange(0.0, _MAX_WINDOW_S),
+    },
+}
+
+#: Ranges of the trigger fields (integers but ``at_time``).
+TRIGGERS: dict[str, ParamRange] = {
+    "after_commands": ParamRange(0, 10**9, integer=True),
+    "at_time": ParamRange(0.0, _MAX_WINDOW_S),
+    "on_readout": ParamRange(1, 10**9, integer=True),
+    "times": ParamRange(1, 10**6, integer=True),
+}
+
+
+def _in_range(value: object, allowed: ParamRange) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if allowed.integer and not isinstance(value, int):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return allowed.low <= value <= allowed.high
+
 
 _DEFAULT_DURATION_S = math.inf
 
@@ -108,20 +172,24 @@ class Fault:
                 f"fault device {self.device!r} is unknown; expected one of "
                 f"{', '.join(DEVICES)}"
             )
-        if self.after_commands is not None and self.after_commands < 0:
-            raise ConfigError(f"{where}: after_commands must be >= 0")
-        if self.at_time is not None and not (
-            math.isfinite(self.at_time) and self.at_time >= 0
-        ):
-            raise ConfigError(f"{where}: at_time must be a finite number >= 0")
-        if self.on_readout is not None and self.on_readout < 1:
-            raise ConfigError(f"{where}: on_readout must be >= 1")
-        if self.times < 1:
-            raise ConfigError(f"{where}: times must be >= 1")
-        for key, value in self.params.items():
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+        for key, allowed in TRIGGERS.items():
+            value = getattr(self, key)
+            if value is not None and not _in_range(value, allowed):
                 raise ConfigError(
-                    f"{where}: parameter {key!r} must be a finite number, got {value!r}"
+                    f"{where}: {key} must be {allowed.describe()}, got {value!r}"
+                )
+        known = PARAMS[self.kind]
+        for key, value in self.params.items():
+            if key not in known:
+                takes = ", ".join(known) if known else "none"
+                raise ConfigError(
+                    f"{where}: unknown parameter {key!r}; {self.kind.value} takes "
+                    f"{takes}"
+                )
+            if not _in_range(value, known[key]):
+                raise ConfigError(
+                    f"{where}: parameter {key!r} must be {known[key].describe()}, "
+                    f"got {value!r}"
                 )
 
     def param(self, name: str, default: float) -> float:
@@ -210,25 +278,10 @@ def fault_from_dict(raw: object, where: str = "fault") -> Fault:
 
 def load_scenario(path: Path) -> list[Fault]:
     """Read a scenario YAML file; raise ConfigError naming the file on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"scenario {path}: cannot read ({err.strerror})") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"scenario {path}: not a UTF-8 text file ({err.reason})"
-        ) from err
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(
-            f"scenario {path}: not valid YAML ({one_line_yaml_error(err)})"
-        ) from err
-    except (RecursionError, ValueError) as err:  # nesting too deep, huge integers
-        raise ConfigError(
-            f"scenario {path}: YAML nested too deeply or with a number too large "
-            f"({type(err).__name__}); expected a short list of faults"
-        ) from err
+    # A regular file only (a named pipe would block the read for ever), its
+    # keys each given once.
+    text = read_user_text(path, "scenario")
+    doc = load_yaml(text, source=f"scenario {shown_path(path)}")
     if doc is None:
         return []
     if not isinstance(doc, Mapping) or set(doc) - {"faults"}:

@@ -7,7 +7,16 @@ prints one JSON line per device once all are ready::
     {"device": "ccd", "url": "/dev/pts/5", "transport": "pty"}
     {"device": "cover_left", "url": "/dev/pts/6", "transport": "pty"}
     {"device": "cover_right", "url": "/dev/pts/7", "transport": "pty"}
-    {"control": "socket://127.0.0.1:40123", "pid": 4242, "time_scale": 1.0, "seed": 1}
+    {"control": "socket://127.0.0.1:40123", "pid": 4242, "time_scale": 1.0,
+     "seed": 1, "run_key": 6120386324577046131,
+     "token_file": "/tmp/megara-dark-sim-k2j4w1/control.token"}
+
+(the last line is one line). ``run_key`` keys the frames' noise to this
+session: ``--run-key N`` sets it, otherwise it is drawn at random, so two
+sessions never repeat each other's frames and one can be reproduced by giving
+its key again. ``token_file`` holds the secret every control request must
+carry (:mod:`simulators.control_token`); it is removed when the simulators
+exit.
 
 It then serves until SIGINT or SIGTERM and exits 0. A parent program that
 starts it (``megara-dark run``) passes ``--watch-fd FD``, the read end of a pipe
@@ -25,6 +34,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -39,6 +49,7 @@ from drivers.errors import ConfigError
 from simulators.ccd import CcdModel
 from simulators.clock import SimClock
 from simulators.control import ControlServer
+from simulators.control_token import TokenFile
 from simulators.cover import CoverModel
 from simulators.device import DeviceModel
 from simulators.faults import FaultBook, load_scenario
@@ -48,6 +59,8 @@ from simulators.synthesis import Detector, DetectorConfig
 log = logging.getLogger(__name__)
 
 PROG = "megara-dark simulate"
+#: Run keys are integers in [0, 2**63): they fit a signed 64-bit integer (TOML).
+RUN_KEY_LIMIT = 2**63
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +79,7 @@ class SimulatorSettings:
     ports: tuple[int, int, int] = (0, 0, 0)
     control_port: int = 0
     first_frame: int = 0  # the CCD's frame counter at start (a resumed run)
+    run_key: int = 0  # keys the frames' noise to a run (the CLI draws one)
 
     def __post_init__(self) -> None:
         checks = {
@@ -78,6 +92,10 @@ class SimulatorSettings:
         for what, value in checks.items():
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{what} must be a finite positive number")
+        if not 0 <= self.run_key < RUN_KEY_LIMIT:
+            raise ConfigError(
+                f"run key must be an integer in [0, 2**63), got {self.run_key}"
+            )
         if not 512 <= self.block_size <= 4 * 1024 * 1024:
             raise ConfigError(
                 "block size must be between 512 and 4194304 bytes, "
@@ -88,8 +106,11 @@ class SimulatorSettings:
 class SimulatorSet:
     """The three device simulators and the control port, wired together."""
 
-    def __init__(self, settings: SimulatorSettings, faults: FaultBook) -> None:
+    def __init__(
+        self, settings: SimulatorSettings, faults: FaultBook, token: TokenFile
+    ) -> None:
         self.settings = settings
+        self.token = token
         self.clock = SimClock(settings.time_scale)
         self.faults = faults
         self.covers = {
@@ -111,6 +132,7 @@ class SimulatorSet:
             temperature_k=settings.ccd_temperature_k,
             light_at_shutter=self._light_at_shutter,
             first_frame=settings.first_frame,
+            run_key=settings.run_key,
         )
         models: list[DeviceModel] = [
             self.ccd,
@@ -129,7 +151,11 @@ class SimulatorSet:
             for i, (model, port) in enumerate(zip(models, settings.ports, strict=True))
         ]
         self.control = ControlServer(
-            self.clock, faults, self.describe, port=settings.control_port
+            self.clock,
+            faults,
+            self.describe,
+            token=token.token,
+            port=settings.control_port,
         )
 
     def _light_at_shutter(self) -> float:
@@ -169,6 +195,8 @@ class SimulatorSet:
                 "pid": os.getpid(),
                 "time_scale": self.settings.time_scale,
                 "seed": self.settings.seed,
+                "run_key": self.settings.run_key,
+                "token_file": str(self.token.path),
             }
         )
         return lines
@@ -227,16 +255,17 @@ def serve(
     if watch_fd is not None:
         ask_for_signal_on_parent_death()
         watch_parent(watch_fd, stop)
-    sims = SimulatorSet(settings, faults)
-    sims.start()
-    try:
-        for line in sims.announce():
-            sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sims.close()
+    with TokenFile() as token:
+        sims = SimulatorSet(settings, faults, token)
+        sims.start()
+        try:
+            for line in sims.announce():
+                sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            sims.close()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -313,7 +342,16 @@ def serve(
     default=0,
     show_default=True,
     help="CCD frame counter at start: the first exposure is frame N+1, with the "
-    "pixels frame N+1 always has for this seed (a resumed run continues here).",
+    "pixels frame N+1 always has for this seed and run key (a resumed run "
+    "continues here).",
+)
+@click.option(
+    "--run-key",
+    type=click.IntRange(min=0, max=RUN_KEY_LIMIT - 1),
+    default=None,
+    help="Key of this run's frame noise, an integer in [0, 2**63) (default: a "
+    "random one, printed as run_key in the control line). Same seed, run key "
+    "and --first-frame: the same frames.",
 )
 @click.option(
     "--watch-fd",
@@ -343,6 +381,7 @@ def simulate(
     ports: tuple[int, int, int],
     control_port: int,
     first_frame: int,
+    run_key: int | None,
     watch_fd: int | None,
     log_level: str,
 ) -> None:
@@ -365,6 +404,7 @@ def simulate(
         ports=ports,
         control_port=control_port,
         first_frame=first_frame,
+        run_key=secrets.randbits(63) if run_key is None else run_key,
     )
     faults = FaultBook(load_scenario(scenario) if scenario is not None else ())
     if watch_fd is not None:

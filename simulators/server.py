@@ -9,7 +9,12 @@ Known limitations: on a pseudo-terminal a "dropped link" cannot be a real
 hang-up (the client would have to reopen a new ``/dev/pts/N``), so the rest
 of the readout is simply never sent; over TCP the connection is closed and a
 new one is accepted. Over TCP one client is served at a time: a second
-connection is refused while the first is open, as a serial device would be.
+connection is refused (accepted and closed at once, without a byte) while the
+first is open, as a serial device would be, even while the first one's READ
+is streaming or its reply is held back by a fault. A doorman thread does the
+refusing, so that it never waits for the device. A connection that arrives
+just after the client in service hung up is kept and served next, so that a
+client that closes and reconnects at once finds the device free.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import random
 import select
 import socket
@@ -179,6 +185,11 @@ class DeviceServer:
         self._lock = threading.Lock()  # one command at a time per device
         self._pty: _PtyLink | None = None
         self._listener: socket.socket | None = None
+        # The TCP client in service and the one that may follow it (doorman).
+        self._door_lock = threading.Lock()
+        self._active: socket.socket | None = None
+        self._next: socket.socket | None = None
+        self._handoff: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         if transport == "pty":
             self._pty = _PtyLink(self.stop_event)
             self.url = self._pty.path
@@ -219,6 +230,43 @@ class DeviceServer:
             raise
 
     def _serve_tcp(self) -> None:
+        door = threading.Thread(
+            target=self._doorman, name=f"sim-{self.model.name}-door", daemon=True
+        )
+        door.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    conn = self._handoff.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                self._serve_client(conn)
+        finally:
+            door.join(timeout=5.0)
+            with self._door_lock:
+                for left in (self._active, self._next):
+                    if left is not None:
+                        left.close()
+                self._active = self._next = None
+
+    def _serve_client(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            log.info(
+                "%s: client connected from %s:%s", self.model.name, *conn.getpeername()
+            )
+        link = _TcpLink(self.stop_event, conn)
+        try:
+            self._serve_link(link)
+        finally:
+            with self._door_lock:  # the doorman never sees a half-closed state
+                link.drop()
+                self._active, self._next = self._next, None
+                if self._active is not None:
+                    self._handoff.put(self._active)
+            log.info("%s: client disconnected", self.model.name)
+
+    def _doorman(self) -> None:
+        """Admit a client when the device is free; refuse one while it is not."""
         assert self._listener is not None
         while not self.stop_event.is_set():
             ready, _, _ = select.select([self._listener], [], [], _POLL_S)
@@ -226,50 +274,41 @@ class DeviceServer:
                 continue
             try:
                 conn, peer = self._listener.accept()
-            except BlockingIOError:
+            except OSError:  # BlockingIOError, or gone before we took it
                 continue
-            log.info("%s: client connected from %s:%s", self.model.name, *peer)
-            link = _TcpLink(self.stop_event, conn)
-            try:
-                self._serve_link(link, refuse=self._listener)
-            finally:
-                link.drop()
-            log.info("%s: client disconnected", self.model.name)
+            with self._door_lock:
+                if self._active is None:
+                    self._active = conn
+                    self._handoff.put(conn)
+                    continue
+                if self._next is None and _hung_up(self._active):
+                    self._next = conn  # served as soon as the last one is let go
+                    continue
+            log.warning(
+                "%s: refused a second connection from %s:%s (device busy)",
+                self.model.name,
+                *peer,
+            )
+            conn.close()
 
-    def _serve_link(self, link: _Link, refuse: socket.socket | None = None) -> None:
+    def _serve_link(self, link: _Link) -> None:
         framer = self.model.new_framer()
         while not self.stop_event.is_set():
-            watch = [link.fileno()] + ([refuse.fileno()] if refuse else [])
-            ready, _, _ = select.select(watch, [], [], _POLL_S)
-            if link.fileno() in ready:
-                data = link.recv()
-                if data is None:
-                    return  # the client left: let the next one in
-                for frame in framer.feed(data):
-                    try:
-                        self._answer(link, frame)
-                    except LinkDropped as why:
-                        log.warning("%s: reply cut short: %s", self.model.name, why)
-                        if isinstance(link, _TcpLink):
-                            return
-                        framer = self.model.new_framer()
-                        break
-            # Only once the current client's input is drained: a client that
-            # closes and reconnects at once must find the device free.
-            elif refuse is not None and refuse.fileno() in ready:
-                self._refuse(refuse)
-
-    def _refuse(self, listener: socket.socket) -> None:
-        try:
-            extra, peer = listener.accept()
-        except BlockingIOError:
-            return
-        log.warning(
-            "%s: refused a second connection from %s:%s (device busy)",
-            self.model.name,
-            *peer,
-        )
-        extra.close()
+            ready, _, _ = select.select([link.fileno()], [], [], _POLL_S)
+            if not ready:
+                continue
+            data = link.recv()
+            if data is None:
+                return  # the client left: let the next one in
+            for frame in framer.feed(data):
+                try:
+                    self._answer(link, frame)
+                except LinkDropped as why:
+                    log.warning("%s: reply cut short: %s", self.model.name, why)
+                    if isinstance(link, _TcpLink):
+                        return
+                    framer = self.model.new_framer()
+                    break
 
     def _answer(self, link: _Link, frame: bytes) -> None:
         log.debug("%s <- %r", self.model.name, frame)
@@ -352,3 +391,18 @@ class DeviceServer:
                 )
             sent += len(chunk)
             yield chunk
+
+
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)  # Linux: the peer shut down
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the peer of ``conn`` has closed (or we already dropped it)."""
+    if conn.fileno() < 0:
+        return True
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | _POLLRDHUP)
+    events = poller.poll(0)
+    return any(
+        mask & (_POLLRDHUP | select.POLLHUP | select.POLLERR) for _, mask in events
+    )

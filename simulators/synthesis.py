@@ -247,7 +247,8 @@ class DetectorConfig:
     ----------
     seed
         Seed of the fixed detector population (dark map, hot pixels, hot
-        columns); frames combine it with their own ``frame_seed``.
+        columns); a frame's noise combines it with a run key and the frame's
+        own ``frame_seed``.
     gains
         Conversion gains, e-/ADU.
     read_noise_e
@@ -415,6 +416,7 @@ class FrameTruth:
     """What went into the last frame: its arguments, dark scale and cosmic rays."""
 
     frame_seed: int
+    run_key: int
     exptime_s: float
     temperature_k: float
     light_e_per_s: float
@@ -442,8 +444,10 @@ class Detector:
     """A simulated MEGARA CCD that produces raw frames.
 
     The fixed population (dark map, hot pixels, hot columns, bias drift) is
-    drawn once from ``config.seed``; a frame's noise and cosmic rays come from
-    ``(config.seed, frame_seed)``, so the same arguments give the same frame.
+    drawn once from ``config.seed`` alone; a frame's noise and cosmic rays come
+    from ``(config.seed, run_key, frame_seed)``, so the same arguments give the
+    same frame, and two runs with different keys never share a frame's noise
+    (a master bias of one run is then independent of the darks of another).
     The two amplifiers are synthesised in two threads (numpy releases the GIL).
 
     Parameters
@@ -502,6 +506,7 @@ class Detector:
         temperature_k: float,
         light_e_per_s: float = 0.0,
         frame_seed: int,
+        run_key: int = 0,
     ) -> U16:
         """Synthesise one raw frame.
 
@@ -517,7 +522,11 @@ class Detector:
             Uniform light reaching every image-area pixel, e-/s/pixel (non-zero
             when a cover half or the shutter is open).
         frame_seed
-            Non-negative seed of this frame's noise and cosmic rays.
+            Non-negative seed of this frame's noise and cosmic rays (the
+            simulated controller passes the frame number).
+        run_key
+            Non-negative integer below 2**64 that sets the run (the simulators'
+            ``--run-key``): frames of different runs get independent noise.
 
         Returns
         -------
@@ -525,8 +534,10 @@ class Detector:
             Raw frame, shape :data:`SHAPE`, uint16 ADU.
         """
         _check_frame_args(exptime_s, temperature_k, light_e_per_s, frame_seed)
-        amp_seeds = self._frame_seeds(frame_seed)
-        cosmics = self.cosmic_rays(exptime_s=exptime_s, frame_seed=frame_seed)
+        amp_seeds = self._frame_seeds(frame_seed, run_key)
+        cosmics = self.cosmic_rays(
+            exptime_s=exptime_s, frame_seed=frame_seed, run_key=run_key
+        )
         scale = dark_current_scale(temperature_k, self.config.dark_ref_temp_k)
         out = np.empty(SHAPE, dtype=np.uint16)
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -546,6 +557,7 @@ class Detector:
                 job.result()
         self._last = FrameTruth(
             frame_seed=frame_seed,
+            run_key=run_key,
             exptime_s=float(exptime_s),
             temperature_k=float(temperature_k),
             light_e_per_s=float(light_e_per_s),
@@ -554,7 +566,9 @@ class Detector:
         )
         return out
 
-    def cosmic_rays(self, *, exptime_s: float, frame_seed: int) -> CosmicRays:
+    def cosmic_rays(
+        self, *, exptime_s: float, frame_seed: int, run_key: int = 0
+    ) -> CosmicRays:
         """The cosmic rays that :meth:`frame` deposits for these arguments.
 
         Poisson number of events, uniform over the image area; each is a
@@ -564,13 +578,23 @@ class Detector:
         pixels around points spaced half a pixel along the track.
         """
         _check_frame_args(exptime_s, self.config.dark_ref_temp_k, 0.0, frame_seed)
-        rng = np.random.Generator(np.random.SFC64(self._frame_seeds(frame_seed)[2]))
+        seeds = self._frame_seeds(frame_seed, run_key)
+        rng = np.random.Generator(np.random.SFC64(seeds[2]))
         return _draw_cosmics(rng, self.config, exptime_s)
 
-    def _frame_seeds(self, frame_seed: int) -> list[np.random.SeedSequence]:
-        """Independent streams of one frame: amplifier 1, amplifier 2, cosmics."""
-        seeds = np.random.SeedSequence([_STREAM_FRAME, self.config.seed, frame_seed])
-        return seeds.spawn(3)
+    def _frame_seeds(
+        self, frame_seed: int, run_key: int
+    ) -> list[np.random.SeedSequence]:
+        """Independent streams of one frame: amplifier 1, amplifier 2, cosmics.
+
+        Each number enters the entropy with its length in 32-bit words first,
+        so that no two (seed, run key, frame) triples give the same words.
+        """
+        _check_seed("run_key", run_key)
+        words = [_STREAM_FRAME]
+        for value in (self.config.seed, run_key, frame_seed):
+            words += _words(value)
+        return np.random.SeedSequence(words).spawn(3)
 
     # -- construction helpers ------------------------------------------------
 
@@ -740,12 +764,29 @@ def _check_frame_args(
         raise bad("temperature_k", temperature_k, "kelvin in [50, 350]")
     if not (math.isfinite(light_e_per_s) and 0.0 <= light_e_per_s <= 1.0e9):
         raise bad("light_e_per_s", light_e_per_s, "e-/s/pixel in [0, 1e9]")
+    _check_seed("frame_seed", frame_seed)
+
+
+def _check_seed(name: str, value: int) -> None:
+    """A frame's seed or run key: an integer in [0, 2**64)."""
     try:
-        seed = operator.index(frame_seed)
+        number = operator.index(value)
     except TypeError:
-        raise bad("frame_seed", frame_seed, "a non-negative integer") from None
-    if seed < 0 or isinstance(frame_seed, bool):
-        raise bad("frame_seed", frame_seed, "a non-negative integer")
+        number = -1
+    if isinstance(value, bool) or not 0 <= number < 2**64:
+        raise ConfigError(
+            f"frame synthesis: {name} = {value!r} is invalid; expected an integer "
+            "in [0, 2**64); check the exposure command or the --run-key option"
+        )
+
+
+def _words(value: int) -> list[int]:
+    """``value`` as its count of 32-bit words, then the words, low first."""
+    words = [value & 0xFFFFFFFF]
+    while value > 0xFFFFFFFF:
+        value >>= 32
+        words.append(value & 0xFFFFFFFF)
+    return [len(words), *words]
 
 
 def _readonly(array: npt.NDArray[Any]) -> Any:

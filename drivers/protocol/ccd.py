@@ -6,7 +6,8 @@ own, shaped like professional controllers' (STA Archon, Leach/ARC): every
 command carries a two-hex-digit message id (MID) that the reply echoes, errors
 have their own reply with a numeric code, and pixels travel in blocks, each
 checked by a CRC-32. A real exchange with the simulator (a 1 s dark, read out
-in 540 blocks of 64 KiB; the first pixels are 1425, 1426, 1420 ADU)::
+in 540 blocks of 64 KiB; detector seed 1, run key 0: the first pixels are
+1427, 1424, 1425 ADU)::
 
     -> b'>1A EXPOSE 1.000 DARK\\n'
     <- b'<1A OK\\n'
@@ -14,11 +15,16 @@ in 540 blocks of 64 KiB; the first pixels are 1425, 1426, 1420 ADU)::
     <- b'<1B OK STATE=READY EXPREQ=1.000 ELAPSED=1.000 SHUTTER=CLOSED '
        b'TEMP=163.15 FRAME=1 DARK=1\\n'
     -> b'>1C READ\\n'
-    <- b'<1C DATA 0 65536 28F5DBA8\\n\\x05\\x91\\x05\\x92\\x05\\x8c' ...
+    <- b'<1C DATA 0 65536 78983CE4\\n\\x05\\x93\\x05\\x90\\x05\\x91' ...
        (65536 bytes of pixels in all, then 539 more DATA blocks)
     <- b'<1C OK READ 540\\n'
     -> b'>1D FOO\\n'
     <- b'?1D ERR 101 unknown command FOO; expected one of PING STATUS ...\\n'
+
+Identity. PING is answered ``OK MEGARA-CCD <firmware>``; a simulator adds one
+word, ``SIMULATOR``, so that every host can tell it from the hardware by the
+grammar alone (``b'<01 OK MEGARA-CCD 1.0.0 SIMULATOR\\n'``). A real controller
+never sends that word; :class:`Identity` decodes it as ``simulated=True``.
 
 Grammar (``docs/protocols.md`` has the full ABNF, every command and the error
 table):
@@ -73,6 +79,8 @@ MAX_BLOCK_SIZE: Final = 4 * 1024 * 1024
 MAX_LINE: Final = 1024
 #: Product name answered to PING.
 PRODUCT: Final = "MEGARA-CCD"
+#: The word after the firmware by which a simulator identifies itself to PING.
+SIMULATOR_MARK: Final = "SIMULATOR"
 #: What we send at the end of a line.
 TERMINATOR: Final = b"\n"
 
@@ -207,7 +215,7 @@ def _check_seconds(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class Ping:
-    """``PING``: answered ``OK MEGARA-CCD <firmware>`` (:class:`Identity`)."""
+    """``PING``: answered ``OK MEGARA-CCD <firmware>[ SIMULATOR]`` (Identity)."""
 
     mid: int
     verb: ClassVar[Verb] = Verb.PING
@@ -478,11 +486,20 @@ class Ack:
 
 @dataclass(frozen=True)
 class Identity:
-    """``OK MEGARA-CCD <firmware>``, the answer to PING."""
+    """``OK MEGARA-CCD <firmware>[ SIMULATOR]``, the answer to PING.
+
+    ``simulated`` is True when the controller added the word ``SIMULATOR``
+    (:data:`SIMULATOR_MARK`) after its firmware: our simulator always does, a
+    real controller never does. Exactly these bytes, for message id 01::
+
+        b'<01 OK MEGARA-CCD 1.0.0\\n'            simulated=False (hardware)
+        b'<01 OK MEGARA-CCD 1.0.0 SIMULATOR\\n'  simulated=True
+    """
 
     mid: int
     firmware: str
     product: str = PRODUCT
+    simulated: bool = False
 
 
 @dataclass(frozen=True)
@@ -723,8 +740,10 @@ def encode_reply(reply: DeviceReply) -> bytes:
             return f"?{_fmt_mid(mid)} ERR {int(code)} {message}\n".encode("ascii")
         case Ack():
             payload_text = ""
-        case Identity(product=product, firmware=firmware):
+        case Identity(product=product, firmware=firmware, simulated=simulated):
             payload_text = f"{product} {firmware}"
+            if simulated:
+                payload_text += f" {SIMULATOR_MARK}"
         case Status():
             payload_text = _kv(_status_fields(reply))
         case ShutterPosition(shutter=shutter):
@@ -818,12 +837,15 @@ def _decode_payload(mid: int, text: str) -> DeviceReply:
     if read := _READ_RE.fullmatch(text):
         return ReadDone(mid, int(read[1]))
     words = text.split(" ")
+    simulated = len(words) == 3 and words[2] == SIMULATOR_MARK
+    if simulated:
+        words = words[:2]
     if (
         len(words) == 2
         and words[0] != "READ"
         and all(_TOKEN_RE.fullmatch(w) for w in words)
     ):
-        return Identity(mid, firmware=words[1], product=words[0])
+        return Identity(mid, firmware=words[1], product=words[0], simulated=simulated)
     raise ValueError(f"unknown payload {text[:40]!r}")
 
 

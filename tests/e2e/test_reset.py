@@ -7,8 +7,6 @@ instrument safe when it can, and says so with exit status 1 when it cannot.
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import time
 from contextlib import closing
@@ -22,7 +20,7 @@ from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from drivers.motion import wait_for_cover
 from drivers.protocol import ccd as pc
-from tests.simproc import SimProcess, megara_dark, start_simulators
+from tests.simproc import SimProcess, control, megara_dark, start_simulators
 
 pytestmark = pytest.mark.e2e
 
@@ -46,10 +44,7 @@ def devices_config(sim: SimProcess) -> str:
 
 def inject(sim: SimProcess, fault: dict[str, Any]) -> None:
     """Schedule a fault through the simulators' control port."""
-    host, port = sim.control.removeprefix("socket://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5.0) as conn:
-        conn.sendall(json.dumps({"op": "inject", "fault": fault}).encode() + b"\n")
-        reply = json.loads(conn.makefile().readline())
+    reply = control(sim, {"op": "inject", "fault": fault})
     assert reply["ok"], reply
 
 

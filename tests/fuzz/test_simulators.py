@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from drivers.protocol import ccd, cover
 from tests.fuzz.strategies import fuzz
-from tests.simproc import SimProcess, start_simulators
+from tests.simproc import SimProcess, control_token, start_simulators
 
 pytestmark = pytest.mark.sim
 
@@ -159,6 +159,25 @@ def ask(conn: socket.socket, data: bytes, buf: bytearray) -> dict[str, object]:
     return decoded
 
 
+def hung_up(conn: socket.socket, buf: bytearray) -> bool:
+    """Whether the server closed the connection (after what ``buf`` holds)."""
+    try:
+        return buf == b"" and conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def signed(request: bytes, token: str) -> tuple[bytes, bool]:
+    """``request`` with the token added if it is a JSON object; and whether it is."""
+    try:
+        value = json.loads(request)
+    except ValueError:
+        return request, False
+    if not isinstance(value, dict):
+        return request, False
+    return json.dumps({**value, "token": token}).encode(), True
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
     lambda inner: (
@@ -180,35 +199,54 @@ REQUESTS = st.one_of(
 
 
 @fuzz(60)
-@given(st.lists(REQUESTS, min_size=1, max_size=5))
+@given(st.lists(st.tuples(REQUESTS, st.booleans()), min_size=1, max_size=5))
 def test_control_port_answers_bad_requests_and_keeps_serving(
-    sim: SimProcess, requests: list[bytes]
+    sim: SimProcess, requests: list[tuple[bytes, bool]]
 ) -> None:
-    with control_connection(sim) as conn:
-        buf = bytearray()
-        for request in requests:
+    """Signed requests are answered on an open line; unsigned ones close it."""
+    token = control_token(sim)
+    status = json.dumps({"op": "status", "token": token}).encode() + b"\n"
+    for raw, sign in requests:
+        request, authorised = signed(raw, token) if sign else (raw, False)
+        with control_connection(sim) as conn:
+            buf = bytearray()
             reply = ask(conn, request + b"\n", buf)
             assert isinstance(reply.get("ok"), bool)
             if not reply["ok"]:
                 assert isinstance(reply.get("error"), str)
-        status = ask(conn, b'{"op": "status"}\n', buf)
-        assert status["ok"] is True
+            if authorised:
+                assert ask(conn, status, buf)["ok"] is True  # still open
+            else:
+                assert reply["ok"] is False
+                assert "token" in str(reply["error"])
+                assert hung_up(conn, buf)
+    with control_connection(sim) as conn:
+        assert ask(conn, status, bytearray())["ok"] is True
 
 
 def test_control_port_survives_hostile_clients(sim: SimProcess) -> None:
     """Deep nesting, huge numbers, an endless line, clients that leave early."""
+    token = control_token(sim)
+    status = json.dumps({"op": "status", "token": token}).encode() + b"\n"
+    with control_connection(sim) as conn:
+        buf = bytearray()
+        huge = {"device": "ccd", "kind": "bad_crc", "at_time": 10**400}
+        request = {"op": "inject", "fault": huge, "token": token}
+        assert ask(conn, json.dumps(request).encode() + b"\n", buf)["ok"] is False
+        assert ask(conn, status, buf)["ok"] is True  # signed: the line stays open
     with control_connection(sim) as conn:
         buf = bytearray()
         deep = ask(conn, b"[" * 100_000 + b"]" * 100_000 + b"\n", buf)
         assert deep["ok"] is False
-        huge = {"device": "ccd", "kind": "bad_crc", "at_time": 10**400}
-        request = json.dumps({"op": "inject", "fault": huge}).encode() + b"\n"
-        assert ask(conn, request, buf)["ok"] is False  # no float holds it
+        assert hung_up(conn, buf)
+    with control_connection(sim) as conn:
         conn.sendall(b"x" * 70_000)
+        buf = bytearray()
         assert ask(conn, b"", buf)["ok"] is False  # request line too long
+        assert hung_up(conn, buf)
     for _ in range(3):
         with control_connection(sim) as rude:
-            rude.sendall(b'{"op": "status"}\n' * 50)
+            rude.sendall(status * 50)
             rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
     with control_connection(sim) as conn:
-        assert ask(conn, b'{"op": "status"}\n', bytearray())["ok"] is True
+        assert ask(conn, status, bytearray())["ok"] is True

@@ -26,9 +26,8 @@ from drivers.config import CcdConfig
 from drivers.errors import DeviceError, DeviceTimeout
 from drivers.protocol import ccd as proto
 from drivers.transport import LinkError
-from simulators.control import send_request
 from tests.hil.conftest import SIM_ARGS, Urls
-from tests.simproc import SimProcess, start_simulators
+from tests.simproc import SimProcess, control, start_simulators
 
 pytestmark = pytest.mark.hil
 
@@ -103,20 +102,18 @@ def sim_of(urls: Urls) -> SimProcess:
 
 def commands(sim: SimProcess) -> int:
     """Commands the simulated CCD controller has received so far."""
-    reply = send_request(sim.control, {"op": "status"})
+    reply = control(sim, {"op": "status"})
     return int(reply["devices"]["ccd"]["commands"])
 
 
 def inject(sim: SimProcess, **fault: Any) -> None:
-    reply = send_request(
-        sim.control, {"op": "inject", "fault": {"device": "ccd", **fault}}
-    )
+    reply = control(sim, {"op": "inject", "fault": {"device": "ccd", **fault}})
     assert reply["ok"], reply
 
 
 def fired(sim: SimProcess, kind: str) -> int:
     """How many times faults of ``kind`` have fired in this simulator."""
-    reply = send_request(sim.control, {"op": "faults"})
+    reply = control(sim, {"op": "faults"})
     return sum(1 for f in reply["fired"] if f["fault"]["kind"] == kind)
 
 

@@ -16,8 +16,8 @@ from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from drivers.errors import DeviceError, DeviceTimeout
 from drivers.motion import wait_for_cover
 from drivers.transport import LinkError
-from simulators.control import send_request
 from tests.hil.conftest import Urls
+from tests.simproc import control
 
 pytestmark = pytest.mark.hil
 
@@ -43,7 +43,7 @@ def cover(urls: Urls) -> Iterator[SerialFocalPlaneCover]:
 def inject(urls: Urls, **fault: Any) -> None:
     if urls.sim is None:
         pytest.skip("fault injection needs the simulators")
-    assert send_request(urls.sim.control, {"op": "inject", "fault": fault})["ok"]
+    assert control(urls.sim, {"op": "inject", "fault": fault})["ok"]
 
 
 def wait(cover: SerialFocalPlaneCover, target: str, **kw: float) -> Any:
@@ -110,7 +110,7 @@ def test_jam_is_reported_as_jammed(urls: Urls, cover: SerialFocalPlaneCover) -> 
     cover.close()
     with pytest.raises(DeviceError, match=r"cover left: stopped part-way") as info:
         wait(cover, "closed")
-    assert "megara-dark reset" in str(info.value)
+    assert "reset the instrument" in str(info.value)
     assert cover.left.url in str(info.value)
 
 

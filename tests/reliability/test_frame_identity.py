@@ -37,6 +37,7 @@ class Recorder:
         temperature_k: float,
         light_e_per_s: float,
         frame_seed: int,
+        run_key: int,
     ) -> npt.NDArray[np.uint16]:
         self.calls.append(
             {
@@ -44,6 +45,7 @@ class Recorder:
                 "temperature_k": temperature_k,
                 "light_e_per_s": light_e_per_s,
                 "frame_seed": frame_seed,
+                "run_key": run_key,
             }
         )
         return np.full((ROWS, COLS), frame_seed, dtype=np.uint16)

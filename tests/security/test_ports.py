@@ -101,7 +101,7 @@ def test_servers_bind_the_loopback_address() -> None:
     clock, faults = SimClock(1000.0), FaultBook([])
     model = CoverModel("cover_left", clock, faults)
     device = DeviceServer(model, clock, faults, transport="tcp")
-    control = ControlServer(clock, faults, dict)
+    control = ControlServer(clock, faults, dict, token="0" * 32)
     try:
         assert device._listener is not None
         assert device._listener.getsockname()[0] == "127.0.0.1"

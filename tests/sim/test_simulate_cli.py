@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import serial
 
-from simulators.control import send_request
 from simulators.faults import load_scenario
-from tests.simproc import SimProcess, megara_dark
+from tests.simproc import SimProcess, control, megara_dark
 
 pytestmark = pytest.mark.sim
 
@@ -63,6 +62,9 @@ def run_simulate(*args: str) -> subprocess.CompletedProcess[str]:
         (["--block-size", "3"], "block size"),
         (["--scenario", "does/not/exist.yaml"], "exist.yaml"),
         (["--bogus"], "--bogus"),
+        (["--run-key", "-1"], "--run-key"),
+        (["--run-key", str(2**63)], "--run-key"),
+        (["--run-key", "many"], "--run-key"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(args: list[str], expected: str) -> None:
@@ -87,7 +89,15 @@ def test_bad_options_give_one_line_and_exit_2(args: list[str], expected: str) ->
         ("faults:\n  - {device: ccd, kind: bad_crc, on_readout: 0}", "on_readout"),
         (
             "faults:\n  - {device: ccd, kind: late_reply, params: {delay_s: x}}",
-            "'delay_s' must be a finite number",
+            "'delay_s' must be a number in [0, 120]",
+        ),
+        (
+            "faults:\n  - {device: ccd, kind: late_reply, params: {delay_s: 1000000.0}}",
+            "parameter 'delay_s' must be a number in [0, 120], got 1000000.0",
+        ),
+        (
+            "faults:\n  - {device: ccd, kind: late_reply, params: {delay_s: -1}}",
+            "parameter 'delay_s' must be a number in [0, 120], got -1",
         ),
         ("other: 1", "expected a mapping with one key 'faults'"),
     ],
@@ -117,13 +127,13 @@ def test_control_channel_injects_and_reports(
 ) -> None:
     sim = simulators()
     fault = {"device": "cover_left", "kind": "cover_jam", "after_commands": 2}
-    assert send_request(sim.control, {"op": "inject", "fault": fault}) == {"ok": True}
-    reply = send_request(sim.control, {"op": "faults"})
+    assert control(sim, {"op": "inject", "fault": fault}) == {"ok": True}
+    reply = control(sim, {"op": "faults"})
     assert reply["pending"] == [fault]
-    bad = send_request(sim.control, {"op": "inject", "fault": {"device": "ccd"}})
+    bad = control(sim, {"op": "inject", "fault": {"device": "ccd"}})
     assert bad["ok"] is False
     assert "kind" in bad["error"]
-    status = send_request(sim.control, {"op": "status"})
+    status = control(sim, {"op": "status"})
     assert set(status["devices"]) == DEVICES
     assert json.dumps(status)  # serialisable all the way down
     assert sim.stop() == 0
@@ -150,7 +160,7 @@ def test_scenario_file_faults_fire_when_scheduled(
         assert garbled != b"*P98000\n"  # command 3: scrambled
         port.write(b">P000\n")
         assert port.read_until(b"\n") == b"*P98000\n"  # spent: clean again
-    report = send_request(sim.control, {"op": "faults"})
+    report = control(sim, {"op": "faults"})
     assert report["pending"] == []
     assert [f["fault"]["kind"] for f in report["fired"]] == [
         "no_reply",

@@ -22,6 +22,7 @@ import serial
 from drivers.ccd import ControllerError, SerialCcdController
 from drivers.config import CcdConfig
 from drivers.errors import ConfigError, DeviceError, DeviceTimeout, ProtocolError
+from drivers.interfaces import DeviceIdentity
 from drivers.protocol import ccd as proto
 from drivers.readout import Readout
 from drivers.transport import LinkError, SerialLink
@@ -61,6 +62,7 @@ class FakeController:
         self.shutter = proto.ShutterState.CLOSED
         self.temperature_k = 163.15
         self.product = proto.PRODUCT
+        self.simulated = False
         self.data = b""
         self.corrupt: set[int] = set()
         self.stall_after: int | None = None
@@ -110,7 +112,9 @@ class FakeController:
         reply: proto.DeviceReply = proto.Ack(mid)
         match command:
             case proto.Ping():
-                reply = proto.Identity(mid, "1.0.0", self.product)
+                reply = proto.Identity(
+                    mid, "1.0.0", self.product, simulated=self.simulated
+                )
             case proto.GetStatus():
                 reply = proto.Status(
                     mid,
@@ -233,6 +237,32 @@ def test_connect_checks_identity_with_literal_bytes() -> None:
     ccd, ports = make_ccd(FakeController())
     assert ccd.connect() == "1.0.0"
     assert sent(ports) == [b">01 PING\n"]
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_identity_after_connect_says_whether_it_is_a_simulator(
+    simulated: bool,
+) -> None:
+    ctl = FakeController()
+    ctl.simulated = simulated
+    ccd, ports = make_ccd(ctl)
+    assert ccd.connect() == "1.0.0"  # backward compatible: the firmware
+    assert ccd.identity() == DeviceIdentity(
+        device="ccd",
+        url="fake://ccd",
+        product="MEGARA-CCD",
+        firmware="1.0.0",
+        simulated=simulated,
+    )
+    assert ccd.identity().to_dict()["simulated"] is simulated
+    assert sent(ports) == [b">01 PING\n"]  # the identity costs no command
+
+
+def test_identity_before_connect_is_refused() -> None:
+    ccd, ports = make_ccd(FakeController())
+    with pytest.raises(DeviceError, match="call connect\\(\\) first"):
+        ccd.identity()
+    assert sent(ports) == []
 
 
 def test_wrong_product_is_refused() -> None:

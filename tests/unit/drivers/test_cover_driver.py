@@ -11,6 +11,7 @@ import serial
 from drivers.config import CoverConfig
 from drivers.cover import CoverStatus, SerialCoverHalf, SerialFocalPlaneCover
 from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
+from drivers.identity import DeviceIdentity
 from drivers.motion import wait_for_cover
 from drivers.protocol import cover as proto
 from drivers.transport import LinkError, SerialLink
@@ -53,6 +54,37 @@ def test_wrong_product_is_refused() -> None:
     half, _ = make_half(lambda w: b"*P99000\n")
     with pytest.raises(DeviceError, match="product 99; expected 98"):
         half.ping()
+
+
+def test_identity_is_product_98_and_the_firmware_and_never_simulated() -> None:
+    half, ports = make_half(healthy(), name="right")
+    with pytest.raises(DeviceError, match="call connect\\(\\) first"):
+        half.identity()
+    half.connect()
+    first = half.identity()
+    assert first == DeviceIdentity(
+        device="cover_right",
+        url="fake://x",
+        product="ALNITAK-98",
+        firmware="213",
+        simulated=False,
+    )
+    assert half.identity() is first  # asked once
+    assert ports[0].written == [b">P000\n", b">V000\n"]
+
+
+def test_both_halves_identities_left_then_right() -> None:
+    left, _ = make_half(healthy(), name="left")
+    right, _ = make_half(
+        lambda w: b"*V98007\n" if w == b">V000\n" else healthy()(w), name="right"
+    )
+    cover = SerialFocalPlaneCover(left, right)
+    cover.connect()
+    ids = cover.identities()
+    assert [(i.device, i.firmware) for i in ids] == [
+        ("cover_left", "213"),
+        ("cover_right", "007"),
+    ]
 
 
 def test_garbled_then_good_recovers_with_one_retry() -> None:
@@ -173,7 +205,7 @@ def test_wait_still_moving_times_out_with_actionable_message() -> None:
     message = str(info.value)
     assert message.startswith("cover right: still moving 30.0 s after close on")
     assert "/dev/pts/6" in message
-    assert "megara-dark reset" in message
+    assert "reset the instrument" in message
 
 
 def test_wait_alnitak_timed_out_status() -> None:

@@ -277,6 +277,10 @@ FRAME_INFO = FrameInfo(
         (Ack(0x1A), b"<1A OK\n"),
         (Identity(0x01, "1.0.0"), b"<01 OK MEGARA-CCD 1.0.0\n"),
         (
+            Identity(0x01, "1.0.0", simulated=True),
+            b"<01 OK MEGARA-CCD 1.0.0 SIMULATOR\n",
+        ),
+        (
             STATUS,
             b"<1A OK STATE=IDLE EXPREQ=0.000 ELAPSED=0.000 SHUTTER=CLOSED "
             b"TEMP=163.15 FRAME=0 DARK=1\n",
@@ -301,6 +305,38 @@ FRAME_INFO = FrameInfo(
 def test_reply_literal_bytes(reply: DeviceReply, data: bytes) -> None:
     assert encode_reply(reply) == data
     assert decode_reply(data) == reply
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<01 OK MEGARA-CCD 1.0.0 SIMULATED\n",
+        b"<01 OK MEGARA-CCD 1.0.0 simulator\n",
+        b"<01 OK MEGARA-CCD 1.0.0 SIMULATOR SIMULATOR\n",
+        b"<01 OK MEGARA-CCD SIMULATOR\n",
+    ],
+)
+def test_only_the_exact_simulator_word_marks_a_simulator(data: bytes) -> None:
+    """One word, SIMULATOR, in third place: anything else is not a simulator."""
+    try:
+        reply = decode_reply(data)
+    except ProtocolError:
+        return
+    assert isinstance(reply, Identity)
+    assert not reply.simulated
+
+
+def test_document_has_the_simulator_identity_exchange() -> None:
+    pings = [
+        (ex.steps[i][1], ex.steps[i + 1][1])
+        for ex in CCD_EXCHANGES
+        for i in range(len(ex.steps) - 1)
+        if ex.steps[i] == ("->", b">01 PING\n")
+    ]
+    assert (b">01 PING\n", b"<01 OK MEGARA-CCD 1.0.0 SIMULATOR\n") in pings
+    reply = decode_reply(b"<01 OK MEGARA-CCD 1.0.0 SIMULATOR\n")
+    assert isinstance(reply, Identity)
+    assert reply.simulated
 
 
 def test_status_extra_fields_survive_a_round_trip() -> None:

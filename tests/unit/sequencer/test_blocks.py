@@ -78,7 +78,7 @@ def test_error_names_the_document() -> None:
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_blocks(tmp_path / "missing.yaml")
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00")

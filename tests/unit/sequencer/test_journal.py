@@ -321,7 +321,7 @@ def test_refused_fsync_names_the_journal_and_the_way_out(
     message = str(caught.value)
     assert str(path) in message
     assert "No space left on device" in message
-    assert f"--workdir {tmp_path} --resume" in message
+    assert f"megara-dark run --resume {tmp_path}" in message
     assert "\n" not in message
     monkeypatch.undo()
     assert [r["event"] for r in Journal(path).records()] == ["run_started"]

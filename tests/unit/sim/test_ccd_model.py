@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from drivers.errors import ConfigError
 from drivers.protocol.ccd import (
     COLS,
     ROWS,
@@ -33,6 +34,7 @@ from simulators.ccd import TRANSMISSION, CcdModel
 from simulators.clock import SimClock
 from simulators.device import DeviceModel
 from simulators.faults import Fault, FaultBook, FaultKind
+from tests.docs_exchanges import exchanges
 
 BLOCK = 1 << 20  # 1 MiB blocks: 34 blocks per frame keeps the tests quick
 BLOCKS = -(-ROWS * COLS * 2 // BLOCK)
@@ -53,6 +55,7 @@ class FakeDetector:
         temperature_k: float,
         light_e_per_s: float,
         frame_seed: int,
+        run_key: int,
     ) -> npt.NDArray[np.uint16]:
         if self.fail:
             raise RuntimeError("detector broke")
@@ -62,6 +65,7 @@ class FakeDetector:
                 "temperature_k": temperature_k,
                 "light_e_per_s": light_e_per_s,
                 "frame_seed": frame_seed,
+                "run_key": run_key,
             }
         )
         if self._base is None:
@@ -160,9 +164,38 @@ def test_model_fits_the_device_protocol() -> None:
     model: DeviceModel = rig.model
     assert model.name == "ccd"
     assert isinstance(model.new_framer(), CommandFramer)
-    assert rig.ok("PING") == Identity(1, "1.0.0")
+    assert rig.ok("PING") == Identity(1, "1.0.0", simulated=True)
     rig.raw(b"garbage\n")
     assert model.commands == 2
+
+
+def test_ping_says_it_is_a_simulator_in_the_documented_bytes() -> None:
+    """docs/protocols.md: the simulator adds the word SIMULATOR after its firmware."""
+    (identity,) = [
+        ex
+        for ex in exchanges("ccd")
+        if [d for _, d in ex.steps][:1] == [b">01 PING\n"] and len(ex.steps) == 2
+    ]
+    (ask, answer) = identity.steps
+    assert Rig().raw(ask[1]) == [answer[1]] == [b"<01 OK MEGARA-CCD 1.0.0 SIMULATOR\n"]
+
+
+def test_the_run_key_reaches_the_detector() -> None:
+    rig = Rig()
+    rig.model = CcdModel(
+        rig.clock, rig.faults, rig.detector, readout_s=0.0, run_key=2**63 - 1
+    )
+    rig.expose(0.0)
+    rig.frame_info()
+    (call,) = rig.detector.calls
+    assert (call["frame_seed"], call["run_key"]) == (1, 2**63 - 1)
+
+
+@pytest.mark.parametrize("key", [-1, 2**64])
+def test_a_run_key_out_of_range_is_refused(key: int) -> None:
+    rig = Rig()
+    with pytest.raises(ConfigError, match="run key"):
+        CcdModel(rig.clock, rig.faults, rig.detector, run_key=key)
 
 
 def test_idle_status() -> None:

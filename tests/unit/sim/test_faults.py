@@ -9,7 +9,18 @@ import pytest
 
 from drivers.errors import ConfigError
 from simulators.clock import SimClock
-from simulators.faults import Fault, FaultBook, FaultKind, load_scenario
+from simulators.faults import (
+    PARAMS,
+    TRIGGERS,
+    Fault,
+    FaultBook,
+    FaultKind,
+    ParamRange,
+    fault_from_dict,
+    load_scenario,
+)
+
+OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -57,11 +68,17 @@ def test_empty_scenario_is_no_fault(tmp_path: Path) -> None:
     [
         ("faults: [1]", "expected a mapping"),
         ("faults:\n  - {kind: no_reply}", "missing required key 'device'"),
-        ("faults:\n  - {device: ccd, kind: no_reply, times: 0}", "times must be >= 1"),
+        (
+            "faults:\n  - {device: ccd, kind: no_reply, times: 0}",
+            r"times must be an integer in \[1, 1000000\]",
+        ),
         ("faults:\n  - {device: ccd, kind: no_reply, times: 1.5}", "must be an int"),
         ("faults:\n  - {device: ccd, kind: no_reply, at_time: -1}", "at_time"),
         ("faults:\n  - {device: ccd, kind: no_reply, at_time: .inf}", "at_time"),
-        ("faults:\n  - {device: ccd, kind: no_reply, after_commands: -2}", ">= 0"),
+        (
+            "faults:\n  - {device: ccd, kind: no_reply, after_commands: -2}",
+            r"in \[0, 1000000000\]",
+        ),
         ("faults:\n  - {device: ccd, kind: no_reply, params: [1]}", "params"),
         ("faults:\n  - " + "[" * 5000 + "]" * 5000, "nested too deeply"),
         (
@@ -158,3 +175,81 @@ def test_a_scenario_that_is_not_text_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a UTF-8 text file") as info:
         load_scenario(path)
     assert str(path) in str(info.value)
+
+
+# -- parameter ranges ---------------------------------------------------------------
+
+RANGED = [
+    (kind, name, allowed)
+    for kind, names in PARAMS.items()
+    for name, allowed in names.items()
+]
+
+
+def inject(kind: FaultKind, **params: object) -> Fault:
+    return fault_from_dict(
+        {"device": "ccd", "kind": kind.value, "params": params}, where="fault"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "allowed"), RANGED, ids=lambda v: getattr(v, "value", str(v))
+)
+def test_every_parameter_is_accepted_at_its_bounds_and_refused_past_them(
+    kind: FaultKind, name: str, allowed: ParamRange
+) -> None:
+    low, high = allowed.low, allowed.high
+    assert inject(kind, **{name: low}).params[name] == low
+    assert inject(kind, **{name: high}).params[name] == high
+    step = 1 if allowed.integer else (high - low) * 1e-6
+    for bad in (low - step, high + step, math.inf, math.nan, True, "1"):
+        with pytest.raises(ConfigError) as info:
+            inject(kind, **{name: bad})
+        message = str(info.value)
+        assert f"parameter {name!r} must be" in message
+        assert allowed.describe() in message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize("delay", [1e6, -1.0, 120.5])
+def test_a_late_reply_of_a_million_seconds_or_a_negative_one_is_refused(
+    delay: float,
+) -> None:
+    with pytest.raises(ConfigError, match=r"'delay_s' must be a number in \[0, 120\]"):
+        inject(FaultKind.LATE_REPLY, delay_s=delay)
+
+
+def test_a_block_number_must_be_whole() -> None:
+    with pytest.raises(ConfigError, match="'block' must be an integer"):
+        inject(FaultKind.BAD_CRC, block=17.5)
+    assert inject(FaultKind.BAD_CRC, block=17).param("block", 0) == 17
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [(FaultKind.LATE_REPLY, "delay"), (FaultKind.NO_REPLY, "delay_s")],
+)
+def test_an_unknown_parameter_is_refused_naming_the_known_ones(
+    kind: FaultKind, name: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"unknown parameter {name!r}") as info:
+        inject(kind, **{name: 1.0})
+    known = ", ".join(PARAMS[kind]) or "none"
+    assert str(info.value).endswith(f"{kind.value} takes {known}")
+
+
+@pytest.mark.parametrize(("name", "allowed"), TRIGGERS.items())
+def test_every_trigger_is_bounded(name: str, allowed: ParamRange) -> None:
+    high = allowed.high
+    raw = {"device": "ccd", "kind": "no_reply", name: high}
+    assert fault_from_dict(raw).to_dict()[name] == high
+    too_big = high + 1 if allowed.integer else high * 2
+    with pytest.raises(ConfigError, match=f"{name} must be"):
+        fault_from_dict({**raw, name: too_big})
+
+
+def test_operations_document_gives_every_range() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    for kind, name, allowed in RANGED:
+        low, high = allowed.describe().partition("[")[2].rstrip("]").split(", ")
+        assert f"`{name}` {low} to {high}" in text, (kind, name)

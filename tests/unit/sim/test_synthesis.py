@@ -203,6 +203,46 @@ def test_another_detector_seed_gives_another_frame(
     assert not np.array_equal(frame, bias_pair[0])
 
 
+def test_another_run_key_gives_independent_noise_on_the_same_detector(
+    twin: Detector, bias_pair: tuple[Frame, Frame]
+) -> None:
+    """A second run (another key) never repeats the first run's frame 11."""
+    again = twin.frame(exptime_s=0.0, temperature_k=REF_K, frame_seed=11, run_key=0)
+    assert np.array_equal(again, bias_pair[0])  # 0 is the default key
+    other_run = twin.frame(
+        exptime_s=0.0, temperature_k=REF_K, frame_seed=11, run_key=2**63 - 1
+    )
+    rows, cols = DATA_SECTIONS[0]
+    bias = twin.truth().bias_by_row_adu[rows, None]  # the fixed structure, out
+
+    def noise(frame: Frame) -> npt.NDArray[np.float64]:
+        return (frame[rows, cols] - bias).ravel()
+
+    a, b = noise(bias_pair[0]), noise(other_run)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.01  # independent read noise
+    assert np.corrcoef(a, a)[0, 1] == pytest.approx(1.0)
+    assert twin.frame_truth() is not None
+    assert twin.frame_truth().run_key == 2**63 - 1  # type: ignore[union-attr]
+
+
+def test_run_key_and_frame_seed_never_alias(detector: Detector) -> None:
+    """Each number enters the entropy with its length: no two triples collide."""
+
+    def first_draw(frame_seed: int, run_key: int) -> float:
+        seeds = detector._frame_seeds(frame_seed, run_key)
+        return float(np.random.Generator(np.random.SFC64(seeds[0])).random())
+
+    assert first_draw(5, 2**32) != first_draw(1 + 5 * 2**32, 0)
+    assert first_draw(1, 2) != first_draw(2, 1)
+    assert first_draw(3, 4) == first_draw(3, 4)
+
+
+@pytest.mark.parametrize("key", [-1, 2**64, True, 1.5])
+def test_a_bad_run_key_is_refused(detector: Detector, key: object) -> None:
+    with pytest.raises(ConfigError, match="run_key"):
+        detector.cosmic_rays(exptime_s=1.0, frame_seed=1, run_key=key)  # type: ignore[arg-type]
+
+
 # --- bias and read noise --------------------------------------------------------------
 
 
