@@ -72,6 +72,11 @@ def _fail(message: str, status: int) -> NoReturn:
     help="QC thresholds and light-leak settings (TOML, see docs/products.md).",
 )
 @click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the products of blocks already reduced in --workdir.",
+)
+@click.option(
     "--exact",
     is_flag=True,
     help="FITPACK overscan spline (scipy): bit-identical to megaradrp (needs scipy).",
@@ -95,6 +100,7 @@ def reduce_command(
     method: str,
     min_frames: int,
     qc_config: Path | None,
+    overwrite: bool,
     exact: bool,
     threads: int | None,
     log_level: str,
@@ -134,7 +140,9 @@ def reduce_command(
             thresholds=thresholds,
             checks=checks,
         )
-        results = run_reduction_file(ob_file, datadir, workdir, options, digests)
+        results = run_reduction_file(
+            ob_file, datadir, workdir, options, digests, overwrite=overwrite
+        )
     except (InputError, ConfigError) as err:
         _fail(str(err), EXIT_INPUT)
     except ReductionError as err:

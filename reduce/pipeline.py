@@ -168,7 +168,7 @@ def read_master_bias(path: Path) -> Master:
     return load_master(path, MasterKind.BIAS)
 
 
-def _resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:
+def resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:
     paths = []
     for name in block.frames:
         path = Path(name) if Path(name).is_absolute() else datadir / name
@@ -308,7 +308,7 @@ def run_block(
     started = datetime.datetime.now(datetime.UTC).isoformat()
     threads = options.threads or default_threads()
     plog.add(f"block {block.id}: mode {block.mode.value}, {len(block.frames)} frames")
-    paths = _resolve_frames(block, datadir)
+    paths = resolve_frames(block, datadir)
     require_frames(len(paths), options.min_frames, block.source, 0)
     bias_path = _resolve_bias(block, datadir, workdir, produced)
     # The master bias (two 67 MB images, checksums verified) is read on its
@@ -523,11 +523,15 @@ def run_reduction_file(
     workdir: str | Path,
     options: Options | None = None,
     digests: DigestPrefetch | None = None,
+    *,
+    overwrite: bool = True,
 ) -> list[Result]:
     """Reduce every block of a reduction YAML file, in order.
 
     A dark block that names no master bias uses the one produced by the
-    latest bias block before it in the same file.
+    latest bias block before it in the same file. Every block is checked
+    before the first product is written (:func:`reduce.preflight.check_blocks`;
+    with ``overwrite`` False, existing products are refused).
 
     Parameters
     ----------
@@ -543,9 +547,12 @@ def run_reduction_file(
         SHA-256 of the frames, hashed ahead
         (:func:`reduce.digests.prefetch_reduction_file`).
     """
+    from reduce.preflight import check_blocks  # noqa: PLC0415 - imports this module
+
     opts = options or Options()
     blocks = load_blocks(ob_path)
     work = Path(workdir)
+    check_blocks(blocks, Path(datadir), work, opts, overwrite=overwrite)
     work.mkdir(parents=True, exist_ok=True)
     produced: dict[str, Path] = {}
     return [run_block(b, Path(datadir), work, opts, produced, digests) for b in blocks]

@@ -8,9 +8,12 @@ refused before dark time is spent, with the same messages that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from reduce.checks import FrameCheckConfig
+from reduce.blocks import Mode, ReductionBlock
+from reduce.checks import FrameCheckConfig, require_frames
+from reduce.errors import InputError
 from reduce.masters import Master, MasterKind, load_master
 from reduce.pipeline import Options
 from reduce.qc import QCThresholds
@@ -41,3 +44,78 @@ def check_master_bias(path: Path) -> Master:
         It is not a readable, finite master bias of the trimmed shape.
     """
     return load_master(path, MasterKind.BIAS)
+
+
+#: The files of a block's products: any of them present means "reduced".
+PRODUCT_FILES = ("master_bias.fits", "master_dark.fits", "result.json", "task.json")
+
+
+def check_blocks(
+    blocks: Sequence[ReductionBlock],
+    datadir: Path,
+    workdir: Path,
+    options: Options,
+    *,
+    overwrite: bool,
+) -> None:
+    """Refuse a reduction file before any of its products is written.
+
+    Every block is checked: its frames exist, are regular files and are
+    distinct files (one frame under two spellings is one frame), there are
+    at least ``options.min_frames`` of them, a master bias it names (that no
+    earlier block of the file makes) is a valid one, and, unless
+    ``overwrite``, it has no products yet.
+
+    Raises
+    ------
+    InputError
+        The first block that cannot be reduced, with the reason.
+    """
+    from reduce.pipeline import resolve_frames  # noqa: PLC0415
+
+    made_bias = False
+    for block in blocks:
+        paths = resolve_frames(block, datadir)
+        _refuse_duplicates(paths, block.source)
+        require_frames(len(paths), options.min_frames, block.source, 0)
+        if block.mode is Mode.DARK and block.master_bias is not None:
+            bias = _named_bias(block.master_bias, datadir, workdir)
+            if bias is not None:
+                check_master_bias(bias)
+            elif not made_bias:  # no earlier block of the file makes it
+                raise InputError(
+                    block.source,
+                    f"master bias {block.master_bias} not found in {workdir} or "
+                    f"{datadir}; name an existing master bias",
+                )
+        made_bias = made_bias or block.mode is Mode.BIAS
+        folder = workdir / f"obsid{block.id}_results"
+        present = [n for n in PRODUCT_FILES if (folder / n).exists()]
+        if present and not overwrite:
+            raise InputError(
+                block.source,
+                f"{folder} already holds products ({', '.join(present)}); "
+                "give --overwrite to replace them, or another --workdir",
+            )
+
+
+def _named_bias(name: str, datadir: Path, workdir: Path) -> Path | None:
+    """The master bias a block names, where the reduction looks for it."""
+    named = Path(name)
+    if named.is_absolute():
+        return named
+    return next((b / named for b in (workdir, datadir) if (b / named).exists()), None)
+
+
+def _refuse_duplicates(paths: Sequence[Path], source: str) -> None:
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        info = path.stat()
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            raise InputError(
+                source,
+                f"{path} and {seen[key]} are the same file; a frame is listed "
+                "once in a block",
+            )
+        seen[key] = path

@@ -94,8 +94,10 @@ class QCThresholds:
         Limits on the fraction of pixels flagged (any DQ bit).
     overscan_drift
         Limits on the overscan drift between frames, ADU.
-    min_frames
-        Fewer frames than this make the master PARTIAL.
+
+    The minimum frame count is not a QC limit: fewer usable frames than the
+    reduction's ``min_frames`` (``--min-frames``, ``[reduce] min_frames`` of
+    a run) is an error, and no master is made.
     """
 
     hot_nsigma: float = 5.0
@@ -104,13 +106,10 @@ class QCThresholds:
     read_noise: Limit = Limit(warn=4.5, bad=8.0)
     hot_fraction: Limit = Limit(warn=0.001, bad=0.01)
     overscan_drift: Limit = Limit(warn=5.0, bad=20.0)
-    min_frames: int = 3
 
     def __post_init__(self) -> None:
         if self.hot_nsigma <= 0:
             raise ConfigError(f"qc.hot_nsigma must be > 0, got {self.hot_nsigma}")
-        if self.min_frames < 1:
-            raise ConfigError(f"qc.min_frames must be >= 1, got {self.min_frames}")
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
@@ -479,10 +478,6 @@ def assess(
     verdicts.append(
         _judge("flagged pixel fraction", flagged_fraction, thresholds.hot_fraction, "")
     )
-    if n_frames < thresholds.min_frames:
-        verdicts.append(
-            (1, f"only {n_frames} frames combined, fewer than {thresholds.min_frames}")
-        )
     worst = max((level for level, _ in verdicts), default=0)
     flag = (QAFlag.GOOD, QAFlag.PARTIAL, QAFlag.BAD)[worst]
     reasons = tuple(text for level, text in verdicts if level > 0)

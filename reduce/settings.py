@@ -4,7 +4,6 @@
 
     [qc]
     hot_nsigma = 5.0
-    min_frames = 3
     dark_current = { warn = 5.0, bad = 20.0 }   # e-/pix/h
     read_noise = { warn = 4.5, bad = 8.0 }      # e-
     hot_fraction = { warn = 0.001, bad = 0.01 }
@@ -48,6 +47,12 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
     values: dict[str, Any] = {}
     for key, value in table.items():
         here = f"{where}.{repr(key)[1:-1]}"  # one line, whatever the key holds
+        if key == "min_frames" and where.endswith("qc"):
+            raise ConfigError(
+                f"{here}: not a QC setting: the minimum number of usable frames "
+                "is --min-frames of megara-dark reduce (or [reduce] min_frames "
+                "of the instrument configuration); fewer is an error, not a QA flag"
+            )
         if key not in fields:
             raise ConfigError(f"{here}: unknown key; expected one of {sorted(fields)}")
         default = getattr(cls(), key)

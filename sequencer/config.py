@@ -57,6 +57,10 @@ class SimulatorOptions:
     cover_initial: str = "open"
     transport: str = "pty"
     scenario: Path | None = None
+    #: The simulated CCD's noise key; None: each run its own (from its run
+    #: id), so that no run repeats another's noise. Pinned, two runs of the
+    #: same blocks give the same pixels (reference runs in tests, campaigns).
+    run_key: int | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_scale) and self.time_scale > 0):
@@ -250,6 +254,7 @@ _SCHEMAS: dict[type[Any], Schema] = {
             "cover_initial": Choice(("open", "closed")),
             "transport": Choice(("pty", "tcp")),
             "scenario": FilePath(),
+            "run_key": Number(0, (1 << 63) - 1, integer=True),
         },
     ),
     RunSettings: Schema(
@@ -286,6 +291,15 @@ _SCHEMAS[ReduceSettings] = Schema(
     ReduceSettings,
     {"min_frames": Number(1, 500, integer=True), "qc_config": FilePath()},
 )
+
+#: The schema of each TOML table checked field by field, by table name.
+TABLE_SCHEMAS: Mapping[str, Schema] = {
+    "ccd": CCD_SCHEMA,
+    "cover": COVER_SCHEMA,
+    "simulator": _SCHEMAS[SimulatorOptions],
+    "run": _SCHEMAS[RunSettings],
+    "reduce": _SCHEMAS[ReduceSettings],
+}
 
 
 def _reduce_settings(table: Mapping[str, Any], base: Path) -> ReduceSettings:

@@ -116,6 +116,7 @@ class RunSink:
     def _streaming(self) -> StreamingReduction:
         if self._reduction is None:
             from reduce.pipeline import StreamingReduction  # noqa: PLC0415 - heavy
+            from reduce.preflight import reduction_options  # noqa: PLC0415
 
             block = self.block
             try:
@@ -127,6 +128,10 @@ class RunSink:
                     if block.mode is Mode.DARK
                     else None,
                     workdir=self.run.workdir,
+                    options=reduction_options(
+                        self.run.config.reduce.qc_config,
+                        self.run.config.reduce.min_frames,
+                    ),
                 )
             except Exception as err:  # the reduction has its own error hierarchy
                 raise SequenceError(
@@ -304,6 +309,12 @@ class Run:
             workdir=str(self.workdir),
             blocks=[b.id for b in self.blocks],
             resume=self.state is not None,
+            plan=[
+                {"block": b.id, "nframes": b.nframes, "exptime_s": b.exptime}
+                for b in self.blocks
+            ],
+            time_scale=self.config.time_scale,
+            readout_s=self.config.run.readout_s,
         )
         taken = 0 if self.state is None else exposures_done(self.state, self.datadir)
         key = run_key(self.config, self.session.record)

@@ -150,8 +150,8 @@ def _simulator_fields(config: InstrumentConfig, record: RunRecord) -> Any:
 def run_key(config: InstrumentConfig, record: RunRecord) -> int:
     """The simulators' noise key: pinned by ``[simulator] run_key``, else the
     run's own (so that no two runs repeat each other's noise)."""
-    pinned = getattr(config.simulator, "run_key", None)
-    return int(pinned) if pinned is not None else record.run_key
+    pinned = config.simulator.run_key
+    return pinned if pinned is not None else record.run_key
 
 
 def _reuse_unused(workdir: Path) -> list[str]:

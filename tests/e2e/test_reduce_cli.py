@@ -444,3 +444,42 @@ def test_the_reduction_never_imports_astropy(raws: RawSet, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "d1: 3 frames" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_existing_products_are_kept_unless_overwrite(
+    raws: RawSet, reduced: Path, tmp_path: Path
+) -> None:
+    ob = reduced / "ob.yaml"
+    product = reduced / "obsidb1_results" / "master_bias.fits"
+    before = product.read_bytes()
+    result = run_cli(ob, raws.folder, reduced)
+    assert result.exit_code == 2
+    assert "already holds products" in one_line(result)
+    assert "--overwrite" in one_line(result)
+    assert product.read_bytes() == before
+    again = run_cli(ob, raws.folder, reduced, "--overwrite")
+    assert again.exit_code == 0, one_line(again)
+
+
+def test_every_block_is_checked_before_any_product(
+    raws: RawSet, tmp_path: Path
+) -> None:
+    """A bad second block refuses the file: the first block makes nothing."""
+    bad = block("d2", "MegaraDarkImage", ["dark_0.fits", "dark_1.fits"])
+    ob = write_blocks(tmp_path / "ob.yaml", BIAS_BLOCK, bad)
+    result = run_cli(ob, raws.folder, tmp_path)
+    assert result.exit_code == 2
+    assert "d2" in one_line(result)
+    assert "fewer than the minimum 3" in one_line(result)
+    assert not (tmp_path / "obsidb1_results").exists()
+
+
+def test_one_frame_under_three_spellings_is_refused(
+    raws: RawSet, tmp_path: Path
+) -> None:
+    names = ["dark_0.fits", "./dark_0.fits", str(raws.folder / "dark_0.fits")]
+    ob = write_blocks(tmp_path / "ob.yaml", block("d", "MegaraDarkImage", names))
+    result = run_cli(ob, raws.folder, tmp_path)
+    assert result.exit_code == 2
+    assert "same file" in one_line(result)
+    assert not (tmp_path / "obsidd_results").exists()

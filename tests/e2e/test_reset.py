@@ -29,7 +29,7 @@ id: bias2
 instrument: MEGARA
 mode: MegaraBiasImage
 exptime: 0.0
-nframes: 2
+nframes: 3
 """
 
 

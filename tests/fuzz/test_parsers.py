@@ -342,7 +342,6 @@ QC_SETTINGS = st.fixed_dictionaries(
         "qc": table(
             {
                 "hot_nsigma": NUMBERS,
-                "min_frames": NUMBERS,
                 "dark_current": LIMIT,
                 "read_noise": LIMIT,
                 "hot_fraction": LIMIT,

@@ -36,6 +36,7 @@ CONFIG = """\
 [simulator]
 time_scale = 100.0
 seed = 11
+run_key = 11  # the reference run and the killed one make the same pixels
 readout_s = 50.0
 cover_motion_s = 50.0
 

@@ -143,15 +143,52 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[bool]:
             subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def test_no_space_left(reference: Reference, tmp_path: Path) -> None:
+def fill_disk(folder: Path, leave: int) -> Path:
+    """A file that takes all but ``leave`` bytes of the disk under ``folder``."""
+    filler = folder / "filler"
+    chunk = b"\0" * (4 << 20)
+    with filler.open("wb") as out, contextlib.suppress(OSError):
+        while True:
+            info = os.statvfs(folder)
+            if info.f_bavail * info.f_frsize <= leave + len(chunk):
+                break
+            out.write(chunk)
+            out.flush()
+    return filler
+
+
+def test_a_run_that_cannot_fit_is_refused_before_any_exposure(
+    reference: Reference, tmp_path: Path
+) -> None:
     setup = reference.setup
     with small_tmpfs(tmp_path / "disk", "48m") as on_tmpfs:
+        if not on_tmpfs:
+            pytest.skip("needs a small tmpfs (mount needs root)")
+        work = tmp_path / "disk" / "work"
+        run = run_to_end(setup, work)
+        assert run.proc.returncode == 2, run.stderr[-2000:]
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1, run.stderr
+        assert "MiB free; the run needs about" in lines[0]
+        assert not run.events, "the run started although it cannot fit"
+        assert not work.exists() or not list((work / "data").glob("*.fits"))
+
+
+def test_no_space_left(reference: Reference, tmp_path: Path) -> None:
+    setup = reference.setup
+    with small_tmpfs(tmp_path / "disk", "1200m") as on_tmpfs:
         work = tmp_path / "disk" / "work"
         full: tuple[str, ...]
+        filler = None
         if on_tmpfs:
-            # Room for one frame: the second frame, or the reduction's spool of
-            # the first, is the write that finds the disk full.
-            run = run_to_end(setup, work)
+            # The run fits when it starts (the pre-flight check passes); then
+            # another program takes the disk, leaving room for about one
+            # frame: a later frame, or the reduction's spool, finds it full.
+            run = RunProcess.start(setup.argv(work), cwd=setup.folder)
+            written = run.wait_for(lambda e: e.get("event") == "frame_written")
+            assert written is not None, run.stderr[-2000:]
+            filler = fill_disk(tmp_path / "disk", 40 << 20)
+            run.finish()
             full = ("No space left on device", "disk is full", "disk full")
         else:  # no mount without root: the same failure from a size limit
             run = run_to_end(setup, work, preexec=limit_file_size(1 << 20))
@@ -165,9 +202,8 @@ def test_no_space_left(reference: Reference, tmp_path: Path) -> None:
         assert crash.partials == []
         assert len(crash.frames) < NFRAMES
         assert_journal_ends_with_fault(work, BLOCK)
-        if on_tmpfs:
-            grow = ["mount", "-o", "remount,size=1500m", str(tmp_path / "disk")]
-            subprocess.run(grow, check=True)
+        if filler is not None:
+            filler.unlink()
         assert_resumes(setup, work, reference)
 
 

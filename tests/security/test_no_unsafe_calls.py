@@ -29,6 +29,12 @@ YAML_ALLOWED = {
     "safe_dump_all",
     "YAMLError",
     "MarkedYAMLError",
+    # The duplicate-key-refusing loaders (drivers/safeyaml.py,
+    # reduce/safeyaml.py) subclass SafeLoader: its safe constructors only.
+    "SafeLoader",
+    "ConstructorError",
+    "MappingNode",
+    "Node",
 }
 
 

@@ -188,7 +188,7 @@ def test_a_run_whose_ccd_is_taken_stops_with_one_clear_line(
     blocks = tmp_path / "bias.yaml"
     blocks.write_text(
         "id: bias1\ninstrument: MEGARA\nmode: MegaraBiasImage\nexptime: 0.0\n"
-        "nframes: 1\n"
+        "nframes: 3\n"
     )
     work = tmp_path / "work"
     with contextlib.closing(open_port(sim.urls["ccd"])):  # "another run"

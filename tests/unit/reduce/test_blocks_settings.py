@@ -64,9 +64,17 @@ def test_qc_config_overrides_and_rejects_unknown(tmp_path: Path) -> None:
     assert (qc.dark_current.warn, qc.dark_current.bad) == (2.0, 20.0)
     assert checks.leak_rate_e_s == 0.5
     bad = tmp_path / "bad.toml"
-    bad.write_text("[qc]\nmin_frames = 2.5\n")
-    with pytest.raises(ConfigError, match=r"bad.toml: qc.min_frames"):
+    bad.write_text("[qc]\nhot_nsigma = 'five'\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: qc.hot_nsigma"):
         load_qc_config(bad)
+
+
+def test_min_frames_is_not_a_qc_setting(tmp_path: Path) -> None:
+    """One number, one meaning: fewer frames than the minimum is an error."""
+    old = tmp_path / "old.toml"
+    old.write_text("[qc]\nmin_frames = 3\n")
+    with pytest.raises(ConfigError, match=r"old.toml: qc.min_frames: not a QC setting"):
+        load_qc_config(old)
 
 
 def test_checksums_agree_with_astropy(tmp_path: Path) -> None:
