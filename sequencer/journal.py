@@ -47,19 +47,18 @@ Events and their fields (extra fields are kept and ignored by ``replay``):
 ``run_done``
 =================  ===========================================================
 
-Resuming (``resume_block``): the next attempt of a block is one more than the
-highest attempt the journal mentions. A crash between the rename of a frame
-and its ``frame_written`` record leaves a frame file the journal does not
-know: for each such file of the block (``file_name(block, attempt)``), the
-file is verified (``verify_raw_frame``); a good one is adopted (a
-``frame_adopted`` record, its validity from ``INTLKOK``), a damaged one is
-renamed ``<name>.damaged`` and recorded as ``frame_discarded``. Leftover
-``.<name>.partial`` files are never frames and are deleted. Attempt numbers
-are never reused, so no frame is overwritten or duplicated.
+Resuming (:mod:`sequencer.recovery`): the next attempt of a block is one
+more than the highest attempt the journal mentions. Every frame file of the
+block is verified first, journaled or not: a good one is kept (or adopted, a
+``frame_adopted`` record, when a crash came between its rename and its
+``frame_written`` record); a damaged, missing or foreign one is moved aside
+and recorded as ``frame_discarded``, and taken again. Attempt numbers are
+never reused, so no frame is overwritten or duplicated.
 
 A resumed run restarts the simulators with their CCD frame counter at
-``exposures_done`` (the attempts that finished, in every block), so that each
-frame gets the pixels it would have had in a run that was never interrupted.
+:func:`sequencer.recovery.exposures_done` (the attempts that finished, in
+every block), so that each frame gets the pixels it would have had in a run
+that was never interrupted.
 
 Failures. An append that cannot be written whole (no space, a file-size limit,
 a read-only folder) cuts the file back to its last complete record and raises
@@ -87,12 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import ConfigError, SequenceError
-from sequencer.rawfits import (
-    file_name,
-    parse_file_name,
-    partial_name,
-    verify_raw_frame,
-)
+from sequencer.rawfits import file_name
 from sequencer.runfolder import resume_command
 
 log = logging.getLogger(__name__)
@@ -100,7 +94,6 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 _WRITTEN = frozenset({"frame_written", "frame_adopted"})
-_PARTIAL = partial_name("x")[2:]  # ".partial"
 #: Environment variable of the journal's fault-injection hook (tests only).
 KILL_HOOK_ENV = "MEGARA_DARK_FAULT_KILL_JOURNAL"
 
@@ -411,11 +404,12 @@ def replay(records: Iterable[Record]) -> RunState:
     """Summarise a journal's records (see the module docstring for events)."""
     state = RunState()
     for record in records:
-        _apply(state, record)
+        apply_record(state, record)
     return state
 
 
-def _apply(state: RunState, record: Record) -> None:
+def apply_record(state: RunState, record: Record) -> None:
+    """Update ``state`` with one journal record (see the module docstring)."""
     event = record["event"]
     state.last_seq = record.get("seq", state.last_seq)
     if event == "run_started":
@@ -446,8 +440,14 @@ def _apply(state: RunState, record: Record) -> None:
     elif event == "frame_invalid" and isinstance(attempt, int):
         block.failed_attempts.append(attempt)
     elif event == "frame_discarded" and isinstance(attempt, int):
-        block.discarded_files.append(str(record.get("file", "")))
+        name = str(record.get("file", ""))
+        block.discarded_files.append(name)
         block.discarded_attempts.add(attempt)
+        # A journaled frame found damaged, missing or foreign on resume is
+        # no longer one of the block's frames: it is taken again.
+        for files in (block.valid_files, block.invalid_files):
+            if name in files:
+                files.remove(name)
     elif event == "block_done":
         block.done = True
     elif event == "reduction_done":
@@ -455,92 +455,3 @@ def _apply(state: RunState, record: Record) -> None:
         block.qa = record.get("qa")
         block.reasons = [str(r) for r in record.get("reasons", [])]
         block.excluded = [e for e in record.get("excluded", []) if isinstance(e, dict)]
-
-
-def orphan_frames(state: RunState, block_id: str, datadir: Path) -> list[Path]:
-    """Frame files of ``block_id`` in ``datadir`` that the journal does not know."""
-    known = state.block(block_id)
-    found: list[tuple[int, Path]] = []
-    for path in datadir.iterdir():
-        parsed = parse_file_name(path.name)
-        if parsed is None or parsed[0] != block_id:
-            continue
-        if parsed[1] not in known.written_attempts:
-            found.append((parsed[1], path))
-    return [path for _, path in sorted(found)]
-
-
-def resume_block(
-    journal: Journal, state: RunState, block_id: str, datadir: Path
-) -> BlockState:
-    """Make the journal and ``datadir`` agree for one block before resuming it.
-
-    Deletes leftover partial writes, adopts complete unjournaled frames and
-    moves damaged ones aside (journaling each), and returns the block's state:
-    carry on at ``expected_next_attempt`` and ``next_frame_index``.
-    """
-    for leftover in sorted(datadir.iterdir()):
-        name = leftover.name
-        if not (name.startswith(".") and name.endswith(_PARTIAL)):
-            continue
-        parsed = parse_file_name(name[1 : -len(_PARTIAL)])
-        if parsed is not None and parsed[0] == block_id:
-            log.warning("%s: removing the leftover partial write %s", block_id, name)
-            leftover.unlink()
-    for path in orphan_frames(state, block_id, datadir):
-        parsed = parse_file_name(path.name)
-        assert parsed is not None
-        attempt = parsed[1]
-        try:
-            header = verify_raw_frame(path)
-        except ConfigError as err:
-            aside = path.with_name(path.name + ".damaged")
-            os.replace(path, aside)
-            log.warning("%s: moved aside %s: %s", block_id, path.name, err)
-            record = journal.append(
-                "frame_discarded",
-                block=block_id,
-                attempt=attempt,
-                file=path.name,
-                moved_to=aside.name,
-                reason=str(err),
-            )
-        else:
-            valid = bool(header.get("INTLKOK", False))
-            log.warning(
-                "%s: adopting %s, written before a crash but not journaled",
-                block_id,
-                path.name,
-            )
-            record = journal.append(
-                "frame_adopted",
-                block=block_id,
-                attempt=attempt,
-                file=path.name,
-                valid=valid,
-                reason=str(header.get("INTLKWHY", "")),
-            )
-        _apply(state, record)
-    return state.block(block_id)
-
-
-def exposures_done(state: RunState, datadir: Path) -> int:
-    """Attempts that finished, in every block: the CCD frame counter to resume at.
-
-    An attempt finished if the journal records its frame (written, adopted,
-    discarded) or its failure (``frame_invalid``), or its frame file is in
-    ``datadir`` (also as ``<name>.damaged``) though not yet journaled. An
-    exposure a crash cut short finished nothing: the resumed run takes it
-    again, as the same frame.
-    """
-    finished: set[tuple[str, int]] = set()
-    for block in state.blocks.values():
-        attempts = block.written_attempts | set(block.failed_attempts)
-        attempts |= block.discarded_attempts
-        finished |= {(block.block, a) for a in attempts}
-    if datadir.is_dir():
-        for path in datadir.iterdir():
-            parsed = parse_file_name(path.name.removesuffix(".damaged"))
-            if parsed is not None:
-                finished.add(parsed)
-    return len(finished)

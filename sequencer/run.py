@@ -38,10 +38,10 @@ from drivers.errors import MegaraDarkError, SequenceError
 from sequencer import __version__
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.devices import Connected, devices_for
-from sequencer.journal import exposures_done, resume_block
 from sequencer.machine import DarkSequence, Devices, FrameRecord, Outcome, Pacing, Step
 from sequencer.progress import Reporter
 from sequencer.rawfits import FrameMeta, file_name, write_raw_frame
+from sequencer.recovery import exposures_done, resume_block
 from sequencer.runfolder import check_same_devices, command_line
 from sequencer.session import Session, run_key
 
@@ -77,6 +77,11 @@ def _why(err: Exception) -> str:
     )
 
 
+def block_uuid(run_uuid: uuid.UUID, block_id: str) -> str:
+    """The ``BLCKUUID`` of a block of a run: the same on every resume."""
+    return str(uuid.uuid5(run_uuid, block_id))
+
+
 class RunSink:
     """Writes a block's frames, journals them and streams them to the reduction.
 
@@ -94,7 +99,7 @@ class RunSink:
         self.run = run
         self.block = block
         self.result = result
-        self.block_uuid = str(uuid.uuid5(run.run_uuid, block.id))
+        self.block_uuid = block_uuid(run.run_uuid, block.id)
         self._reduction: StreamingReduction | None = None
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"reduce-{block.id}"
@@ -226,6 +231,7 @@ class RunSink:
             file=path.name,
             valid=valid,
             reason=reason,
+            uuid=meta.uuid,
             cover_before=meta.cover_before,
             cover_after=meta.cover_after,
             cover_worst=meta.cover_worst,
@@ -358,7 +364,13 @@ class Run:
         result = BlockResult(block, Outcome())
         first_attempt = 0
         if self.state is not None:
-            known = resume_block(self.journal, self.state, block.id, self.datadir)
+            known = resume_block(
+                self.journal,
+                self.state,
+                block.id,
+                self.datadir,
+                block_uuid=block_uuid(self.run_uuid, block.id),
+            )
             result.frames = [self.datadir / name for name in known.valid_files]
             result.invalid = [self.datadir / name for name in known.invalid_files]
             result.outcome.valid_frames = len(result.frames)

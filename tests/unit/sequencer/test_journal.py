@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -20,13 +21,11 @@ from sequencer.journal import (
     KILL_HOOK_ENV,
     Journal,
     JournalError,
-    exposures_done,
-    orphan_frames,
     read_records,
     replay,
-    resume_block,
 )
 from sequencer.rawfits import RAW_SHAPE, file_name, partial_name, write_raw_frame
+from sequencer.recovery import exposures_done, orphan_frames, resume_block
 from tests.unit.sequencer.test_rawfits import make_meta
 
 
@@ -224,6 +223,7 @@ def write_frame(folder: Path, block: str, attempt: int, valid: bool = True) -> P
         frame_index=1,
         valid=valid,
         invalid_reason=None if valid else "light leak",
+        uuid=str(uuid.uuid5(uuid.NAMESPACE_OID, f"{block}/{attempt}")),
     )
     return write_raw_frame(folder / file_name(block, attempt), data, meta)
 
@@ -334,6 +334,7 @@ def test_unwritable_folder_is_a_journal_error(tmp_path: Path) -> None:
 
 _TEAR = """
 import sys
+import uuid
 from pathlib import Path
 from sequencer.journal import Journal
 journal = Journal(Path(sys.argv[1]))
