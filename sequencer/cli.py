@@ -183,10 +183,10 @@ def _run_session(session: Session, as_json: bool, console: Console | None) -> in
 
     workdir = session.workdir
     if session.finished is not None:
-        click.echo(session.finished, err=as_json)
+        _say(session.finished, err=as_json)
         return EXIT_OK
     for note in session.notes:
-        click.echo(f"megara-dark: {note}", err=True)
+        _say(f"megara-dark: {note}", err=True)
     display = LiveDisplay(console) if console is not None else None
     sink: EventSink = JsonLines(sys.stdout) if as_json else display or Silent()
     reporter = Reporter(sink)
@@ -196,9 +196,14 @@ def _run_session(session: Session, as_json: bool, console: Console | None) -> in
     with display if display is not None else contextlib.nullcontext():
         results = the_run.execute()
     status, lines = _summary(results, session.plan, the_run)
+    finished = status == EXIT_OK
+    if finished and the_run.stop_signal is not None:
+        # Asked to stop after the last readout: the products are safe, and
+        # the exit status still says that the run was stopped.
+        status = 128 + the_run.stop_signal
     for line in lines:
-        click.echo(line, err=as_json)
-    click.echo(f"run folder: {workdir}", err=as_json)
+        _say(line, err=as_json)
+    _say(f"run folder: {workdir}", err=as_json)
     reporter.emit(
         "run_done",
         status="aborted" if status > EXIT_USAGE else "ok" if not status else "failed",
@@ -206,11 +211,27 @@ def _run_session(session: Session, as_json: bool, console: Console | None) -> in
         workdir=str(workdir),
         blocks=[_block_json(r) for r in results],
     )
-    if status > EXIT_USAGE:
-        click.echo(_stopped_line(the_run, results, workdir), err=True)
+    if status > EXIT_USAGE and finished:
+        _say(
+            f"megara-dark: {the_run.stop_reason} received after the last readout; "
+            f"the run finished and its products are complete in {workdir}",
+            err=True,
+        )
+    elif status > EXIT_USAGE:
+        _say(_stopped_line(the_run, results, workdir), err=True)
     elif status == EXIT_FAILED:
-        click.echo(_fault_line(session, results), err=as_json)
+        _say(_fault_line(session, results), err=as_json)
     return status
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """Print a summary line; a closed stdout (``run | head``) is not an error."""
+    from sequencer.progress import stdout_closed  # noqa: PLC0415
+
+    try:
+        click.echo(line, err=err)
+    except BrokenPipeError:
+        stdout_closed()
 
 
 def _terminal_console() -> Console | None:

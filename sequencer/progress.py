@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -91,15 +93,40 @@ class Silent:
         pass
 
 
+def stdout_closed() -> None:
+    """The reader of stdout went away (``megara-dark run --json | head``).
+
+    The run goes on (its hardware and frames matter more than its news):
+    stdout is pointed at /dev/null, so that later writes, and the
+    interpreter's final flush, neither fail nor raise.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 class JsonLines:
-    """One JSON object per line on ``stream``, flushed at once."""
+    """One JSON object per line on ``stream``, flushed at once.
+
+    A closed reader (a broken pipe) ends the events quietly, not the run.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
+        self.closed = False
 
     def handle(self, event: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(event, default=str) + "\n")
-        self.stream.flush()
+        if self.closed:
+            return
+        try:
+            self.stream.write(json.dumps(event, default=str) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+            log.warning("stdout was closed: no more JSON events; the run goes on")
+            stdout_closed()
 
 
 def utc_now() -> datetime:

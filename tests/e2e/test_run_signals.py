@@ -24,6 +24,7 @@ from drivers.ccd import SerialCcdController
 from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from drivers.protocol import ccd as pc
+from sequencer.journal import Journal
 from sequencer.rawfits import verify_raw_frame
 from tests.simproc import megara_dark, start_simulators
 
@@ -127,7 +128,8 @@ def test_sigkill_mid_exposure_leaves_no_simulator_behind(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+    ("sig", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
 )
 def test_signal_stops_safely_and_keeps_the_frames(
     tmp_path: Path, sig: signal.Signals, status: int
@@ -204,3 +206,48 @@ def test_signal_stops_safely_and_keeps_the_frames(
         finally:
             ccd.close_link()
             cover.close_link()
+
+
+FAST = "[simulator]\ntime_scale = 1000.0\nreadout_s = 10.0\n[run]\nreadout_s = 10.0\n"
+
+
+@pytest.mark.timeout(300)
+def test_a_stop_after_the_last_readout_keeps_the_products_and_says_so(
+    tmp_path: Path,
+) -> None:
+    proc, work = start_run(tmp_path, FAST)
+    assert proc.stdout is not None
+    for event in events(proc.stdout):
+        if (event["event"], event.get("state"), event.get("block")) == (
+            "state",
+            "REDUCING",
+            "dark3600",
+        ):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=POLL_TIMEOUT_S)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM received after the last readout" in err
+    assert "Traceback" not in err
+    result = json.loads((work / "obsiddark3600_results" / "result.json").read_text())
+    assert result["qc"] in ("GOOD", "PARTIAL", "BAD")
+    names = [r["event"] for r in Journal(work / "run.journal").records()]
+    assert "stopped" in names
+    assert names[-1] == "run_done"
+
+
+@pytest.mark.timeout(300)
+def test_a_closed_stdout_ends_the_news_not_the_run(tmp_path: Path) -> None:
+    """``megara-dark run --json | head -1``: the run finishes, quietly."""
+    proc, work = start_run(tmp_path, FAST)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert json.loads(first)["event"] == "run_started"
+    proc.stdout.close()  # the reader goes away
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=POLL_TIMEOUT_S) == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "BrokenPipe" not in err
+    assert (work / "obsiddark3600_results" / "master_dark.fits").is_file()
