@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -215,3 +216,30 @@ def test_a_run_whose_ccd_is_taken_stops_with_one_clear_line(
     assert errors, done.stderr
     assert sim.urls["ccd"] in errors[0]
     assert not list(work.glob("data/*.fits"))  # nothing was taken
+
+
+@pytest.mark.timeout(120)
+def test_a_second_ccd_connection_during_a_readout_is_refused_at_once(
+    simulators: Callable[..., SimProcess],
+) -> None:
+    """The documented refusal holds while the device is busy streaming pixels."""
+    sim = simulators("--transport", "tcp", "--readout-s", "0.5")
+    host, port = sim.urls["ccd"].removeprefix("socket://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10.0) as first:
+        first.sendall(b">01 EXPOSE 0.000 DARK\n")
+        assert first.recv(100).startswith(b"<01 OK")
+        for mid in range(0x10, 0xFF):  # until the frame is in memory
+            first.sendall(b">%02X STATUS\n" % mid)
+            if b"STATE=READY" in first.recv(200):
+                break
+            time.sleep(0.05)
+        first.sendall(b">02 READ\n")
+        assert first.recv(100).startswith(b"<02 DATA")  # the readout flows
+        # A hang would end in the socket's timeout (an error), not in b"".
+        with socket.create_connection((host, int(port)), timeout=10.0) as second:
+            try:
+                second.sendall(b">03 PING\n")
+                answer = second.recv(100)
+            except ConnectionResetError:
+                answer = b""
+        assert answer == b""  # closed without a byte, not served
