@@ -134,6 +134,13 @@ def test_the_run_folder_records_inputs_and_devices(
     # Reached through [devices], the frames still say they are simulated.
     for path in sorted((work / "data").glob("*.fits")):
         assert fits.getheader(path)["SIMULATE"] is True, path.name
+    # The folder stands alone: its reduction blocks reduce again from inside.
+    again = megara(
+        "reduce", "reduction.yaml", "--datadir", "data", "--workdir", ".",
+        "--overwrite", cwd=work,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "dark60: 3 frames" in again.stdout
     # Finished: resuming says so, touches nothing, exits 0.
     before = (work / "run.journal").read_bytes()
     again = megara("run", "--resume", "w", cwd=here)
