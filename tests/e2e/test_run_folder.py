@@ -276,3 +276,29 @@ def test_a_block_the_reduction_must_refuse_is_refused_before_any_exposure(
         "run", "eng.yaml", "--config", "eng.toml", "--workdir", "w", cwd=here
     )
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_a_folder_whose_run_never_took_a_frame_is_reused_by_a_plain_rerun(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "eng.yaml").write_text(BLOCKS)
+    (tmp_path / "jam.yaml").write_text(
+        "faults:\n  - {device: cover_right, kind: cover_jam}\n"
+    )
+    jammed = '[simulator]\ntime_scale = 1000.0\nscenario = "jam.yaml"\n'
+    (tmp_path / "sim.toml").write_text(jammed)
+    first = megara(
+        "run", "eng.yaml", "--config", "sim.toml", "--workdir", "w", cwd=tmp_path
+    )
+    assert first.returncode == 1, first.stderr[-2000:]
+    assert not list((tmp_path / "w" / "data").glob("*.fits"))
+    (tmp_path / "sim.toml").write_text("[simulator]\ntime_scale = 1000.0\n")
+
+    again = megara(
+        "run", "eng.yaml", "--config", "sim.toml", "--workdir", "w", cwd=tmp_path
+    )
+
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "never took a frame" in again.stderr
+    kept = list((tmp_path / "w").glob("run.journal.unused-*"))
+    assert len(kept) == 1  # the earlier journal is kept, not deleted
