@@ -302,3 +302,34 @@ def test_a_folder_whose_run_never_took_a_frame_is_reused_by_a_plain_rerun(
     assert "never took a frame" in again.stderr
     kept = list((tmp_path / "w").glob("run.journal.unused-*"))
     assert len(kept) == 1  # the earlier journal is kept, not deleted
+
+
+@pytest.mark.parametrize("moment", ["dark60_0001.fits", "dark60_0002.fits"])
+def test_sigkill_then_resume_alone_on_the_configured_devices(
+    telescope: tuple[SimProcess, Path], moment: str
+) -> None:
+    """Killed mid-run (the devices outlive it), resumed with the folder alone."""
+    _, here = telescope
+    work = here / "w"
+    proc = subprocess.Popen(
+        [*megara_dark(), "run", "eng.yaml", "--config", "eng.toml", "--workdir", "w"],
+        cwd=here,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (work / "data" / moment).exists():
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+
+    again = megara("run", "--resume", "w", cwd=here)
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "dark60: 3/3 valid frames" in again.stdout
+    log = records(work)
+    recorded = next(r for r in log if r["event"] == "devices")["devices"]
+    checked = next(r for r in log if r["event"] == "devices_checked")["devices"]
+    assert checked == recorded  # the same devices, identified the same way
+    for path in sorted((work / "data").glob("*.fits")):
+        assert fits.getheader(path)["SIMULATE"] is True, path.name
