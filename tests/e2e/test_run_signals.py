@@ -251,3 +251,49 @@ def test_a_closed_stdout_ends_the_news_not_the_run(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert "BrokenPipe" not in err
     assert (work / "obsiddark3600_results" / "master_dark.fits").is_file()
+
+
+PHASES = [
+    ("PREPARING", signal.SIGINT),
+    ("EXPOSING", signal.SIGTERM),
+    ("READING", signal.SIGHUP),
+    ("WRITING", signal.SIGINT),
+    ("REDUCING", signal.SIGTERM),
+]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("phase", "sig"), PHASES, ids=[p for p, _ in PHASES])
+def test_a_signal_in_any_phase_stops_cleanly_and_resumes(
+    tmp_path: Path, phase: str, sig: signal.Signals
+) -> None:
+    """A stop in each state of the first dark frame's block, then --resume."""
+    proc, work = start_run(tmp_path, FAST)
+    assert proc.stdout is not None
+    for event in events(proc.stdout):
+        if (event["event"], event.get("state"), event.get("block")) == (
+            "state",
+            phase,
+            "dark3600",
+        ):
+            break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=POLL_TIMEOUT_S)
+    assert proc.returncode == 128 + sig, err[-2000:]
+    assert "Traceback" not in err
+    said = [line for line in err.splitlines() if line.startswith("megara-dark: ")]
+    assert len(said) == 1, err[-2000:]
+    assert sig.name in said[0]
+    again = subprocess.run(
+        [*megara_dark(), "run", "--resume", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=POLL_TIMEOUT_S * 4,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Traceback" not in again.stderr
+    if phase == "REDUCING":  # stopped after the last readout: finished already
+        assert "nothing to resume" in again.stdout
+    else:
+        assert "dark3600: 3/3 valid frames" in again.stdout
