@@ -230,7 +230,7 @@ def test_a_stop_after_the_last_readout_keeps_the_products_and_says_so(
     assert "SIGTERM received after the last readout" in err
     assert "Traceback" not in err
     result = json.loads((work / "obsiddark3600_results" / "result.json").read_text())
-    assert result["qc"] in ("GOOD", "PARTIAL", "BAD")
+    assert result["qc"] == "GOOD", result
     names = [r["event"] for r in Journal(work / "run.journal").records()]
     assert "stopped" in names
     assert names[-1] == "run_done"
