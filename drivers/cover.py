@@ -7,7 +7,7 @@ reply whose letter matches the command sent; a stale reply of the same kind
 (a status for a status) is as good as a fresh one for our purposes.
 
 Moves are commanded here and watched from the sequencer (see
-:func:`drivers.motion.wait_for_cover`): drivers never poll.
+:func:`sequencer.motion.wait_for_cover`): drivers never poll.
 """
 
 from __future__ import annotations
@@ -284,13 +284,6 @@ class SerialFocalPlaneCover:
         """Start opening both halves."""
         for half in self.halves:
             half.open()
-
-    def halt(self) -> None:
-        """The Alnitak protocol has no halt: say so rather than pretend."""
-        raise DeviceError(
-            "cover: the Alnitak controllers have no halt command; command the "
-            "opposite move to stop a half, or cut its power"
-        )
 
     def status(self) -> CoverStatus:
         """Both halves, read back now."""

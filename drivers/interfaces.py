@@ -37,18 +37,17 @@ class Identified(Protocol):
 
 
 class FocalPlaneCover(Protocol):
-    """Both halves of the focal-plane cover."""
+    """Both halves of the focal-plane cover, as the Dark mode holds them.
+
+    It can close them and read them back, and nothing else: there is no way
+    to open the cover through this interface, so no code that holds it (the
+    state machine, ``megara-dark reset``) can, and mypy says so. The driver
+    (:class:`drivers.cover.SerialFocalPlaneCover`) can open; engineering
+    tools that need that hold the driver, not this.
+    """
 
     def close(self) -> None:
         """Start closing both halves; returns once both acknowledged."""
-        ...
-
-    def open(self) -> None:
-        """Start opening both halves; returns once both acknowledged."""
-        ...
-
-    def halt(self) -> None:
-        """Stop both halves where the device can (raises DeviceError if not)."""
         ...
 
     def status(self) -> CoverStatus:

@@ -30,10 +30,10 @@ from transitions import EventData, Machine
 
 from drivers.errors import DeviceError, MegaraDarkError, SequenceError
 from drivers.interfaces import CcdController, FocalPlaneCover, Readout
-from drivers.motion import wait_for_cover
 from drivers.protocol import ccd as proto_ccd
 from sequencer.blocks import ObservingBlock
 from sequencer.config import RunSettings
+from sequencer.motion import wait_for_cover
 from sequencer.progress import Reporter
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.errors import ConfigError, MegaraDarkError
-from drivers.motion import wait_for_cover
 from drivers.protocol import ccd as proto_ccd
 from sequencer.config import InstrumentConfig, load_config
 from sequencer.devices import Connected, devices_for
 from sequencer.machine import Devices, Pacing
+from sequencer.motion import wait_for_cover
 from sequencer.runfolder import JOURNAL_FILE, RunLock, quoted, recorded_record
 
 log = logging.getLogger(__name__)

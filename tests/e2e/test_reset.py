@@ -18,8 +18,8 @@ import pytest
 from drivers.ccd import SerialCcdController
 from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
-from drivers.motion import wait_for_cover
 from drivers.protocol import ccd as pc
+from sequencer.motion import wait_for_cover
 from tests.simproc import SimProcess, control, megara_dark, start_simulators
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,8 @@ import pytest
 from drivers.config import CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from drivers.errors import DeviceError, DeviceTimeout
-from drivers.motion import wait_for_cover
 from drivers.transport import LinkError
+from sequencer.motion import wait_for_cover
 from tests.hil.conftest import Urls
 from tests.simproc import control
 

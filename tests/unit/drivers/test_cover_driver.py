@@ -12,9 +12,9 @@ from drivers.config import CoverConfig
 from drivers.cover import CoverStatus, SerialCoverHalf, SerialFocalPlaneCover
 from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
 from drivers.identity import DeviceIdentity
-from drivers.motion import wait_for_cover
 from drivers.protocol import cover as proto
 from drivers.transport import LinkError, SerialLink
+from sequencer.motion import wait_for_cover
 from tests.unit.drivers.fakes import FakePort, Responder
 
 ACK = {b">P000\n": b"*P98000\n", b">C000\n": b"*C98000\n", b">O000\n": b"*O98000\n"}
@@ -145,12 +145,6 @@ def test_link_failing_every_time_is_a_link_error() -> None:
         half.status()
 
 
-def test_cover_has_no_halt() -> None:
-    cover = SerialFocalPlaneCover(make_half(healthy())[0], make_half(healthy())[0])
-    with pytest.raises(DeviceError, match="no halt"):
-        cover.halt()
-
-
 class ScriptedCover:
     """A cover whose successive status reads follow a script."""
 
@@ -164,10 +158,6 @@ class ScriptedCover:
         return CoverStatus(proto.decode_status(left), proto.decode_status(right))
 
     def close(self) -> None: ...
-
-    def open(self) -> None: ...
-
-    def halt(self) -> None: ...
 
 
 def run_wait(script: list[tuple[bytes, bytes]], **kw: float) -> Callable[[], object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections import deque
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from drivers.cover import CoverStatus
 from drivers.errors import DeviceError, SequenceError
+from drivers.interfaces import FocalPlaneCover
 from drivers.protocol import ccd as pc
 from drivers.protocol import cover as pv
 from drivers.readout import Readout
@@ -96,12 +98,6 @@ class FakeCover:
         self.calls.append("close")
         self.halves = (CLOSED, CLOSED)
 
-    def open(self) -> None:
-        self.calls.append("open")
-
-    def halt(self) -> None:
-        self.calls.append("halt")
-
     def status(self) -> CoverStatus:
         return CoverStatus(*self.halves)
 
@@ -187,10 +183,16 @@ def test_fault_is_left_only_by_an_explicit_reset() -> None:
     ]
 
 
-def test_no_transition_opens_anything() -> None:
-    words = [str(v).lower() for row in TRANSITIONS for v in row.values()]
-    words += [str(v).lower() for s in STATES for v in s.values()]
-    assert not [w for w in words if "open" in w]
+def test_the_cover_the_machine_holds_cannot_open() -> None:
+    """The promise is in the type: FocalPlaneCover has close and status only."""
+    members = {
+        name
+        for name in vars(FocalPlaneCover)
+        if not name.startswith("_") and callable(getattr(FocalPlaneCover, name))
+    }
+    assert members == {"close", "status"}
+    hints = typing.get_type_hints(Devices)
+    assert hints["cover"] is FocalPlaneCover
 
 
 # -- runs on fake devices --------------------------------------------------------
