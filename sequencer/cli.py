@@ -388,8 +388,9 @@ def reset(
     _setup_logging(log_level, None)
     target = reset_target(config=config, workdir=workdir, simulators=simulators)
     click.echo(f"reset: {target.describe()}")
-    report = reset_instrument(target)
-    for line in report.devices:
+    outcome = reset_instrument(target)
+    report = outcome.report
+    for line in outcome.devices:
         click.echo(f"reset: read {line}")
     for step in report.steps:
         click.echo(f"reset: {step}")

@@ -17,7 +17,7 @@ from typing import Any
 from drivers.ccd import SerialCcdController
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from sequencer.config import InstrumentConfig
-from sequencer.machine import Devices
+from sequencer.hardware import Devices
 from sequencer.simlaunch import SimulatorProcess, start_simulators
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,10 +28,16 @@ from typing import Any, Protocol
 from transitions import EventData, Machine
 
 from drivers.errors import DeviceError, MegaraDarkError, SequenceError
-from drivers.interfaces import CcdController, FocalPlaneCover, Readout
+from drivers.interfaces import Readout
 from drivers.protocol import ccd as proto_ccd
 from sequencer.blocks import ObservingBlock
-from sequencer.config import RunSettings
+from sequencer.hardware import (
+    Devices,
+    Pacing,
+    make_safe,
+    read_safety,
+    stop_exposure,
+)
 from sequencer.motion import wait_for_cover
 from sequencer.progress import Reporter
 
@@ -75,7 +80,9 @@ TRANSITIONS = [
     edge("abort", BUSY, Step.ABORTING),
     edge("aborted", Step.ABORTING, Step.IDLE),
     edge("fail", [*BUSY, Step.ABORTING], Step.FAULT),
-    edge("reset", Step.FAULT, Step.IDLE, conditions="hardware_safe"),
+    edge(
+        "reset", Step.FAULT, Step.IDLE, prepare="run_reset", conditions="hardware_safe"
+    ),
 ]
 
 #: The work each state does on entry (method names of :class:`DarkSequence`).
@@ -161,42 +168,6 @@ class FrameSink(Protocol):
         ...
 
     def reduce(self) -> None: ...
-
-
-@dataclass
-class Devices:
-    """The hardware the sequence commands, as typed interfaces."""
-
-    ccd: CcdController
-    cover: FocalPlaneCover
-    cover_urls: tuple[str, str] = ("left", "right")
-
-
-#: Shortest wall-clock interval between two status polls, seconds.
-MIN_POLL_S = 0.005
-
-
-@dataclass
-class Pacing:
-    """How long to wait for what, in wall seconds (device time / time scale)."""
-
-    settings: RunSettings
-    time_scale: float = 1.0
-    cover_motion_timeout_s: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-
-    def wall(self, device_s: float) -> float:
-        return device_s / self.time_scale
-
-    @property
-    def poll_s(self) -> float:
-        """Wall seconds between status polls: at most 1 s, at least 5 ms.
-
-        The floor matters at large time scales (1 device second is 1 ms at
-        x1000): polling faster would only load the line and both CPUs.
-        """
-        return min(max(self.wall(self.settings.poll_s), MIN_POLL_S), 1.0)
 
 
 @dataclass
@@ -288,12 +259,21 @@ class DarkSequence:
     def plan_complete(self, event: EventData) -> bool:
         return self.outcome.valid_frames >= self.block.nframes
 
+    def run_reset(self, event: EventData) -> None:
+        """The reset edge runs ``megara-dark reset``'s own procedure."""
+        report = make_safe(self.devices, self.pacing)
+        for step in report.steps:
+            log.info("%s: reset: %s", self.block.id, step)
+        if report.error is not None:
+            log.error("%s: reset: %s", self.block.id, report.error)
+
     def hardware_safe(self, event: EventData) -> bool:
-        status = self.devices.ccd.status()
-        return (
-            status.state is not proto_ccd.ControllerState.EXPOSING
-            and status.shutter is proto_ccd.ShutterState.CLOSED
-        )
+        """The one safety predicate (:attr:`sequencer.hardware.SafetyReading.safe`)."""
+        try:
+            return read_safety(self.devices).safe
+        except MegaraDarkError as err:
+            log.error("%s: reading back for the reset: %s", self.block.id, err)
+            return False
 
     # -- helpers -------------------------------------------------------------
 
@@ -626,12 +606,12 @@ class DarkSequence:
         self._make_safe()
 
     def _make_safe(self) -> None:
-        """Stop the controller and close the shutter, whatever state it is in."""
-        for step in (self.devices.ccd.abort, self.devices.ccd.close_shutter):
-            try:
-                step()
-            except MegaraDarkError as err:
-                log.error("%s: while making safe: %s", self.block.id, err)
+        """Stop the controller and close the shutter, whatever state it is in.
+
+        The cover is left as it is: after a fault it may be jammed, and
+        closing it is the reset's work, once an engineer has looked.
+        """
+        stop_exposure(self.devices.ccd, self.block.id)
 
     def on_error(self, event: EventData) -> None:
         """Route any failure: an abort request to ABORTING, the rest to FAULT."""

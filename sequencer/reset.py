@@ -3,7 +3,7 @@
 A run that ends in FAULT leaves the hardware as the fault found it: a cover
 half jammed part-way, an exposure still running, the shutter not reading
 closed. Before the next run, an engineer checks the mechanism and then runs
-this command, which
+this command, which runs the one procedure of :func:`sequencer.hardware.make_safe`:
 
 1. reads the CCD controller; an exposure or readout in progress is aborted
    (a frame already in the controller's memory is kept: the next exposure
@@ -29,98 +29,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.errors import ConfigError, MegaraDarkError
-from drivers.protocol import ccd as proto_ccd
+from drivers.errors import ConfigError
 from sequencer.config import InstrumentConfig, load_config
 from sequencer.devices import Connected, devices_for
-from sequencer.machine import Devices, Pacing
-from sequencer.motion import wait_for_cover
+from sequencer.hardware import Pacing, SafeReport, make_safe
 from sequencer.runfolder import JOURNAL_FILE, RunLock, quoted, recorded_record
 
 log = logging.getLogger(__name__)
-
-_BUSY = (proto_ccd.ControllerState.EXPOSING, proto_ccd.ControllerState.READING)
-
-
-@dataclass
-class ResetReport:
-    """What the reset did and what it read back at the end."""
-
-    steps: list[str] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)  # each device as read
-    error: MegaraDarkError | None = None
-    cover: str = "unknown"
-    halves: tuple[str, str] = ("unknown", "unknown")
-    cover_closed: bool = False
-    shutter: str = "unknown"
-    ccd_state: str = "unknown"
-    temperature_k: float | None = None
-
-    @property
-    def safe(self) -> bool:
-        """Cover closed, shutter closed, no exposure or readout running."""
-        return (
-            self.error is None
-            and self.cover_closed
-            and self.shutter == proto_ccd.ShutterState.CLOSED.value
-            and self.ccd_state not in {s.value for s in _BUSY}
-        )
-
-    def summary(self) -> str:
-        """One line: the state read back."""
-        temp = f", CCD {self.temperature_k:.2f} K" if self.temperature_k else ""
-        return (
-            f"cover {self.cover}, shutter {self.shutter}, "
-            f"controller {self.ccd_state}{temp}"
-        )
-
-
-def make_safe(devices: Devices, pacing: Pacing) -> ResetReport:
-    """Abort, close the shutter, close the cover, read back (see module doc)."""
-    report = ResetReport()
-    ccd, cover = devices.ccd, devices.cover
-    try:
-        status = ccd.status()
-        if status.state in _BUSY:
-            ccd.abort()
-            report.steps.append(f"aborted the {status.state.value.lower()} frame")
-        elif status.state is proto_ccd.ControllerState.READY:
-            report.steps.append(
-                "a frame is in the controller's memory (kept; the next "
-                "exposure drops it)"
-            )
-        ccd.close_shutter()
-        report.steps.append("shutter closed")
-        cover.close()
-        wait_for_cover(
-            cover,
-            "closed",
-            timeout_s=pacing.cover_motion_timeout_s,
-            poll_s=min(0.2, pacing.poll_s),
-            urls=devices.cover_urls,
-            sleep=pacing.sleep,
-        )
-        report.steps.append("both cover halves closed")
-    except MegaraDarkError as err:
-        report.error = err
-    _read_back(devices, report)
-    return report
-
-
-def _read_back(devices: Devices, report: ResetReport) -> None:
-    """Fill in the final state; a failed read leaves 'unknown' (and not safe)."""
-    try:
-        cover = devices.cover.status()
-        report.cover, report.cover_closed = cover.describe(), cover.fully_closed
-        report.halves = cover.words()
-        status = devices.ccd.status()
-        report.shutter = status.shutter.value
-        report.ccd_state = status.state.value
-        report.temperature_k = status.temperature_k
-    except MegaraDarkError as err:
-        log.error("reading back after the reset: %s", err)
-        if report.error is None:
-            report.error = err
 
 
 @dataclass(frozen=True)
@@ -189,8 +104,16 @@ def _recorded_target(workdir: Path) -> ResetTarget:
     return ResetTarget(config, f"devices recorded in {quoted(workdir)}", workdir)
 
 
-def reset_instrument(target: ResetTarget | InstrumentConfig) -> ResetReport:
-    """Connect to the devices and make them safe.
+@dataclass
+class ResetOutcome:
+    """The reset's report, and each device as identified and read back."""
+
+    report: SafeReport
+    devices: list[str] = field(default_factory=list)
+
+
+def reset_instrument(target: ResetTarget | InstrumentConfig) -> ResetOutcome:
+    """Connect to the devices and make them safe (:func:`hardware.make_safe`).
 
     A run folder's lock is held meanwhile, so that no run of that folder
     commands the devices at the same time.
@@ -207,19 +130,23 @@ def reset_instrument(target: ResetTarget | InstrumentConfig) -> ResetReport:
         devices_for(config) as connected,
     ):
         report = make_safe(connected.devices, pacing)
-        report.devices = _device_lines(connected, report)
-        return report
+        return ResetOutcome(report, _device_lines(connected, report))
 
 
-def _device_lines(connected: Connected, report: ResetReport) -> list[str]:
+def _device_lines(connected: Connected, report: SafeReport) -> list[str]:
     """Each device: URL, identity, what was read back."""
-    lines = connected.describe()
-    reads = {
-        "ccd": f"controller {report.ccd_state}, shutter {report.shutter}",
-        "cover_left": f"half {report.halves[0]}",
-        "cover_right": f"half {report.halves[1]}",
-    }
+    reading = report.reading
+    reads = (
+        {
+            "ccd": f"controller {reading.ccd.state.value}, "
+            f"shutter {reading.ccd.shutter.value}",
+            "cover_left": f"half {reading.cover.words()[0]}",
+            "cover_right": f"half {reading.cover.words()[1]}",
+        }
+        if reading is not None
+        else {}
+    )
     return [
-        f"{line}: {reads.get(name, '')}"
-        for name, line in zip(connected.identities, lines, strict=True)
+        f"{line}: {reads.get(name, 'not read back')}"
+        for name, line in zip(connected.identities, connected.describe(), strict=True)
     ]

@@ -38,7 +38,8 @@ from drivers.errors import MegaraDarkError, SequenceError
 from sequencer import __version__
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.devices import Connected, devices_for
-from sequencer.machine import DarkSequence, Devices, FrameRecord, Outcome, Pacing, Step
+from sequencer.hardware import Devices, Pacing
+from sequencer.machine import DarkSequence, FrameRecord, Outcome, Step
 from sequencer.progress import Reporter
 from sequencer.rawfits import FrameMeta, file_name, write_raw_frame
 from sequencer.recovery import exposures_done, resume_block

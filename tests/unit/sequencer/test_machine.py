@@ -16,14 +16,13 @@ from drivers.protocol import cover as pv
 from drivers.readout import Readout
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.config import RunSettings
+from sequencer.hardware import Devices, Pacing
 from sequencer.machine import (
     BUSY,
     STATES,
     TRANSITIONS,
     DarkSequence,
-    Devices,
     FrameRecord,
-    Pacing,
     Step,
 )
 from sequencer.progress import Reporter
@@ -181,6 +180,8 @@ def test_fault_is_left_only_by_an_explicit_reset() -> None:
     assert [(r["trigger"], r["dest"], r.get("conditions")) for r in exits] == [
         ("reset", Step.IDLE, "hardware_safe")
     ]
+    reset = exits[0]
+    assert reset["prepare"] == "run_reset"  # megara-dark reset's own procedure
 
 
 def test_the_cover_the_machine_holds_cannot_open() -> None:
