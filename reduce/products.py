@@ -361,12 +361,24 @@ def master_layout(
     return plans
 
 
-def result_document(product: str, filename: str, qa: QAReport) -> dict[str, Any]:
-    """numina's result.json: ``values``, ``qc`` (QC enum name) and ``uuid``."""
+def result_document(
+    product: str,
+    filename: str,
+    qa: QAReport,
+    excluded: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """numina's result.json: ``values``, ``qc`` (QC enum name) and ``uuid``.
+
+    Beyond numina's keys (which its readers use, and ignore the rest):
+    ``qc_reasons``, why the flag is not GOOD, and ``excluded``, each frame
+    left out of the master with the reason (``file``, ``reason``).
+    """
     return {
         "values": {product: filename},
         "qc": qa.flag.value,
         "uuid": str(uuid.uuid1()),
+        "qc_reasons": list(qa.reasons),
+        "excluded": [{"file": name, "reason": why} for name, why in excluded],
     }
 
 

@@ -280,14 +280,16 @@ def _summary(
             verdict = f"QA {result.qa}" if result.qa else "done"
             if result.reasons:
                 verdict += f" ({'; '.join(result.reasons)})"
-        excluded = (
-            f", {len(result.excluded)} excluded by the reduction"
-            if result.excluded
-            else ""
-        )
+        if result.excluded:  # valid frames the reduction left out: not used
+            used = outcome.valid_frames - len(result.excluded)
+            counted = (
+                f"{used}/{result.block.nframes} frames used, "
+                f"{len(result.excluded)} excluded by the reduction"
+            )
+        else:
+            counted = f"{outcome.valid_frames}/{result.block.nframes} valid frames"
         lines.append(
-            f"{result.block.id}: {outcome.valid_frames}/{result.block.nframes} valid "
-            f"frames{excluded}, {outcome.retaken} retaken; {verdict}"
+            f"{result.block.id}: {counted}, {outcome.retaken} retaken; {verdict}"
             + (f"; products in {result.products}" if result.products else "")
         )
         lines += [f"  excluded {name}: {why}" for name, why in result.excluded]
@@ -346,6 +348,11 @@ def _fault_line(session: Session, results: list[BlockResult]) -> str:
         return (
             "megara-dark: next: check the hardware the fault names, make it safe "
             f"with: {reset_command(workdir)}; then {resume}"
+        )
+    if hardware:  # the built-in simulators stopped with the run
+        return (
+            "megara-dark: next: the built-in simulators stopped with the run "
+            f"(nothing to reset); {resume}"
         )
     return f"megara-dark: next: once the cause is fixed, {resume}"
 

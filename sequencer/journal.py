@@ -366,12 +366,13 @@ class BlockState:
 
     @property
     def retakes(self) -> int:
-        """Attempts that did not give a valid frame."""
-        return (
-            len(self.invalid_files)
-            + len(self.failed_attempts)
-            + len(self.discarded_files)
-        )
+        """Attempts that did not give a valid frame (what ``retake_limit`` caps).
+
+        A frame set aside on resume (damaged, missing or planted after it was
+        taken) is taken again but is no sign that the instrument was not
+        dark: it is not counted here (``discarded_files`` lists it).
+        """
+        return len(self.invalid_files) + len(self.failed_attempts)
 
     @property
     def expected_next_attempt(self) -> int:

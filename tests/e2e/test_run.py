@@ -268,3 +268,36 @@ def test_interrupted_run_resumes_to_exactly_n_frames(tmp_path: Path) -> None:
     task = json.loads((work / "obsiddark60_results" / "task.json").read_text())
     used = sorted(Path(f["file"]).name for f in task["inputs"]["frames"] if f["used"])
     assert used == frames
+
+
+def test_frames_the_reduction_excludes_are_counted_and_named(tmp_path: Path) -> None:
+    """A leak in one of four darks: 3 used, 1 excluded, said everywhere."""
+    (tmp_path / "ob.yaml").write_text(
+        "id: bias3\ninstrument: MEGARA\nmode: MegaraBiasImage\nexptime: 0.0\n"
+        "nframes: 3\n---\n"
+        "id: dark4\ninstrument: MEGARA\nmode: MegaraDarkImage\nexptime: 3600.0\n"
+        "nframes: 4\n"
+    )
+    (tmp_path / "leak.yaml").write_text(
+        "faults:\n  - {device: ccd, kind: light_leak, on_readout: 5, "
+        "params: {flux: 5.0}}\n"
+    )
+    (tmp_path / "sim.toml").write_text(
+        '[simulator]\ntime_scale = 10000.0\nseed = 3\nscenario = "leak.yaml"\n'
+        "readout_s = 10.0\n[run]\nreadout_s = 10.0\n"
+    )
+    done = run("ob.yaml", "--config", "sim.toml", "--workdir", "w", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dark4: 3/4 frames used, 1 excluded by the reduction" in done.stdout
+    assert "  excluded dark4_0002.fits: " in done.stdout  # readout 5: 3 biases
+    records = Journal(tmp_path / "w" / "run.journal").records()
+    reduced = next(
+        r for r in records if r["event"] == "reduction_done" and r["block"] == "dark4"
+    )
+    assert [e["file"] for e in reduced["excluded"]] == ["dark4_0002.fits"]
+    result = json.loads(
+        (tmp_path / "w" / "obsiddark4_results" / "result.json").read_text()
+    )
+    assert [e["file"] for e in result["excluded"]] == ["dark4_0002.fits"]
+    assert result["qc"] == "PARTIAL"
+    assert result["qc_reasons"]

@@ -47,7 +47,8 @@ _RETRY_PATTERNS = {
     "cover_right": re.compile(r"cover right: attempt \d+/\d+ of .* failed"),
 }
 _SUMMARY = re.compile(
-    rf"^{BLOCK_ID}: (?P<valid>\d+)/(?P<n>\d+) valid frames, (?P<retaken>\d+) "
+    rf"^{BLOCK_ID}: (?:(?P<valid>\d+)/\d+ valid frames|(?P<used>\d+)/\d+ frames "
+    r"used, (?P<excluded>\d+) excluded by the reduction), (?P<retaken>\d+) "
     r"retaken; (?P<verdict>.*?)(?:; products in .*)?$",
     re.MULTILINE,
 )
@@ -302,7 +303,11 @@ def observe(actual: Actual, work: Path) -> Actual:
             actual.retries[device] = count
     summary = _SUMMARY.search(actual.stdout)
     if summary is not None:
-        actual.valid_frames = int(summary["valid"])
+        actual.valid_frames = (
+            int(summary["valid"])
+            if summary["valid"] is not None
+            else int(summary["used"]) + int(summary["excluded"])
+        )
         actual.retaken = int(summary["retaken"])
         verdict = summary["verdict"]
         if verdict.startswith("FAULT: "):
