@@ -180,10 +180,10 @@ def test_a_wrong_expectation_exits_one_and_says_what_differed(tmp_path: Path) ->
         "runs:\n"
         "  - name: stuck\n"
         "    blocks: [{id: b, instrument: MEGARA, mode: MegaraBiasImage, "
-        "exptime: 0.0, nframes: 1}]\n"
+        "exptime: 0.0, nframes: 3}]\n"
         "    simulator: {time_scale: 4000.0}\n"
         "    faults: [{device: ccd, kind: shutter_stuck_open}]\n"
-        "    expect: {outcome: done, valid_frames: 1}\n",
+        "    expect: {outcome: done, valid_frames: 3}\n",
         encoding="utf-8",
     )
     done = cli("campaign", str(spec), "--out", str(tmp_path / "out"))
@@ -195,7 +195,7 @@ def test_a_wrong_expectation_exits_one_and_says_what_differed(tmp_path: Path) ->
     assert run["matched"] is False
     assert run["differences"] == [
         "outcome: expected done, seen fault",
-        "valid frames: expected 1, seen 0",
+        "valid frames: expected 3, seen 0",
     ]
 
 

@@ -312,8 +312,8 @@ def observe(actual: Actual, work: Path) -> Actual:
         verdict = summary["verdict"]
         if verdict.startswith("FAULT: "):
             actual.error = verdict.removeprefix("FAULT: ")
-        elif verdict.startswith("QA "):
-            actual.qa = verdict.removeprefix("QA ")
+        elif verdict.startswith("QA "):  # "QA PARTIAL (the reasons)"
+            actual.qa = verdict.removeprefix("QA ").split(" (", 1)[0]
     if actual.outcome != "hang":
         actual.outcome = {0: "completed", 1: "fault", 130: "aborted"}.get(
             actual.exit if actual.exit is not None else -1, "crashed"

@@ -133,8 +133,9 @@ def test_assess_flags_and_reasons() -> None:
     noisy = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 9.0, 30.0)]
     report = assess(noisy, 2, 0.02, limits)
     assert report.flag is QAFlag.BAD
-    assert len(report.reasons) == 4  # read noise, drift, flagged fraction, frames
-    assert any("only 2 frames" in r for r in report.reasons)
+    assert len(report.reasons) == 3  # read noise, drift, flagged fraction
+    # Too few frames is the reduction's error (min_frames), never a QA flag.
+    assert not any("frames" in r for r in report.reasons)
 
 
 def test_threshold_errors() -> None:
