@@ -18,11 +18,7 @@ from drivers.protocol.archon import (
     MAX_CONFIG_LINES,
     MAX_ID,
     MAX_PARAMETER,
-    BufferStatus,
     Command,
-    CommandFramer,
-    Framer,
-    FrameStatus,
     Power,
     Reply,
     SampleMode,
@@ -32,14 +28,12 @@ from drivers.protocol.archon import (
     decode_reply,
     encode_binary_reply,
     encode_command,
-    encode_key_values,
     encode_reply,
     fetch_command,
     lock_command,
     next_id,
     param_command,
     parse_fetch,
-    parse_key_values,
     parse_lock,
     parse_param,
     split_command,
@@ -54,6 +48,13 @@ from drivers.protocol.archon_acf import (
     parse_config_line,
     parse_rconfig,
     rconfig_command,
+)
+from drivers.protocol.archon_framer import CommandFramer, Framer
+from drivers.protocol.archon_status import (
+    BufferStatus,
+    FrameStatus,
+    encode_key_values,
+    parse_key_values,
 )
 from tests.docs_exchanges import DOC, Exchange, exchanges
 from tests.unit.protocol import archon_exchanges as sdss
