@@ -15,8 +15,9 @@ one at a time (the next only once the last one fired), drawn from the
 recoverable catalogue: bad_crc, disconnect_readout, no_reply, garbled_reply,
 late_reply (to any device) and light_leak. If the run nevertheless ends in
 FAULT, the soak counts the faults that were pending as unrecovered and
-resumes it with ``--resume`` (new simulator process), so the figures cover
-every frame requested.
+resumes it as an engineer would, ``megara-dark run --resume WORK`` with
+nothing else, on the same simulators (they outlive the run, as hardware
+does), so the figures cover every frame requested.
 
 Reports: frames requested, raw files written, frames written valid, frames
 retaken (kept invalid), frames the reduction excluded as light leaks, faults
@@ -157,62 +158,48 @@ class Tally:
 
 
 def run_once(
-    blocks: Path,
-    work: Path,
-    seed: int,
+    command: list[str],
+    sim: SimulatorProcess,
     rng: random.Random,
     fault_every: float,
     tally: Tally,
     log: Path,
-    *,
-    resume: bool,
 ) -> int:
-    """One ``megara-dark run`` (or ``--resume``) with faults injected; its status."""
-    sim = start_simulators([*SIM_ARGS, "--seed", str(seed)])
-    try:
-        token = read_token(sim.info["token_file"])
-        config = write_config(work.parent, sim)
-        command = [
-            *megara_dark(), "run", str(blocks),
-            "--config", str(config), "--workdir", str(work), "--log-level", "INFO",
-        ]  # fmt: skip
-        if resume:
-            command.append("--resume")
-        with log.open("a", encoding="utf-8") as err:
-            proc = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=err, text=True
-            )
-            pending = False
+    """One ``megara-dark run`` (or its resume) with faults injected; its status."""
+    token = read_token(sim.info["token_file"])
+    fired_before = len(
+        send_request(sim.control, {"op": "faults"}, token=token)["fired"]
+    )
+    with log.open("a", encoding="utf-8") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+        pending = False
+        next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
+        while proc.poll() is None:
+            time.sleep(0.02)
+            if time.monotonic() < next_at:
+                continue
+            if pending:
+                pending = bool(
+                    send_request(sim.control, {"op": "faults"}, token=token)["pending"]
+                )
+            if not pending:
+                fault = draw_fault(rng)
+                reply = send_request(
+                    sim.control, {"op": "inject", "fault": fault}, token=token
+                )
+                if not reply.get("ok"):
+                    raise SystemExit(f"soak: injection refused: {reply}")
+                pending = True
             next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
-            while proc.poll() is None:
-                time.sleep(0.02)
-                if time.monotonic() < next_at:
-                    continue
-                if pending:
-                    pending = bool(
-                        send_request(sim.control, {"op": "faults"}, token=token)[
-                            "pending"
-                        ]
-                    )
-                if not pending:
-                    fault = draw_fault(rng)
-                    reply = send_request(
-                        sim.control, {"op": "inject", "fault": fault}, token=token
-                    )
-                    if not reply.get("ok"):
-                        raise SystemExit(f"soak: injection refused: {reply}")
-                    pending = True
-                next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
-            out, _ = proc.communicate()
-        report = send_request(sim.control, {"op": "faults"}, token=token)
-        for item in report["fired"]:
-            tally.fired[item["fault"]["kind"]] += 1
-        if proc.returncode != 0 and report["fired"]:
-            # the fault that fired last is the one the run did not survive
-            tally.unrecovered[report["fired"][-1]["fault"]["kind"]] += 1
-        print(out.strip(), flush=True)
-    finally:
-        sim.close()
+        out, _ = proc.communicate()
+    fired = send_request(sim.control, {"op": "faults"}, token=token)["fired"]
+    fired = fired[fired_before:]  # this run's
+    for item in fired:
+        tally.fired[item["fault"]["kind"]] += 1
+    if proc.returncode != 0 and fired:
+        # the fault that fired last is the one the run did not survive
+        tally.unrecovered[fired[-1]["fault"]["kind"]] += 1
+    print(out.strip(), flush=True)
     tally.runs.append(proc.returncode)
     return proc.returncode
 
@@ -245,13 +232,19 @@ def main(argv: list[str] | None = None) -> int:
         blocks, nblocks = write_blocks(base, args.frames, args.per_block)
         work = base / "work"
         log = base / "run.log"
-        status = run_once(
-            blocks, work, args.seed, rng, args.fault_every, tally, log, resume=False
-        )
-        while status == 1 and len(tally.runs) <= args.max_resumes:
-            status = run_once(
-                blocks, work, args.seed, rng, args.fault_every, tally, log, resume=True
-            )
+        sim = start_simulators([*SIM_ARGS, "--seed", str(args.seed)])
+        try:
+            config = write_config(base, sim)
+            first = [
+                *megara_dark(), "run", str(blocks), "--config", str(config),
+                "--workdir", str(work), "--log-level", "INFO",
+            ]  # fmt: skip
+            resume = [*megara_dark(), "run", "--resume", str(work)]
+            status = run_once(first, sim, rng, args.fault_every, tally, log)
+            while status == 1 and len(tally.runs) <= args.max_resumes:
+                status = run_once(resume, sim, rng, args.fault_every, tally, log)
+        finally:
+            sim.close()
         wall = time.monotonic() - start
         return report(args, base, work, log, tally, nblocks, status, wall)
 

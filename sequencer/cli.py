@@ -292,7 +292,10 @@ def _summary(
             f"{result.block.id}: {counted}, {outcome.retaken} retaken; {verdict}"
             + (f"; products in {result.products}" if result.products else "")
         )
-        lines += [f"  excluded {name}: {why}" for name, why in result.excluded]
+        lines += [
+            f"  excluded {why}" if why.startswith(name) else f"  excluded {name}: {why}"
+            for name, why in result.excluded
+        ]
     if status == EXIT_OK and len(results) < len(plan):
         status = EXIT_FAILED
     return status, lines
