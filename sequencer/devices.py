@@ -9,6 +9,7 @@ resumed run is compared with (:func:`sequencer.runfolder.check_same_devices`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,10 +49,21 @@ class Connected:
 
 
 def simulator_argv(
-    config: InstrumentConfig, *, first_frame: int = 0, run_key: int | None = None
+    config: InstrumentConfig,
+    *,
+    first_frame: int = 0,
+    run_key: int | None = None,
+    scenario: bool = True,
 ) -> list[str]:
-    """The options the built-in simulators are started with."""
-    argv = [*config.simulator.argv()]
+    """The options the built-in simulators are started with.
+
+    ``scenario`` False leaves the fault scenario out: a resumed run finishes
+    on healthy simulators (the faults were the first start's test).
+    """
+    options = config.simulator
+    if not scenario:
+        options = dataclasses.replace(options, scenario=None)
+    argv = [*options.argv()]
     if first_frame:
         argv += ["--first-frame", str(first_frame)]
     if run_key is not None:
@@ -61,7 +73,11 @@ def simulator_argv(
 
 @contextlib.contextmanager
 def devices_for(
-    config: InstrumentConfig, *, first_frame: int = 0, run_key: int | None = None
+    config: InstrumentConfig,
+    *,
+    first_frame: int = 0,
+    run_key: int | None = None,
+    scenario: bool = True,
 ) -> Iterator[Connected]:
     """Connect to the devices (starting the simulators if configured).
 
@@ -73,7 +89,9 @@ def devices_for(
     sim: SimulatorProcess | None = None
     if config.devices is None:
         sim = start_simulators(
-            simulator_argv(config, first_frame=first_frame, run_key=run_key)
+            simulator_argv(
+                config, first_frame=first_frame, run_key=run_key, scenario=scenario
+            )
         )
         urls = sim.urls
     else:

@@ -325,7 +325,16 @@ class Run:
         )
         taken = 0 if self.state is None else exposures_done(self.state, self.datadir)
         key = run_key(self.config, self.session.record)
-        with devices_for(self.config, first_frame=taken, run_key=key) as connected:
+        resumed = self.state is not None
+        if resumed and self.config.simulator.scenario and self.config.devices is None:
+            log.warning(
+                "resuming on the built-in simulators without the fault scenario "
+                "%s: its faults were the first start's",
+                self.config.simulator.scenario,
+            )
+        with devices_for(
+            self.config, first_frame=taken, run_key=key, scenario=not resumed
+        ) as connected:
             self._identified(connected)
             for block in self.blocks:
                 result = self.run_block(connected.devices, block)

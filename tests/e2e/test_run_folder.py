@@ -333,3 +333,28 @@ def test_sigkill_then_resume_alone_on_the_configured_devices(
     assert checked == recorded  # the same devices, identified the same way
     for path in sorted((work / "data").glob("*.fits")):
         assert fits.getheader(path)["SIMULATE"] is True, path.name
+
+
+def test_the_printed_resume_after_a_scenario_fault_finishes_the_run(
+    tmp_path: Path,
+) -> None:
+    """Built-in simulators: the resume starts them without the scenario."""
+    (tmp_path / "eng.yaml").write_text(BLOCKS)
+    (tmp_path / "jam.yaml").write_text(
+        "faults:\n  - {device: cover_right, kind: cover_jam}\n"
+    )
+    (tmp_path / "sim.toml").write_text(
+        '[simulator]\ntime_scale = 1000.0\nscenario = "jam.yaml"\n'
+    )
+    first = megara(
+        "run", "eng.yaml", "--config", "sim.toml", "--workdir", "w", cwd=tmp_path
+    )
+    assert first.returncode == 1, first.stderr[-2000:]
+    command = printed(first.stdout + first.stderr, "finish the run with:")
+    assert command == "megara-dark run --resume w"
+
+    again = typed_as_printed(command, tmp_path)
+
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "without the fault scenario" in again.stderr
+    assert "dark60: 3/3 valid frames" in again.stdout
