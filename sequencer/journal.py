@@ -18,7 +18,9 @@ Events and their fields (extra fields are kept and ignored by ``replay``):
                    ``command``, ``host``, ``blocks_file`` and ``config_file``
                    (``name`` in the folder, ``sha256``, ``source``, ``base``;
                    no config file: the built-in simulators), ``simulator``
-                   (their options; None on configured ports); see
+                   (their options; None on configured ports),
+                   ``referenced`` (SHA-256 of each file the inputs name by
+                   path: master biases, QC settings, a scenario); see
                    :mod:`sequencer.runfolder`
 ``block_started``  ``block``
 ``frame_started``  ``block``, ``attempt`` (an exposure began)

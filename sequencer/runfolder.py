@@ -267,6 +267,46 @@ def check_same_inputs(
         )
 
 
+# -- files the inputs name ---------------------------------------------------------
+
+
+def referenced_files(
+    plan: list[ObservingBlock], config: InstrumentConfig
+) -> dict[str, str]:
+    """SHA-256 of every file the blocks and the configuration name by path.
+
+    A block's ``master_bias``, ``[reduce] qc_config`` and ``[simulator]
+    scenario`` are read where they are, not copied into the run folder: the
+    run records what they held, and a resume refuses them changed.
+    """
+    paths = [b.master_bias for b in plan if b.master_bias is not None]
+    paths += [p for p in (config.reduce.qc_config, config.simulator.scenario) if p]
+    return {str(path): _file_sha256(Path(path)) for path in paths}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    return digest.hexdigest()
+
+
+def check_same_files(recorded: dict[str, str], workdir: Path) -> None:
+    """Refuse a resume when a file the run named has changed since its start."""
+    for path, was in recorded.items():
+        now = _file_sha256(Path(path))
+        if now != was:
+            raise ConfigError(
+                f"{path}: changed since this run started (SHA-256 {now[:12]}..., "
+                f"recorded {was[:12]}...); the run in {workdir} must finish with "
+                "the files it started with: put the original back"
+            )
+
+
 # -- on which devices -----------------------------------------------------------
 
 

@@ -32,10 +32,12 @@ from sequencer.runfolder import (
     RunInputs,
     RunLock,
     RunRecord,
+    check_same_files,
     check_same_inputs,
     command_line,
     record_inputs,
     recorded_record,
+    referenced_files,
     resume_command,
 )
 
@@ -124,6 +126,7 @@ def _start(workdir: Path, given: RunInputs) -> Session:
             "run_started",
             **record.journal_fields(plan),
             simulator=_simulator_fields(config, record),
+            referenced=referenced_files(plan, config),
         )
     except BaseException:
         lock.release()
@@ -227,6 +230,7 @@ def _resume_locked(
     else:
         check_same_inputs(record.inputs, blocks, config, workdir)
     plan, instrument = record.inputs.plan(), record.inputs.instrument()
+    check_same_files(dict(records[0].get("referenced") or {}), workdir)
     state = replay(records)
     session = Session(
         workdir,

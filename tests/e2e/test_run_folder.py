@@ -358,3 +358,35 @@ def test_the_printed_resume_after_a_scenario_fault_finishes_the_run(
     assert again.returncode == 0, again.stderr[-2000:]
     assert "without the fault scenario" in again.stderr
     assert "dark60: 3/3 valid frames" in again.stdout
+
+
+def test_a_file_the_run_names_changed_since_its_start_is_refused_on_resume(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "eng.yaml").write_text(BLOCKS)
+    (tmp_path / "qc.toml").write_text("[qc]\nhot_nsigma = 5.0\n")
+    (tmp_path / "sim.toml").write_text(
+        '[simulator]\ntime_scale = 1000.0\n[reduce]\nqc_config = "qc.toml"\n'
+    )
+    proc = subprocess.Popen(
+        [*megara_dark(), "run", "eng.yaml", "--config", "sim.toml", "--workdir", "w"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(
+        (tmp_path / "w" / "data").glob("dark60_*")
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    (tmp_path / "qc.toml").write_text("[qc]\nhot_nsigma = 3.0\n")
+
+    refused = megara("run", "--resume", "w", cwd=tmp_path)
+
+    assert refused.returncode == 2
+    assert "qc.toml: changed since this run started" in refused.stderr
+    (tmp_path / "qc.toml").write_text("[qc]\nhot_nsigma = 5.0\n")
+    again = megara("run", "--resume", "w", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
