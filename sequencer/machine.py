@@ -32,6 +32,7 @@ from drivers.interfaces import Readout
 from drivers.protocol import ccd as proto_ccd
 from sequencer.blocks import ObservingBlock
 from sequencer.hardware import (
+    CCD_BUSY,
     Devices,
     Pacing,
     make_safe,
@@ -345,6 +346,7 @@ class DarkSequence:
         log.info("%s: closing the cover and the shutter", self.block.id)
         temperature_k = self.devices.ccd.check_temperature()
         self._readback(always=True, temperature_k=round(temperature_k, 2))
+        self._end_leftover_exposure()
         self.devices.ccd.close_shutter()
         marks: list[float] = []  # wait_for_cover's start, then each poll's reply
 
@@ -570,6 +572,23 @@ class DarkSequence:
             urls=self.devices.cover_urls,
             sleep=self._wait,
         )
+
+    def _end_leftover_exposure(self) -> None:
+        """Abort an exposure or readout this run did not start.
+
+        A run killed mid-exposure leaves hardware (not the built-in
+        simulators) exposing or reading; the port is ours alone, so what
+        runs there is that run's, and its frame is taken again.
+        """
+        status = self.devices.ccd.status()
+        if status.state in CCD_BUSY:
+            log.warning(
+                "%s: the controller was %s a frame left by an earlier run; "
+                "aborting it",
+                self.block.id,
+                status.state.value.lower(),
+            )
+            self.devices.ccd.abort()
 
     def reduce(self, event: EventData) -> None:
         self.sink.reduce()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,21 @@ from simulators.control_token import read_token
 
 SimProcess = SimulatorProcess
 
+#: A bias block and a dark block of three frames each: the tests' usual run.
+BIAS3_DARK60 = """\
+id: bias3
+instrument: MEGARA
+mode: MegaraBiasImage
+exptime: 0.0
+nframes: 3
+---
+id: dark60
+instrument: MEGARA
+mode: MegaraDarkImage
+exptime: 60.0
+nframes: 3
+"""
+
 
 def megara_dark() -> list[str]:
     """The installed ``megara-dark`` command beside this interpreter."""
@@ -27,6 +43,20 @@ def megara_dark() -> list[str]:
     if found is None:
         raise RuntimeError("megara-dark is not installed: pip install -e '.[test]'")
     return [found]
+
+
+def megara(
+    *args: str, cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``megara-dark ARGS`` in ``cwd`` to its end; output captured as text."""
+    return subprocess.run(
+        [*megara_dark(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_simulators(*args: str) -> SimProcess:

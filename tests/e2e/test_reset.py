@@ -7,7 +7,6 @@ instrument safe when it can, and says so with exit status 1 when it cannot.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +19,7 @@ from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from drivers.protocol import ccd as pc
 from sequencer.motion import wait_for_cover
-from tests.simproc import SimProcess, control, megara_dark, start_simulators
+from tests.simproc import SimProcess, control, megara, start_simulators
 
 pytestmark = pytest.mark.e2e
 
@@ -46,17 +45,6 @@ def inject(sim: SimProcess, fault: dict[str, Any]) -> None:
     """Schedule a fault through the simulators' control port."""
     reply = control(sim, {"op": "inject", "fault": fault})
     assert reply["ok"], reply
-
-
-def megara(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*megara_dark(), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def cover_of(sim: SimProcess) -> SerialFocalPlaneCover:

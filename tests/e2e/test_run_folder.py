@@ -26,23 +26,17 @@ from drivers.ccd import SerialCcdController
 from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from sequencer.journal import Journal, replay
-from tests.simproc import SimProcess, megara_dark, start_simulators
+from tests.simproc import (
+    BIAS3_DARK60,
+    SimProcess,
+    megara,
+    megara_dark,
+    start_simulators,
+)
 
 pytestmark = pytest.mark.e2e
 
-BLOCKS = """\
-id: bias3
-instrument: MEGARA
-mode: MegaraBiasImage
-exptime: 0.0
-nframes: 3
----
-id: dark60
-instrument: MEGARA
-mode: MegaraDarkImage
-exptime: 60.0
-nframes: 3
-"""
+BLOCKS = BIAS3_DARK60
 
 
 def devices_config(sim: SimProcess, extra: str = "") -> str:
@@ -67,19 +61,6 @@ def telescope(tmp_path: Path) -> Iterator[tuple[SimProcess, Path]]:
         (tmp_path / "eng.toml").write_text(devices_config(sim))
         (tmp_path / "eng.yaml").write_text(BLOCKS)
         yield sim, tmp_path
-
-
-def megara(
-    *args: str, cwd: Path, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*megara_dark(), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def typed_as_printed(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:

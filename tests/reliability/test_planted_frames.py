@@ -21,23 +21,11 @@ import pytest
 from astropy.io import fits
 
 from sequencer.journal import Journal, replay
-from tests.simproc import megara_dark
+from tests.simproc import BIAS3_DARK60, megara, megara_dark
 
 pytestmark = pytest.mark.e2e
 
-BLOCKS = """\
-id: bias3
-instrument: MEGARA
-mode: MegaraBiasImage
-exptime: 0.0
-nframes: 3
----
-id: dark60
-instrument: MEGARA
-mode: MegaraDarkImage
-exptime: 60.0
-nframes: 3
-"""
+BLOCKS = BIAS3_DARK60
 CONFIG = """\
 [simulator]
 time_scale = 200.0
@@ -47,19 +35,6 @@ readout_s = 20.0
 readout_s = 20.0
 """
 DARK = "dark60"
-
-
-def megara(
-    *args: str, cwd: Path, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*megara_dark(), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
