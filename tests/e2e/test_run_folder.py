@@ -285,9 +285,11 @@ def test_a_folder_whose_run_never_took_a_frame_is_reused_by_a_plain_rerun(
     assert len(kept) == 1  # the earlier journal is kept, not deleted
 
 
-@pytest.mark.parametrize("moment", ["dark60_0001.fits", "dark60_0002.fits"])
+@pytest.mark.parametrize(
+    "moment", ["dark60_0001.fits", "dark60_0002.fits", 0.5, 1.3, 2.1, 3.4]
+)
 def test_sigkill_then_resume_alone_on_the_configured_devices(
-    telescope: tuple[SimProcess, Path], moment: str
+    telescope: tuple[SimProcess, Path], moment: str | float
 ) -> None:
     """Killed mid-run (the devices outlive it), resumed with the folder alone."""
     _, here = telescope
@@ -298,13 +300,20 @@ def test_sigkill_then_resume_alone_on_the_configured_devices(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (work / "data" / moment).exists():
-        time.sleep(0.01)
+    if isinstance(moment, float):  # seconds after the start: any phase
+        time.sleep(moment)
+    else:  # a frame file just written
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (work / "data" / moment).exists():
+            time.sleep(0.01)
     proc.kill()
     proc.wait()
-
-    again = megara("run", "--resume", "w", cwd=here)
+    if (work / "run.journal").exists():
+        again = megara("run", "--resume", "w", cwd=here)
+    else:  # killed before the run folder was made: a plain rerun takes it
+        again = megara(
+            "run", "eng.yaml", "--config", "eng.toml", "--workdir", "w", cwd=here
+        )
 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "dark60: 3/3 valid frames" in again.stdout
