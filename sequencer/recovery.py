@@ -140,11 +140,13 @@ def clean_leftovers(workdir: Path, datadir: Path, block_id: str) -> None:
             log.warning("%s: removing the leftover partial write %s", block_id, name)
             leftover.unlink()
     products = workdir / f"obsid{block_id}_results"
+    stales = [*workdir.glob(".reduction.yaml.*.tmp")]
     if products.is_dir():
-        for stale in products.glob(".*.tmp"):
-            if stat.S_ISREG(os.lstat(stale).st_mode):
-                log.warning("%s: removing the stale temporary %s", block_id, stale.name)
-                stale.unlink()
+        stales += products.glob(".*.tmp")
+    for stale in stales:
+        if stat.S_ISREG(os.lstat(stale).st_mode):
+            log.warning("%s: removing the stale temporary %s", block_id, stale.name)
+            stale.unlink()
 
 
 def _records_of(journal: Journal, block_id: str) -> dict[int, dict[str, Any]]:

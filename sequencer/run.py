@@ -21,7 +21,6 @@ first.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +34,7 @@ import numpy.typing as npt
 import yaml
 
 from drivers.errors import MegaraDarkError, SequenceError
+from reduce.io import write_text_atomic
 from sequencer import __version__
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.devices import Connected, devices_for
@@ -513,11 +513,8 @@ class Run:
                 doc["requirements"] = {"master_bias": self._bias_entry(block)}
             docs.append(doc)
         path = self.workdir / "reduction.yaml"
-        partial = path.with_name(".reduction.yaml.partial")
         try:
-            text = yaml.safe_dump_all(docs, sort_keys=False)
-            partial.write_text(text, encoding="utf-8")
-            os.replace(partial, path)
+            write_text_atomic(path, yaml.safe_dump_all(docs, sort_keys=False))
         except OSError as err:
             raise SequenceError(
                 f"{path}: cannot write the reduction blocks ({err.strerror or err}); "
