@@ -68,6 +68,13 @@ def _error(source: str, document: int, err: BaseException) -> ConfigError:
     where = f"{source}, document {document}"
     if isinstance(err, DuplicateKeyError):
         return ConfigError(f"{where}: {one_line_yaml_error(err)}")
+    character = getattr(err, "character", None)  # PyYAML's ReaderError
+    if isinstance(character, int):
+        return ConfigError(
+            f"{where}: not valid YAML (character {chr(character)!r} at position "
+            f"{getattr(err, 'position', '?')}: a YAML text holds no NUL or other "
+            "control character)"
+        )
     if isinstance(err, YAMLError):
         return ConfigError(f"{where}: not valid YAML ({one_line_yaml_error(err)})")
     if isinstance(err, RecursionError):
@@ -97,15 +104,18 @@ def load_yaml_documents(text: str, *, source: str) -> list[Any]:
     ConfigError
         One line naming ``source``, the document and, where known, the line.
     """
-    loader = UniqueKeyLoader(text)
     docs: list[Any] = []
+    loader: UniqueKeyLoader | None = None
     try:
+        # The reader refuses NUL and other control characters at once.
+        loader = UniqueKeyLoader(text)
         while loader.check_data():  # type: ignore[no-untyped-call]
             docs.append(loader.get_data())
     except (YAMLError, RecursionError, ValueError) as err:
         raise _error(source, len(docs) + 1, err) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 

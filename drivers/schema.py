@@ -73,7 +73,10 @@ class Number:
                 value = float(value)
             except OverflowError:  # an integer with hundreds of digits
                 raise _Refused from None
-        if not math.isfinite(value) or value > self.high:
+            if not math.isfinite(value):
+                raise _Refused
+        # An int is compared as an int: float(10**400) would overflow.
+        if value > self.high:
             raise _Refused
         if value < self.low or (self.above and value == self.low):
             raise _Refused

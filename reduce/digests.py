@@ -25,6 +25,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from reduce.errors import InputError
+from reduce.files import open_regular
+
 log = logging.getLogger(__name__)
 
 Identity = tuple[int, int, int, int, int]
@@ -53,7 +56,7 @@ class DigestPrefetch:
     """
 
     def __init__(self, paths: Sequence[str | Path]) -> None:
-        self._paths = [str(Path(p).resolve()) for p in paths]
+        self._paths = [_key(p) for p in paths]
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
         self._done: dict[str, tuple[Identity, str] | None] = {}
@@ -71,7 +74,7 @@ class DigestPrefetch:
                 self._claimed.add(path)
             try:
                 self._done[path] = _hash_file(path)
-            except (OSError, ValueError) as err:  # the inspection will say why
+            except (OSError, ValueError, InputError) as err:  # the inspection says why
                 log.debug("sha256 prefetch of %s skipped: %s", path, err)
                 self._done[path] = None
             finally:
@@ -83,7 +86,7 @@ class DigestPrefetch:
         None when the file is not known, was reached here first by the
         caller (who must hash it), or changed since it was hashed.
         """
-        key = str(Path(path).resolve())
+        key = _key(path)
         event = self._events.get(key)
         if event is None:
             return None
@@ -102,14 +105,24 @@ class DigestPrefetch:
         self._thread.join(timeout)
 
 
+def _key(path: str | Path) -> str:
+    """The file's name as a key: absolute, links not followed (a symbolic-link
+    loop must reach the inspection, which reports it)."""
+    return os.path.abspath(path)
+
+
 def _hash_file(path: str) -> tuple[Identity, str]:
-    with open(path, "rb") as handle:
-        before = identity(os.fstat(handle.fileno()))
+    # A regular file only: a FIFO is never opened, a device never read.
+    fd, info = open_regular(path, "frame file")
+    try:
+        before = identity(info)
         if before[2] == 0:
             return before, hashlib.sha256(b"").hexdigest()
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
             digest = hashlib.sha256(mapped).hexdigest()
-        after = identity(os.fstat(handle.fileno()))
+        after = identity(os.fstat(fd))
+    finally:
+        os.close(fd)
     if after != before:
         raise ValueError("changed while hashed")
     return before, digest

@@ -26,6 +26,7 @@ class InputError(ReductionError):
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"{source}: {message}")
         self.source = source
+        self.detail = message
 
 
 class ConfigError(ReductionError):

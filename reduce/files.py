@@ -48,7 +48,37 @@ def _open_error(err: OSError, what: str) -> str:
         return f"symbolic link loop; expected a {what} (a regular file)"
     if err.errno == errno.ENOTDIR:
         return f"{what} not found (a folder on its path is a file)"
+    if err.errno == errno.ENAMETOOLONG:
+        return (
+            f"file name too long for the system ({len(str(err.filename or ''))} "
+            f"characters); give a shorter path to the {what}"
+        )
     return f"cannot open {what}: {err.strerror}"
+
+
+def _not_regular(source: str, mode: int, what: str) -> InputError:
+    return InputError(source, f"is {_kind(mode)}; expected a {what} (a regular file)")
+
+
+def check_regular(path: str | Path, what: str) -> os.stat_result:
+    """The status of ``path`` if it names a regular file (nothing is opened).
+
+    Raises
+    ------
+    InputError
+        If the path does not exist, is a symbolic-link loop, is too long, or
+        names a directory, FIFO, device or socket; one line naming it.
+    """
+    source = str(path)
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise InputError(source, _open_error(err, what)) from None
+    except ValueError as err:  # a NUL in the name
+        raise InputError(source, f"not a usable file name: {err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(source, info.st_mode, what)
+    return info
 
 
 def open_regular(path: str | Path, what: str) -> tuple[int, os.stat_result]:
@@ -70,31 +100,19 @@ def open_regular(path: str | Path, what: str) -> tuple[int, os.stat_result]:
     Raises
     ------
     InputError
-        If the path does not exist, is a symbolic-link loop, cannot be
-        opened, or is not a regular file.
+        As :func:`check_regular`, or if the file cannot be opened.
     """
     source = str(path)
-    try:
-        before = os.stat(path)
-    except OSError as err:
-        raise InputError(source, _open_error(err, what)) from None
-    except ValueError as err:  # a NUL in the name
-        raise InputError(source, f"not a usable file name: {err}") from None
-    if not stat.S_ISREG(before.st_mode):
-        raise InputError(
-            source, f"is {_kind(before.st_mode)}; expected a {what} (a regular file)"
-        )
+    check_regular(path, what)  # a device or FIFO is never opened
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except OSError as err:
         raise InputError(source, _open_error(err, what)) from None
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode):  # replaced since the check
         os.close(fd)
-        raise InputError(
-            source, f"is {_kind(info.st_mode)}; expected a {what} (a regular file)"
-        )
+        raise _not_regular(source, info.st_mode, what)
     return fd, info
 
 

@@ -243,7 +243,17 @@ class FitsFile:
         return hdu
 
     def primary(self) -> Hdu:
-        """The primary HDU."""
+        """The primary HDU.
+
+        Raises
+        ------
+        InputError
+            For an empty file, or a primary HDU that is not well formed.
+        """
+        if self.size == 0:
+            raise InputError(
+                self.source, f"empty file (0 bytes); expected a {self.what}"
+            )
         return self.hdu_at(0, 0)
 
     def hdus(self) -> list[Hdu]:
@@ -254,8 +264,6 @@ class FitsFile:
         InputError
             For an empty file, or any HDU that is not well formed.
         """
-        if self.size == 0:
-            raise InputError(self.source, f"empty file; expected a {self.what}")
         found = [self.primary()]
         while found[-1].end < self.size:
             found.append(self.hdu_at(found[-1].end, len(found)))

@@ -1,8 +1,9 @@
 """Reading raw MEGARA frames and master calibrations, and atomic writes.
 
-The readers and :func:`write_raw` (tests, benchmarks) import astropy when
-called; the reduction's own path does not use them (:mod:`reduce.frames`,
-:mod:`reduce.fitsheader`), so that ``megara-dark reduce`` never imports it.
+:func:`write_raw` (tests, benchmarks) imports astropy when called; the
+readers read through :class:`reduce.fitsfile.FitsFile` and
+:func:`reduce.masters.load_master`, so that ``megara-dark reduce`` never
+imports astropy.
 
 Raw frames are BITPIX=16 with BZERO=32768: unsigned 16-bit counts stored as
 big-endian signed integers. :class:`RawFrameReader` hands out row bands and
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,9 @@ from reduce.checksum import (
     verify_checksums,
 )
 from reduce.errors import InputError
-from reduce.geometry import RAW_BZERO, RAW_SHAPE, TRIMMED_SHAPE
+from reduce.fitsfile import FitsFile
+from reduce.geometry import RAW_BZERO, RAW_SHAPE
+from reduce.masters import load_master
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ __all__ = [  # checksum helpers re-exported: older imports use reduce.io
 UInt16Array = npt.NDArray[np.uint16]
 
 
-def _check_raw_header(header: Mapping[str, Any], source: str) -> None:
+def _check_raw_header(header: Any, source: str) -> None:
     shape = (header.get("NAXIS2"), header.get("NAXIS1"))
     if header.get("NAXIS") != 2 or shape != RAW_SHAPE:
         raise InputError(
@@ -69,8 +70,10 @@ def _check_raw_header(header: Mapping[str, Any], source: str) -> None:
 class RawFrameReader:
     """Random access to the rows of one raw FITS frame, without loading it.
 
-    Rows are read with positioned reads (``os.pread``), not a memory map, so
-    that pages of many open frames do not pile up in the process's memory.
+    The file is opened by the one FITS reader (:class:`reduce.fitsfile.FitsFile`:
+    a regular file whose primary data unit is known to be all there). Rows
+    are read with positioned reads (``os.pread``), not a memory map, so that
+    pages of many open frames do not pile up in the process's memory.
 
     Parameters
     ----------
@@ -85,29 +88,18 @@ class RawFrameReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        source = str(self.path)
-        from astropy.io import fits  # noqa: PLC0415 (not on the CLI's path)
-        from astropy.utils.exceptions import AstropyUserWarning  # noqa: PLC0415
-
+        fits = FitsFile(self.path, "raw frame")
         try:
-            with warnings.catch_warnings():
-                # A truncated file is reported below, with the numbers.
-                warnings.simplefilter("ignore", AstropyUserWarning)
-                with fits.open(self.path, memmap=False, lazy_load_hdus=True) as hdul:
-                    self.header: Any = hdul[0].header.copy()
-                    self._offset = int(hdul.fileinfo(0)["datLoc"])
-        except (OSError, ValueError) as err:
-            raise InputError(source, f"cannot read as FITS: {err}") from err
-        _check_raw_header(self.header, source)
+            hdu = fits.primary()  # every size checked against the file's
+            _check_raw_header(hdu.header, str(self.path))
+        except BaseException:
+            fits.close()
+            raise
+        self.header: Any = hdu.header
+        self._offset = hdu.data_start
         self._row_bytes = RAW_SHAPE[1] * 2
-        size = self.path.stat().st_size
-        if size < self._offset + RAW_SHAPE[0] * self._row_bytes:
-            raise InputError(
-                source,
-                f"file is {size} bytes, too short for a {RAW_SHAPE} data unit "
-                f"at byte {self._offset}; truncated file?",
-            )
-        self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        self._fits = fits
+        self._fd: int | None = fits.fd
 
     def read(
         self, rows: slice = slice(None), columns: slice = slice(None)
@@ -134,9 +126,8 @@ class RawFrameReader:
 
     def close(self) -> None:
         """Close the file."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._fits.close()
+        self._fd = None
 
 
 def read_raw(path: str | Path) -> tuple[UInt16Array, Any]:
@@ -149,23 +140,10 @@ def read_raw(path: str | Path) -> tuple[UInt16Array, Any]:
 
 
 def read_master(path: str | Path) -> tuple[npt.NDArray[np.float32], Any]:
-    """Read a master calibration's primary HDU (trimmed, float32, ADU)."""
-    from astropy.io import fits  # noqa: PLC0415 (not on the CLI's path)
-
-    source = str(path)
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            data = np.asarray(hdul[0].data, dtype=np.float32)
-            header = hdul[0].header.copy()
-    except (OSError, ValueError) as err:
-        raise InputError(source, f"cannot read as FITS: {err}") from err
-    if data.shape != TRIMMED_SHAPE:
-        raise InputError(
-            source,
-            f"primary HDU has shape {data.shape}, expected the trimmed "
-            f"{TRIMMED_SHAPE}; is it a master bias/dark?",
-        )
-    return data, header
+    """A master calibration's primary image (trimmed, float32, ADU) and header,
+    read and validated by :func:`reduce.masters.load_master` (either kind)."""
+    master = load_master(path, None)
+    return master.data, master.header
 
 
 def write_raw(path: str | Path, counts: npt.NDArray[np.integer], header: Any) -> None:

@@ -35,7 +35,6 @@ from reduce.errors import InputError
 from reduce.fitsfile import FitsFile, Hdu
 from reduce.fitsheader import Header
 from reduce.geometry import TRIMMED_SHAPE
-from reduce.products import REDUCER
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +126,9 @@ def check_finite(image: npt.NDArray[np.floating], where: str) -> None:
         )
 
 
-def _image(fits: FitsFile, hdu: Hdu, verify: bool, label: str) -> Float32Array:
-    """An HDU's trimmed float image as native float32, checked."""
+def _check_image(hdu: Hdu, where: str, label: str) -> str:
+    """Refuse an HDU that is not an unscaled trimmed float image; its dtype."""
     header = hdu.header
-    where = f"{fits.source}[{hdu.name}]"
     bitpix = header.get("BITPIX")
     dtype = _FLOAT_TYPES.get(bitpix) if isinstance(bitpix, int) else None
     if dtype is None or hdu.shape != TRIMMED_SHAPE:
@@ -145,6 +143,13 @@ def _image(fits: FitsFile, hdu: Hdu, verify: bool, label: str) -> Float32Array:
             f"BSCALE={header.get('BSCALE')} BZERO={header.get('BZERO')}; "
             f"expected an unscaled float image for a {label}",
         )
+    return dtype
+
+
+def _image(fits: FitsFile, hdu: Hdu, verify: bool, label: str) -> Float32Array:
+    """An HDU's trimmed float image as native float32, checked."""
+    where = f"{fits.source}[{hdu.name}]"
+    dtype = _check_image(hdu, where, label)
     raw = fits.read_data(hdu, verify)
     image = raw[: hdu.data_bytes].view(dtype).reshape(TRIMMED_SHAPE)
     if image.dtype == np.dtype(">f4"):
@@ -154,6 +159,21 @@ def _image(fits: FitsFile, hdu: Hdu, verify: bool, label: str) -> Float32Array:
         native = image.astype(np.float32)
     check_finite(native, where)
     return native
+
+
+#: Cards only our products carry: any one of them present means "ours".
+_OUR_MARKS = ("REDUCER", "QAFLAG", "QANREAS", "NEXCLUDE")
+
+
+def _ours(header: Header) -> bool:
+    """Whether the product's checksums must hold.
+
+    numina's products carry the first raw frame's stale CHECKSUM/DATASUM,
+    so those are not checked; every other file's are. A file is numina's
+    only with none of our marks and numina's NUMXVER: a byte flipped in one
+    card (REDUCER's value or keyword) cannot turn the check off.
+    """
+    return any(mark in header for mark in _OUR_MARKS) or "NUMXVER" not in header
 
 
 def load_master(path: str | Path, kind: MasterKind | None) -> Master:
@@ -179,11 +199,14 @@ def load_master(path: str | Path, kind: MasterKind | None) -> Master:
     """
     label = kind.label if kind is not None else "master calibration"
     with FitsFile(path, label) as fits:
+        # The primary's kind and shape first: a lying NAXIS1 is named as such,
+        # not as what it does to the offsets of the HDUs after it.
+        primary = fits.primary()
+        found = _kind_of(primary.header, kind, fits.source)
+        _check_image(primary, f"{fits.source}[PRIMARY]", found.label)
         hdus = fits.hdus()
         header = hdus[0].header
-        found = _kind_of(header, kind, fits.source)
-        # numina's products carry the first raw frame's stale checksums.
-        ours = header.get("REDUCER") == REDUCER or "NUMXVER" not in header
+        ours = _ours(header)
         data = _image(fits, hdus[0], ours, found.label)
         named = {hdu.name: hdu for hdu in hdus[1:]}
         variance = (

@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ from reduce.engine import (
     to_counts,
 )
 from reduce.errors import ConfigError, InputError
+from reduce.files import check_regular
 from reduce.fitsheader import Header
 from reduce.frames import FrameInspection, inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
@@ -169,13 +171,17 @@ def read_master_bias(path: Path) -> Master:
 
 
 def resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:
+    """The block's frame files, each checked to be a regular file (a FIFO, a
+    device, a directory, a link loop or a missing file is refused by name)."""
     paths = []
     for name in block.frames:
         path = Path(name) if Path(name).is_absolute() else datadir / name
-        if not path.is_file():
+        try:
+            check_regular(path, "frame file")
+        except InputError as err:
             raise InputError(
-                str(path), f"frame file not found (listed in {block.source})"
-            )
+                err.source, f"{err.detail} (listed in {block.source})"
+            ) from None
         paths.append(path)
     return paths
 
@@ -191,7 +197,7 @@ def _resolve_bias(
     if named.is_absolute():
         return named
     for base in (workdir, datadir):
-        if (base / named).is_file():
+        if os.path.isfile(base / named):  # False, not an error, for any OSError
             return base / named
     return workdir / named
 
@@ -450,7 +456,12 @@ def _reduce_inspected(
     clock.mark("write_s")
     write_json(
         folder / "result.json",
-        result_document(block.mode.product, product.name, report),
+        result_document(
+            block.mode.product,
+            product.name,
+            report,
+            [(e.name, e.reason) for e in excluded],
+        ),
     )
     task = {
         "id": block.id,

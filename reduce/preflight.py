@@ -8,6 +8,7 @@ refused before dark time is spent, with the same messages that
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def check_blocks(
                 )
         made_bias = made_bias or block.mode is Mode.BIAS
         folder = workdir / f"obsid{block.id}_results"
-        present = [n for n in PRODUCT_FILES if (folder / n).exists()]
+        present = [n for n in PRODUCT_FILES if os.path.lexists(folder / n)]
         if present and not overwrite:
             raise InputError(
                 block.source,
@@ -104,7 +105,10 @@ def _named_bias(name: str, datadir: Path, workdir: Path) -> Path | None:
     named = Path(name)
     if named.is_absolute():
         return named
-    return next((b / named for b in (workdir, datadir) if (b / named).exists()), None)
+    # lexists: a link loop or a FIFO is found (and refused by the master-bias
+    # check, by name); a name too long is False, not an OSError.
+    found = (b / named for b in (workdir, datadir) if os.path.lexists(b / named))
+    return next(found, None)
 
 
 def _refuse_duplicates(paths: Sequence[Path], source: str) -> None:

@@ -1,18 +1,16 @@
 """Reading the reduction's YAML: a regular file, parsed with unique keys.
 
 ``reduce`` imports nothing of the other packages (it runs alone on archived
-frames), so this is its own copy of what ``drivers.files`` and
-``drivers.safeyaml`` do for the sequencer: the file is opened without
-blocking and must be a regular file (a named pipe would hang the read), and
-a key given twice in one mapping is refused instead of the last value
+frames), so this is its own copy of what ``drivers.safeyaml`` does for the
+sequencer: the file is read by :func:`reduce.files.read_text` (a regular
+file of bounded size: a named pipe or a device is refused, never opened),
+and a key given twice in one mapping is refused instead of the last value
 silently winning (PyYAML's ``safe_load`` keeps the last one).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from yaml.loader import SafeLoader
 from yaml.nodes import MappingNode, Node
 
 from reduce.errors import InputError
+from reduce.files import read_text
 
 log = logging.getLogger(__name__)
 
@@ -60,37 +59,13 @@ class UniqueKeyLoader(SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read(path: Path, source: str) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as err:
-        raise InputError(source, f"cannot read: {err.strerror}") from None
-    except ValueError:  # a NUL in the name
-        raise InputError(source, "cannot read: a file name holds no NUL") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(
-                source, "not a regular file (a folder, pipe or device); give a file"
-            )
-        if info.st_size > MAX_YAML_BYTES:
-            raise InputError(source, f"larger than {MAX_YAML_BYTES} bytes")
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > MAX_YAML_BYTES:  # it grew while read
-                raise InputError(source, f"larger than {MAX_YAML_BYTES} bytes")
-    except OSError as err:
-        raise InputError(source, f"cannot read: {err.strerror}") from None
-    finally:
-        os.close(fd)
-    try:
-        return b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(source, f"not a UTF-8 text file ({err.reason})") from None
-
-
 def _problem(err: YAMLError) -> str:
+    character = getattr(err, "character", None)  # PyYAML's ReaderError
+    if isinstance(character, int):
+        return (
+            f"character {chr(character)!r} at position {getattr(err, 'position', '?')}"
+            ": a YAML text holds no NUL or other control character"
+        )
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     mark = getattr(err, "problem_mark", None)
     if mark is None:
@@ -109,9 +84,12 @@ def load_yaml_file(path: str | Path) -> list[Any]:
         an integer too long).
     """
     source = str(path)
-    loader = UniqueKeyLoader(_read(Path(path), source))
+    text = read_text(path, "reduction blocks file", MAX_YAML_BYTES)
     docs: list[Any] = []
+    loader: UniqueKeyLoader | None = None
     try:
+        # The reader refuses NUL and other control characters at once.
+        loader = UniqueKeyLoader(text)
         while loader.check_data():  # type: ignore[no-untyped-call]
             docs.append(loader.get_data())
     except YAMLError as err:
@@ -124,5 +102,6 @@ def load_yaml_file(path: str | Path) -> list[Any]:
     except ValueError as err:  # e.g. an integer of more than 4300 digits
         raise InputError(source, f"not valid YAML: {err}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs

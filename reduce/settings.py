@@ -17,7 +17,11 @@
     doubling_k = 2.7
 
 Every key is optional; an unknown key or a wrong type is an error that names
-the file and the key.
+the file and the key. Every number is bounded where it is read
+(:data:`RANGES`): a NaN threshold would pass every pixel and every figure
+(a master that looks GOOD and is not), an integer of 400 digits would
+overflow a float later. The file is read by :func:`reduce.files.read_text`
+(a regular file of bounded size: a FIFO or a device is refused unopened).
 """
 
 from __future__ import annotations
@@ -29,17 +33,64 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reduce.blocks import shown
 from reduce.checks import FrameCheckConfig
-from reduce.errors import ConfigError
+from reduce.errors import ConfigError, InputError
+from reduce.files import read_text
 from reduce.qc import Limit, QCThresholds
 
 log = logging.getLogger(__name__)
 
+MAX_QC_BYTES = 1 << 20
+"""Largest QC settings file read (bytes): it is a dozen lines."""
 
-def _number(value: Any, where: str) -> float:
+RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "hot_nsigma": (0.0, 1000.0, True, "robust sigmas"),
+    "hot_column_min_adu": (0.0, 65535.0, False, "ADU"),
+    "dark_current": (0.0, 1e6, False, "e-/pix/h"),
+    "read_noise": (0.0, 1e4, False, "e-"),
+    "hot_fraction": (0.0, 1.0, False, "a fraction of the pixels"),
+    "overscan_drift": (0.0, 65535.0, False, "ADU"),
+    "exptime_rtol": (0.0, 1.0, True, "a relative difference"),
+    "leak_rate_e_s": (0.0, 1e6, True, "e-/pix/s"),
+    "leak_excess_e_s": (0.0, 1e6, True, "e-/pix/s"),
+    "reference_k": (0.0, 400.0, True, "kelvin"),
+    "doubling_k": (0.0, 1000.0, True, "kelvin"),
+}
+"""Per setting: lowest, highest, whether the lowest is excluded, the unit."""
+
+_FIELDS = {
+    f.name for cls in (QCThresholds, FrameCheckConfig) for f in dataclasses.fields(cls)
+}
+if set(RANGES) != _FIELDS:  # a programming error, found by any import
+    raise TypeError(f"reduce.settings.RANGES must cover exactly {sorted(_FIELDS)}")
+
+
+def _number(value: Any, where: str, key: str) -> float:
+    """``value`` as a float within the range of setting ``key``."""
+    low, high, above, unit = RANGES[key]
+    expected = f"{'>' if above else '>='} {low:g} and <= {high:g} ({unit})"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: {value!r} is not a number")
+        raise ConfigError(f"{where}: {shown(value)} is not a number ({expected})")
+    # An int is compared as an int: float(10**400) would overflow.
+    inside = (low < value if above else low <= value) and value <= high
+    if not inside:  # NaN compares False: refused here too
+        raise ConfigError(f"{where}: got {shown(value)}; expected a number {expected}")
     return float(value)
+
+
+def _limit(value: Any, default: Limit, here: str, key: str) -> Limit:
+    if not isinstance(value, Mapping) or set(value) - {"warn", "bad"}:
+        raise ConfigError(f"{here}: expected a table {{ warn = x, bad = y }}")
+    warn = _number(value["warn"], f"{here}.warn", key) if "warn" in value else None
+    bad = _number(value["bad"], f"{here}.bad", key) if "bad" in value else None
+    try:
+        return Limit(
+            warn=default.warn if warn is None else warn,
+            bad=default.bad if bad is None else bad,
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{here}: {err}") from None
 
 
 def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, Any]:
@@ -57,19 +108,32 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
             raise ConfigError(f"{here}: unknown key; expected one of {sorted(fields)}")
         default = getattr(cls(), key)
         if isinstance(default, Limit):
-            if not isinstance(value, Mapping) or set(value) - {"warn", "bad"}:
-                raise ConfigError(f"{here}: expected a table {{ warn = x, bad = y }}")
-            values[key] = Limit(
-                warn=_number(value["warn"], here) if "warn" in value else default.warn,
-                bad=_number(value["bad"], here) if "bad" in value else default.bad,
-            )
-        elif isinstance(default, int) and not isinstance(default, bool):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{here}: {value!r} is not an integer")
-            values[key] = value
+            values[key] = _limit(value, default, here, key)
         else:
-            values[key] = _number(value, here)
+            values[key] = _number(value, here, key)
     return values
+
+
+def _parse(path: str | Path) -> dict[str, Any]:
+    """The TOML document of the file; every failure one ConfigError line."""
+    source = str(path)
+    try:
+        text = read_text(path, "QC settings file", MAX_QC_BYTES)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: not valid TOML: nested too deeply to read; the QC settings "
+            "are two flat tables, [qc] and [checks]"
+        ) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise ConfigError(
+            f"{source}: not valid TOML: an integer of more than 4300 digits"
+        ) from None
 
 
 def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
@@ -81,23 +145,17 @@ def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
         If the file cannot be read or parsed, or a key is unknown or wrong.
     """
     source = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"{source}: cannot read: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{source}: not a UTF-8 text file ({err.reason})") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: not valid TOML: {err}") from err
+    data = _parse(path)
     unknown = set(data) - {"qc", "checks"}
     if unknown:
+        names = sorted(repr(k)[1:-1][:60] for k in unknown)
         raise ConfigError(
-            f"{source}: unknown section(s) {sorted(unknown)}; expected [qc], [checks]"
+            f"{source}: unknown section(s) {names}; expected [qc], [checks]"
         )
     for name in ("qc", "checks"):
         if not isinstance(data.get(name, {}), Mapping):
             raise ConfigError(
-                f"{source}: {name} is {data[name]!r}; expected a table [{name}]"
+                f"{source}: {name} is {shown(data[name])}; expected a table [{name}]"
             )
     try:
         qc = QCThresholds(**_section(data.get("qc", {}), QCThresholds, f"{source}: qc"))

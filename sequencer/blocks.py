@@ -223,8 +223,8 @@ def _parse_one(
             )
         raw = _path(where, "requirements.master_bias", requirements["master_bias"])
         key = f"{where}: key 'requirements.master_bias':"
+        check_user_file(base / raw, key)  # named as written; links followed
         master_bias = resolved(base, raw, key)
-        check_user_file(master_bias, key)
     elif mode is Mode.DARK:
         if last_bias is None:
             raise ConfigError(

@@ -28,7 +28,6 @@ See ``examples/instrument-*.toml``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tomllib
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.config import CCD_SCHEMA, COVER_SCHEMA, CcdConfig, CoverConfig
-from drivers.errors import ConfigError, shown_path
+from drivers.errors import ConfigError, shown, shown_path
 from drivers.files import check_user_file, read_user_text, resolved
 from drivers.schema import MAX_SEED, Choice, FilePath, Number, Schema, seconds
 from sequencer.engineering.limits import VerifySettings, parse_verify
@@ -270,16 +269,50 @@ _SCHEMAS: dict[type[Any], Schema] = {
 }
 
 
-def _scenario(table: dict[str, Any], base: Path) -> None:
-    """Make ``table``'s scenario absolute and check that it is a regular file."""
-    raw = table.get("scenario")
+def _input_file(table: dict[str, Any], name: str, key: str, base: Path) -> None:
+    """Check that ``table[key]`` (relative to ``base``) names a regular file;
+    make it absolute. Refusals name the path as written."""
+    raw = table.get(key)
     if raw is None:
         return
-    path = _SCHEMAS[SimulatorOptions].value("simulator", "scenario", raw)
-    where = "[simulator] scenario"
-    path = resolved(base, str(path), where)
-    check_user_file(path, where)
-    table["scenario"] = str(path)
+    given = TABLE_SCHEMAS[name].value(name, key, raw)  # printable, bounded
+    where = f"[{name}] {key}"
+    check_user_file(base / given, where)  # follows links: a loop is refused
+    table[key] = str(resolved(base, str(given), where))
+
+
+#: TOML integers are signed 64-bit ("an integer that cannot be represented
+#: losslessly must be an error", TOML 1.0); tomllib reads integers of any
+#: size. Bounded here, over the whole document, no number a key holds can
+#: overflow a float or a timer later, whatever its table.
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def _key_path(parts: tuple[str, ...]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    return f"[{'.'.join(parts[:-1])}] {parts[-1]}"
+
+
+def check_integers(doc: Mapping[str, Any]) -> None:
+    """Refuse any integer of ``doc`` outside 64 bits, naming its key.
+
+    The walk is iterative: a document nested as deep as the parser allows
+    is walked without recursion.
+    """
+    stack: list[tuple[tuple[str, ...], Any]] = [((), doc)]
+    while stack:
+        parts, value = stack.pop()
+        if isinstance(value, Mapping):
+            stack += [((*parts, str(k)[:60]), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            last = parts[-1] if parts else ""
+            stack += [((*parts[:-1], f"{last}[{i}]"), v) for i, v in enumerate(value)]
+        elif isinstance(value, int) and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+            raise ConfigError(
+                f"{_key_path(parts)}: got {shown(value)}; a TOML integer is at "
+                "most 64 bits (-2**63 to 2**63-1), and no setting takes one near that"
+            )
 
 
 def _one_line(text: str) -> str:
@@ -304,12 +337,8 @@ TABLE_SCHEMAS: Mapping[str, Schema] = {
 
 def _reduce_settings(table: Mapping[str, Any], base: Path) -> ReduceSettings:
     values = dict(table)
-    qc_config = values.get("qc_config")
-    if isinstance(qc_config, str) and qc_config.isprintable():
-        values["qc_config"] = str((base / qc_config).resolve())
+    _input_file(values, "reduce", "qc_config", base)
     settings: ReduceSettings = _typed(ReduceSettings, values, "reduce")
-    if settings.qc_config is not None:
-        settings = dataclasses.replace(settings, qc_config=Path(settings.qc_config))
     return settings
 
 
@@ -325,6 +354,7 @@ def parse_config(
             f"{', '.join(sorted(allowed))}"
         )
     try:
+        check_integers(doc)
         devices = None
         if "devices" in doc:
             if "simulator" in doc:
@@ -340,7 +370,7 @@ def parse_config(
                 )
             devices = dict(table)
         sim_table = dict(_table(doc, "simulator", source))
-        _scenario(sim_table, base)
+        _input_file(sim_table, "simulator", "scenario", base)
         config = InstrumentConfig(
             devices=devices,
             simulator=_typed(SimulatorOptions, sim_table, "simulator"),
@@ -359,22 +389,34 @@ def parse_config(
     return config
 
 
+def parse_config_text(text: str, *, source: str, base: Path) -> InstrumentConfig:
+    """Parse and validate the text of an instrument configuration.
+
+    The one TOML reader of the configuration (:func:`load_config` and a run
+    folder's recorded copy alike): every way a text can fail to parse is
+    one ConfigError line, never a traceback.
+    """
+    where = shown_path(source)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: not valid TOML ({err})") from err
+    except RecursionError:
+        raise ConfigError(
+            f"{where}: not valid TOML (arrays or tables nested too deeply to "
+            "read; the configuration is a few flat tables)"
+        ) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise ConfigError(
+            f"{where}: not valid TOML (an integer of more than 4300 digits; a TOML "
+            "integer is at most 64 bits)"
+        ) from None
+    return parse_config(doc, source=source, base=base)
+
+
 def load_config(path: Path | None) -> InstrumentConfig:
     """Read the instrument configuration (None: the built-in simulators)."""
     if path is None:
         return InstrumentConfig()
     text = read_user_text(path, "instrument configuration")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{shown_path(path)}: not valid TOML ({err})") from err
-    except RecursionError:
-        raise ConfigError(
-            f"{shown_path(path)}: not valid TOML (arrays or tables nested too deeply "
-            "to read; the configuration is a few flat tables)"
-        ) from None
-    except ValueError as err:  # an integer of more than 4300 digits
-        raise ConfigError(
-            f"{shown_path(path)}: not valid TOML (a number too large to read: {err})"
-        ) from None
-    return parse_config(doc, source=str(path), base=path.parent)
+    return parse_config_text(text, source=str(path), base=path.parent)

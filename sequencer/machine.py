@@ -583,8 +583,7 @@ class DarkSequence:
         status = self.devices.ccd.status()
         if status.state in CCD_BUSY:
             log.warning(
-                "%s: the controller was %s a frame left by an earlier run; "
-                "aborting it",
+                "%s: the controller was %s a frame left by an earlier run; aborting it",
                 self.block.id,
                 status.state.value.lower(),
             )

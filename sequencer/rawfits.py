@@ -629,19 +629,48 @@ def verify_raw_frame(path: Path) -> fits.Header:
     Checks: one HDU, the file is complete, CHECKSUM and DATASUM match, the
     image is 4212 x 4196 BITPIX=16 BZERO=32768, INSTRUME and OBSMODE.
 
+    The file is opened by the one FITS reader (:class:`reduce.fitsfile.FitsFile`):
+    a FIFO, a device, a directory or a link loop is refused without being
+    opened for reading, and every size the headers declare is checked
+    against the file's before anything is read. astropy then verifies the
+    checksums reading the same descriptor: what was checked is what is read.
+
     Raises
     ------
     ConfigError
         Naming the file and what is wrong.
     """
+    from reduce.errors import InputError  # noqa: PLC0415 - light, but not needed first
+    from reduce.fitsfile import FitsFile  # noqa: PLC0415
+
     path = Path(path)
+    try:
+        with FitsFile(path, "raw frame") as frame:
+            _check_shape(path, frame.primary().header)  # before any offset is used
+            count = len(frame.hdus())
+            if count != 1:
+                raise ConfigError(f"{path}: {count} HDUs; a MEGARA raw frame has one")
+            header = _read_checked(path, frame.fd)
+            size = frame.size
+    except InputError as err:
+        raise ConfigError(
+            f"{_one_line(err)}; the frame is damaged or not one of ours: keep it "
+            "aside, take it again"
+        ) from None
+    _check_frame_header(path, header, size)
+    return header
+
+
+def _read_checked(path: Path, fd: int) -> fits.Header:
+    """The primary header, read by astropy from ``fd`` with its checksums."""
     with warnings.catch_warnings(record=True) as caught:
         # astropy reports checksum mismatches and short files as warnings
         warnings.simplefilter("always")
         try:
-            size = path.stat().st_size
-            with fits.open(path, checksum=True, memmap=False) as hdul:
-                count = len(hdul)
+            with (
+                os.fdopen(os.dup(fd), "rb") as handle,
+                fits.open(handle, checksum=True, memmap=False) as hdul,
+            ):
                 hdu = hdul[0]
                 header = hdu.header.copy()
                 _ = hdu.data  # read it all, so that a short file shows up here
@@ -658,18 +687,28 @@ def verify_raw_frame(path: Path) -> fits.Header:
             f"{path}: {'; '.join(problems)}; the frame is damaged or was changed "
             "after it was written: keep it aside, take it again"
         )
-    if count != 1:
-        raise ConfigError(f"{path}: {count} HDUs; a MEGARA raw frame has one")
-    expected = len(header.tostring()) + 2 * RAW_SHAPE[0] * RAW_SHAPE[1] + 2879
-    expected = expected // 2880 * 2880
+    return header
+
+
+def _check_shape(path: Path, header: Any) -> None:
+    """Refuse a primary header that is not a raw frame's image (any header
+    with ``get``: the reader's or astropy's)."""
     shape = (header.get("NAXIS2"), header.get("NAXIS1"))
     if header.get("NAXIS") != 2 or shape != RAW_SHAPE:
-        raise ConfigError(f"{path}: image shape {shape}; expected {RAW_SHAPE}")
+        raise ConfigError(
+            f"{path}: image shape {shape}; expected a raw frame of {RAW_SHAPE}"
+        )
     if header.get("BITPIX") != 16 or header.get("BZERO") != 32768:
         raise ConfigError(
             f"{path}: BITPIX={header.get('BITPIX')} BZERO={header.get('BZERO')}; "
             "expected 16 and 32768"
         )
+
+
+def _check_frame_header(path: Path, header: fits.Header, size: int) -> None:
+    expected = len(header.tostring()) + 2 * RAW_SHAPE[0] * RAW_SHAPE[1] + 2879
+    expected = expected // 2880 * 2880
+    _check_shape(path, header)
     if size < expected:
         raise ConfigError(f"{path}: {size} bytes; truncated (expected {expected})")
     if "CHECKSUM" not in header or "DATASUM" not in header:
@@ -679,7 +718,6 @@ def verify_raw_frame(path: Path) -> fits.Header:
             f"{path}: INSTRUME {header.get('INSTRUME')!r} OBSMODE "
             f"{header.get('OBSMODE')!r}; expected MEGARA and one of {sorted(MODES)}"
         )
-    return header
 
 
 def _one_line(message: object) -> str:

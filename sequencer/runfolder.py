@@ -30,17 +30,17 @@ import os
 import shlex
 import socket
 import sys
-import tomllib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, shown_path
+from drivers.files import read_user_file
 from reduce.io import write_atomic
 from sequencer.blocks import ObservingBlock, parse_blocks
-from sequencer.config import InstrumentConfig, load_config, parse_config
+from sequencer.config import InstrumentConfig, load_config, parse_config_text
 
 BLOCKS_FILE = "blocks.yaml"
 CONFIG_FILE = "instrument.toml"
@@ -87,18 +87,8 @@ class InputFile:
 
     @classmethod
     def read(cls, path: Path, what: str) -> InputFile:
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_INPUT_BYTES + 1)
-        except OSError as err:
-            raise ConfigError(
-                f"{path}: cannot read the {what} ({err.strerror or err})"
-            ) from err
-        if len(data) > MAX_INPUT_BYTES:
-            raise ConfigError(
-                f"{path}: the {what} is larger than {MAX_INPUT_BYTES} bytes; "
-                "expected a small text file"
-            )
+        """Read a file named on the command line (a regular file, bounded)."""
+        data = read_user_file(path, what, max_bytes=MAX_INPUT_BYTES)
         return cls(data, str(path), path.absolute().parent)
 
     @property
@@ -132,16 +122,12 @@ class RunInputs:
             return load_config(None)
         source = self.config.source
         try:
-            doc = tomllib.loads(self.config.data.decode("utf-8"))
+            text = self.config.data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ConfigError(
-                f"{source}: not a UTF-8 text file ({err.reason})"
+                f"{shown_path(source)}: not a UTF-8 text file ({err.reason})"
             ) from err
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{source}: not valid TOML ({err})") from err
-        except RecursionError:
-            raise ConfigError(f"{source}: TOML nested too deeply to read") from None
-        return parse_config(doc, source=source, base=self.config.base)
+        return parse_config_text(text, source=source, base=self.config.base)
 
 
 @dataclass(frozen=True)

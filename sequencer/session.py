@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, shown_path
 from sequencer import __version__
 from sequencer.blocks import ObservingBlock
 from sequencer.config import InstrumentConfig
@@ -90,6 +91,7 @@ def open_session(
         The folder cannot take this run, or the run cannot be resumed as
         asked; the message says why and what to type.
     """
+    _check_folder_name(workdir)
     if resume:
         return _resume(workdir, blocks, config)
     if blocks is None:
@@ -97,6 +99,23 @@ def open_session(
             "give the observing BLOCKS file of the run (megara-dark run BLOCKS)"
         )
     return _start(workdir, RunInputs(blocks, config))
+
+
+def _check_folder_name(workdir: Path) -> None:
+    """Refuse a --workdir the file system cannot name (too long, a file...)."""
+    try:
+        info = os.stat(workdir)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ConfigError(
+            f"--workdir {shown_path(workdir)}: {err.strerror or err}; choose "
+            "another --workdir"
+        ) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(
+            f"--workdir {shown_path(workdir)}: not a folder; choose another --workdir"
+        )
 
 
 def _start(workdir: Path, given: RunInputs) -> Session:

@@ -410,6 +410,11 @@ def test_interlock_and_light_leak_frames_are_excluded(
     why = {e["file"]: e["why"] for e in task["excluded"]}
     assert why == {"open.fits": "interlock", "leak.fits": "light_leak"}
     assert any("cover left Open" in r for r in task["qa"]["reasons"])
+    # result.json says it too, for whoever reads only numina's result file.
+    outcome = json.loads((tmp_path / "obsidd_results" / "result.json").read_text())
+    assert {e["file"] for e in outcome["excluded"]} == {"open.fits", "leak.fits"}
+    assert all(e["reason"] for e in outcome["excluded"])
+    assert outcome["qc_reasons"] == task["qa"]["reasons"]
     used = {f["file"].rsplit("/", 1)[-1]: f["used"] for f in task["inputs"]["frames"]}
     assert used["open.fits"] is False
     assert used["dark_0.fits"] is True
