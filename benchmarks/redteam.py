@@ -2,13 +2,17 @@
 
 Usage, from the repository root with the project installed::
 
-    python benchmarks/redteam.py [--only SUBSTRING] [--category A|B]
+    python benchmarks/redteam.py [--only SUBSTRING] [--category A|B|C|D|E|F]
 
 The tables are those of the red-team tests (``tests/redteam/``): category A,
 hostile FITS built from real frames into ``megara-dark reduce`` (frames and
 master biases; fresh work folders and folders holding products); category
 B, hostile observing blocks, instrument configurations, reduction blocks and
-QC settings into ``megara-dark run`` and ``megara-dark reduce``. A case is
+QC settings into ``megara-dark run`` and ``megara-dark reduce``. Categories
+C to F run as the red-team tests that exercise a whole process (a pytest
+subprocess; each test a case): C, damaged, missing and planted frames on
+resume; D, concurrent runs on one folder; E, signals in every phase of a
+run; F, the simulators' control port and device ports. A case is
 *handled* when the command ends with the documented exit status, one line on
 stderr naming the file or key, no traceback, no hang, and nothing written.
 Prints one line per failure (a failure known to need a fix outside the
@@ -21,6 +25,8 @@ minutes.
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +47,52 @@ CATEGORIES: dict[str, tuple[Callable[[], list[Case]], Callable[[Path], Any]]] = 
 }
 
 
+#: Categories whose cases are whole-process tests, run by pytest.
+PROCESS_CATEGORIES: dict[str, tuple[str, list[str]]] = {
+    "C": (
+        "C: damaged and planted frames on resume",
+        ["tests/reliability/test_planted_frames.py", "-k", "bad_frames_aside"],
+    ),
+    "D": (
+        "D: concurrent runs on one folder",
+        [
+            "tests/reliability/test_planted_frames.py::"
+            "test_a_second_run_on_a_folder_in_use_is_refused_at_once",
+            "tests/unit/sequencer/test_runfolder.py",
+            "-k",
+            "lock or second_run",
+        ],
+    ),
+    "E": ("E: signals in every phase", ["tests/e2e/test_run_signals.py"]),
+    "F": (
+        "F: control port and device ports",
+        ["tests/security/test_control_port.py", "tests/security/test_ports.py"],
+    ),
+}
+_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|XPASS|XFAIL) (\S+)", re.MULTILINE)
+
+
+def _run_tests(label: str, selection: list[str]) -> tuple[int, int]:
+    """Run a pytest selection in a subprocess; print failures; (tried, failed)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "--tb=line", "-p",
+         "no:cacheprovider", *selection],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    outcomes = _OUTCOME.findall(done.stdout)
+    failed = [node for what, node in outcomes if what not in ("PASSED", "XFAIL")]
+    for node in failed:
+        print(f"FAILED {label} / {node}")
+    if not outcomes:
+        print(f"FAILED {label}: pytest ran nothing ({done.returncode})")
+        return 1, 1
+    return len(outcomes), len(failed)
+
+
 def _run(cases: Sequence[Case], world: Any) -> list[tuple[Case, list[str]]]:
     failures = []
     for case in cases:
@@ -58,7 +110,9 @@ def _run(cases: Sequence[Case], world: Any) -> list[tuple[Case, list[str]]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run cases whose name holds this")
-    parser.add_argument("--category", choices=sorted(CATEGORIES), default=None)
+    parser.add_argument(
+        "--category", choices=sorted({*CATEGORIES, *PROCESS_CATEGORIES}), default=None
+    )
     args = parser.parse_args(argv)
     rows = []
     for key, (make_cases, build) in CATEGORIES.items():
@@ -74,6 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         tried, failed = len(cases), len(failures)
         known = sum(1 for case, _ in failures if case.known)
         rows.append((cases[0].category, tried, tried - failed, failed, known, seconds))
+    for key, (label, selection) in PROCESS_CATEGORIES.items():
+        if args.category not in (None, key) or args.only:
+            continue
+        started = time.perf_counter()
+        tried, failed = _run_tests(label, selection)
+        rows.append(
+            (label, tried, tried - failed, failed, 0, time.perf_counter() - started)
+        )
     _table(rows)
     return 0 if all(row[3] == 0 for row in rows) else 1
 
