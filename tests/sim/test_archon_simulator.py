@@ -7,9 +7,10 @@ and the frames it fetches are checked against the frame synthesis' truth.
 
 sdss-archon is asyncio code and pytest here has no asyncio plugin: each test
 runs its coroutine with ``asyncio.run``. Importing it emits one warning, from
-its dependency sdsstools, which reads ``archon/etc/archon.yml`` without
-closing the file (a ``ResourceWarning``); that warning alone is ignored, and
-the import happens inside the tests so that the filter applies.
+its dependency sdsstools, which reads ``archon/etc/archon.yml`` (and, from
+a plain install, the working folder's ``pyproject.toml``) without closing the
+file (a ``ResourceWarning``); those warnings alone are ignored, and the import
+happens inside the tests so that the filter applies.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from simulators.synthesis import (
 pytestmark = [
     pytest.mark.sim,
     pytest.mark.filterwarnings(
-        r"ignore:unclosed file <_io\.TextIOWrapper name='[^']*archon\.yml'"
-        ":ResourceWarning"
+        r"ignore:unclosed file <_io\.TextIOWrapper "
+        r"name='[^']*(archon\.yml|pyproject\.toml)':ResourceWarning"
     ),
 ]
 
