@@ -19,23 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.simproc import megara_dark
+from tests.simproc import BIAS3_DARK60, megara_dark
 
 pytestmark = pytest.mark.e2e
 
-BLOCKS = """\
-id: bias3
-instrument: MEGARA
-mode: MegaraBiasImage
-exptime: 0.0
-nframes: 3
----
-id: dark60
-instrument: MEGARA
-mode: MegaraDarkImage
-exptime: 60.0
-nframes: 3
-"""
+BLOCKS = BIAS3_DARK60
 
 CONFIG = """\
 [simulator]
