@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import ConfigError, shown_path
+from drivers.errors import ConfigError, shown, shown_path
 from drivers.files import read_user_file
 from reduce.io import write_atomic
 from sequencer.blocks import ObservingBlock, parse_blocks
@@ -185,14 +185,24 @@ def recorded_record(workdir: Path, first: dict[str, Any]) -> RunRecord | None:
     """The run's record from its journal's first record (None: an old journal)."""
     if "blocks_file" not in first or "run_id" not in first:
         return None
-    blocks = _recorded_file(workdir, first["blocks_file"], "observing blocks")
+    blocks = _recorded_file(
+        workdir, first["blocks_file"], BLOCKS_FILE, "observing blocks"
+    )
     config = (
-        _recorded_file(workdir, first["config_file"], "instrument configuration")
+        _recorded_file(
+            workdir, first["config_file"], CONFIG_FILE, "instrument configuration"
+        )
         if first.get("config_file")
         else None
     )
+    try:
+        run_id = uuid.UUID(str(first["run_id"]))
+    except ValueError:
+        raise _damaged(
+            workdir, f"run_id {shown(first['run_id'])} is not a UUID"
+        ) from None
     return RunRecord(
-        run_id=uuid.UUID(str(first["run_id"])),
+        run_id=run_id,
         inputs=RunInputs(blocks, config),
         version=str(first.get("version", "")),
         command=str(first.get("command", "")),
@@ -200,15 +210,26 @@ def recorded_record(workdir: Path, first: dict[str, Any]) -> RunRecord | None:
     )
 
 
-def _recorded_file(workdir: Path, fields: dict[str, Any], what: str) -> InputFile:
-    path = workdir / str(fields.get("name", ""))
+def _damaged(workdir: Path, what: str) -> ConfigError:
+    return ConfigError(
+        f"{workdir / JOURNAL_FILE}: its run_started record is damaged ({what}); "
+        "not a run folder this software wrote as it is"
+    )
+
+
+def _recorded_file(workdir: Path, fields: Any, name: str, what: str) -> InputFile:
+    """One recorded input file, its name and SHA-256 checked against the record.
+
+    The record may only name the file the run wrote (``name``): a journal
+    edited to point elsewhere, or a FIFO in its place, is refused.
+    """
+    if not isinstance(fields, dict) or fields.get("name") != name:
+        raise _damaged(workdir, f"the {what} entry is {shown(fields)}")
+    path = workdir / name
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(
-            f"{path}: the run's recorded {what} cannot be read "
-            f"({err.strerror or err}); the run folder is incomplete"
-        ) from err
+        data = read_user_file(path, f"run's recorded {what}", max_bytes=MAX_INPUT_BYTES)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; the run folder is incomplete") from None
     if sha256(data) != fields.get("sha256"):
         raise ConfigError(
             f"{path}: the run's recorded {what} was changed after the run started "
@@ -281,8 +302,10 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_same_files(recorded: dict[str, str], workdir: Path) -> None:
+def check_same_files(recorded: Any, workdir: Path) -> None:
     """Refuse a resume when a file the run named has changed since its start."""
+    if not isinstance(recorded, dict):
+        raise _damaged(workdir, f"referenced is {shown(recorded)}")
     for path, was in recorded.items():
         now = _file_sha256(Path(path))
         if now != was:

@@ -249,7 +249,7 @@ def _resume_locked(
     else:
         check_same_inputs(record.inputs, blocks, config, workdir)
     plan, instrument = record.inputs.plan(), record.inputs.instrument()
-    check_same_files(dict(records[0].get("referenced") or {}), workdir)
+    check_same_files(records[0].get("referenced", {}), workdir)
     state = replay(records)
     session = Session(
         workdir,

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,31 @@ def megara(
         timeout=timeout,
         check=False,
     )
+
+
+def stop_when(
+    args: list[str],
+    *,
+    cwd: Path,
+    frames: Path,
+    pattern: str,
+    sig: int = signal.SIGINT,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``megara-dark ARGS``; send ``sig`` once a file matching ``pattern``
+    is in ``frames`` (at most two minutes later); its end, output captured."""
+    proc = subprocess.Popen(
+        [*megara_dark(), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(frames.glob(pattern)):
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def start_simulators(*args: str) -> SimProcess:

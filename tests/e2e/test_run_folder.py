@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from tests.simproc import (
     megara,
     megara_dark,
     start_simulators,
+    stop_when,
 )
 
 pytestmark = pytest.mark.e2e
@@ -142,19 +142,14 @@ def test_sigint_then_the_printed_resume_finishes_on_the_same_devices(
 ) -> None:
     sim, here = telescope
     work = here / "w"
-    proc = subprocess.Popen(
-        [*megara_dark(), "run", "eng.yaml", "--config", "eng.toml", "--workdir", "w"],
+    stopped = stop_when(
+        ["run", "eng.yaml", "--config", "eng.toml", "--workdir", "w"],
         cwd=here,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        frames=work / "data",
+        pattern="dark60_*",
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((work / "data").glob("dark60_*")):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    err = stopped.stderr
+    assert stopped.returncode == 130, err[-3000:]
     command = printed(err, "finish with:")
     assert command == "megara-dark run --resume w"
     assert any(r["event"] == "stopped" for r in records(work))
@@ -358,19 +353,13 @@ def test_a_file_the_run_names_changed_since_its_start_is_refused_on_resume(
     (tmp_path / "sim.toml").write_text(
         '[simulator]\ntime_scale = 1000.0\n[reduce]\nqc_config = "qc.toml"\n'
     )
-    proc = subprocess.Popen(
-        [*megara_dark(), "run", "eng.yaml", "--config", "sim.toml", "--workdir", "w"],
+    stopped = stop_when(
+        ["run", "eng.yaml", "--config", "sim.toml", "--workdir", "w"],
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        frames=tmp_path / "w" / "data",
+        pattern="dark60_*",
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(
-        (tmp_path / "w" / "data").glob("dark60_*")
-    ):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
     (tmp_path / "qc.toml").write_text("[qc]\nhot_nsigma = 3.0\n")
 
     refused = megara("run", "--resume", "w", cwd=tmp_path)

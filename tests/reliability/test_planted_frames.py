@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import pytest
 from astropy.io import fits
 
 from sequencer.journal import Journal, replay
-from tests.simproc import BIAS3_DARK60, megara, megara_dark
+from tests.simproc import BIAS3_DARK60, megara, megara_dark, stop_when
 
 pytestmark = pytest.mark.e2e
 
@@ -44,22 +43,13 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (here / "ob.yaml").write_text(BLOCKS)
     (here / "sim.toml").write_text(CONFIG)
     work = here / "w"
-    proc = subprocess.Popen(
-        [*megara_dark(), "run", "ob.yaml", "--config", "sim.toml", "--workdir", "w"],
+    done = stop_when(
+        ["run", "ob.yaml", "--config", "sim.toml", "--workdir", "w"],
         cwd=here,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        frames=work / "data",
+        pattern=f"{DARK}_0001.fits",
     )
-    deadline = time.monotonic() + 120
-    while (
-        time.monotonic() < deadline
-        and not (work / "data" / f"{DARK}_0001.fits").exists()
-    ):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert done.returncode == 130, done.stderr[-2000:]
     return work
 
 

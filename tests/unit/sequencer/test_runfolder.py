@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,13 @@ from sequencer.runfolder import (
     RunInputs,
     RunLock,
     check_same_devices,
+    check_same_files,
     check_same_inputs,
     quoted,
+    recorded_record,
     reset_command,
     resume_command,
+    sha256,
 )
 
 CCD = {
@@ -152,3 +157,30 @@ def test_a_lock_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".lock").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ConfigError, match="cannot create the run folder's lock"):
         RunLock(tmp_path, "run")
+
+
+@pytest.mark.parametrize(
+    ("first", "named"),
+    [
+        ({"run_id": "not-a-uuid"}, "run_id 'not-a-uuid' is not a UUID"),
+        ({"blocks_file": "blocks.yaml"}, "observing blocks entry"),
+        (
+            {"blocks_file": {"name": "../../elsewhere.yaml", "sha256": "0"}},
+            "observing blocks entry",
+        ),
+    ],
+)
+def test_a_damaged_first_record_is_one_clear_refusal(
+    tmp_path: Path, first: dict[str, Any], named: str
+) -> None:
+    """A journal edited by hand is refused in one line, never a traceback."""
+    (tmp_path / "blocks.yaml").write_bytes(b"id: a\n")
+    record: dict[str, Any] = {
+        "run_id": str(uuid.uuid4()),
+        "blocks_file": {"name": "blocks.yaml", "sha256": sha256(b"id: a\n")},
+        **first,
+    }
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        recorded_record(tmp_path, record)
+    with pytest.raises(ConfigError, match="referenced is"):
+        check_same_files(["not", "a", "table"], tmp_path)
