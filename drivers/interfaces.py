@@ -6,22 +6,149 @@ can pass fakes and a new controller needs only a new implementation.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from drivers.cover import CoverStatus
 from drivers.identity import DeviceIdentity
-from drivers.protocol import ccd as proto_ccd
-from drivers.readout import Progress, Readout
 
 __all__ = [
     "CcdController",
+    "CcdStatus",
+    "ControllerState",
     "CoverStatus",
     "DeviceIdentity",
     "FocalPlaneCover",
+    "FrameInfo",
     "Identified",
     "Progress",
     "Readout",
+    "ShutterState",
 ]
+
+#: Called during a readout with (bytes received, bytes expected).
+Progress = Callable[[int, int], None]
+
+
+class ControllerState(enum.Enum):
+    """What the CCD controller is doing with the exposure the driver started."""
+
+    IDLE = "IDLE"
+    EXPOSING = "EXPOSING"
+    READING = "READING"
+    READY = "READY"
+    ERROR = "ERROR"
+
+
+class ShutterState(enum.Enum):
+    """Where the shutter is, as its switches read back."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    MOVING = "MOVING"
+    FAULT = "FAULT"
+
+
+#: Shutter states from least to most open (``FAULT``: both switches or neither
+#: for long, which may be open): the order of a frame's ``shutter_max``.
+SHUTTER_ORDER = (
+    ShutterState.CLOSED,
+    ShutterState.MOVING,
+    ShutterState.FAULT,
+    ShutterState.OPEN,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CcdStatus:
+    """The controller read now.
+
+    Attributes
+    ----------
+    state
+        What it is doing with the exposure the driver started.
+    exptime_s
+        Requested exposure time of that exposure, seconds (0 when IDLE).
+    elapsed_s
+        Seconds of it integrated so far, by the controller's clock.
+    shutter
+        Shutter position now.
+    temperature_k
+        CCD temperature now, kelvin.
+    frame
+        The controller's number of the frame last read out or being read.
+    dark
+        Whether that exposure keeps the shutter shut.
+    """
+
+    state: ControllerState
+    exptime_s: float
+    elapsed_s: float
+    shutter: ShutterState
+    temperature_k: float
+    frame: int
+    dark: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameInfo:
+    """One frame as the driver saw it taken and read.
+
+    Attributes
+    ----------
+    frame
+        The controller's frame number.
+    rows, cols
+        Geometry (4212 x 4196 for MEGARA raw).
+    exptime_s
+        Integration time by the controller's clock, seconds.
+    dark
+        Whether the shutter was commanded shut.
+    temp_start_k, temp_end_k
+        CCD temperature when the exposure started and when it was read, K.
+    shutter_max
+        The most open shutter state read back while the frame integrated
+        (:data:`SHUTTER_ORDER`): ``CLOSED`` only if every reading was shut.
+    shutter_readings
+        How many shutter readings that is (at least two: start and end).
+    """
+
+    frame: int
+    rows: int
+    cols: int
+    exptime_s: float
+    dark: bool
+    temp_start_k: float
+    temp_end_k: float
+    shutter_max: ShutterState
+    shutter_readings: int
+
+
+@dataclass(frozen=True)
+class Readout:
+    """One frame as transferred from the controller.
+
+    Attributes
+    ----------
+    info
+        What the driver saw of the frame (exposure, temperatures, shutter).
+    pixels
+        ``rows x cols`` big-endian uint16 ADU, ready for a BITPIX=16 FITS file.
+    refetched
+        Blocks fetched by a later transfer, after one was cut short.
+    rounds
+        Transfers needed (1 when nothing went wrong).
+    """
+
+    info: FrameInfo
+    pixels: npt.NDArray[np.uint16]
+    refetched: int
+    rounds: int
 
 
 class Identified(Protocol):
@@ -61,7 +188,7 @@ class CcdController(Protocol):
     @property
     def url(self) -> str: ...
 
-    def status(self) -> proto_ccd.Status:
+    def status(self) -> CcdStatus:
         """State, exposure progress, shutter and temperature, read now."""
         ...
 
@@ -77,7 +204,7 @@ class CcdController(Protocol):
         """Close the shutter and check that it reads back closed."""
         ...
 
-    def shutter(self) -> proto_ccd.ShutterState:
+    def shutter(self) -> ShutterState:
         """The shutter position, read back from the controller."""
         ...
 
@@ -90,9 +217,9 @@ class CcdController(Protocol):
         ...
 
     def read_frame(self, progress: Progress | None = None) -> Readout:
-        """Transfer the frame in the controller's memory, CRC-checked."""
+        """Transfer the frame the last exposure made, checked as it arrives."""
         ...
 
     def clear(self) -> None:
-        """Drop the frame in the controller's memory."""
+        """Done with the frame in the controller's memory (read or not)."""
         ...

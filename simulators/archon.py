@@ -54,6 +54,7 @@ from drivers.errors import ConfigError, ProtocolError
 from drivers.protocol import archon as protocol
 from drivers.protocol.archon import Command, Power, Verb
 from drivers.protocol.archon_acf import (
+    declared_parameters,
     encode_config_entry,
     parse_config_line,
     parse_rconfig,
@@ -63,7 +64,6 @@ from drivers.protocol.archon_status import encode_key_values
 from simulators.archon_config import (
     ConfigMemory,
     Geometry,
-    declared_parameters,
     geometry_from,
 )
 from simulators.archon_frames import FrameBuffers, FrameRecord, Refused, ticks

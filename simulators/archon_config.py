@@ -52,7 +52,12 @@ from drivers.protocol.archon import (
     MAX_CONFIG_LINES,
     SampleMode,
 )
-from drivers.protocol.archon_acf import ConfigLine, parse_acf
+from drivers.protocol.archon_acf import (
+    ConfigLine,
+    config_integer,
+    frame_size,
+    parse_acf,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,6 @@ MAX_FRAME_PIXELS = 2 * 2 * AMP_LINES * AMP_PIXELS
 _TAP_RE = re.compile(
     r"\s*([A-Z]+)([0-9]+)([LR])\s*,\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*", re.IGNORECASE
 )
-_PARAMETER_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([0-9]+)\s*")
 
 
 class ConfigMemory:
@@ -130,13 +134,16 @@ class Geometry:
     @property
     def width(self) -> int:
         """Pixels per line of the frame buffer."""
-        across = -(-len(self.taps) // 2) if self.split else len(self.taps)
-        return self.pixelcount * across
+        return frame_size(
+            self.linecount, self.pixelcount, len(self.taps), self.framemode
+        )[0]
 
     @property
     def height(self) -> int:
         """Lines of the frame buffer."""
-        return self.linecount * (2 if self.split else 1)
+        return frame_size(
+            self.linecount, self.pixelcount, len(self.taps), self.framemode
+        )[1]
 
     @property
     def bytes_per_pixel(self) -> int:
@@ -159,20 +166,8 @@ class Geometry:
         return self.linecount * self.pixelcount / (AMP_LINES * AMP_PIXELS)
 
 
-def _integer(
-    values: dict[str, str], key: str, default: int, low: int, high: int
-) -> int:
-    text = values.get(key, str(default)).strip()
-    if not re.fullmatch(r"-?[0-9]+", text) or not low <= int(text) <= high:
-        raise ConfigError(
-            f"archon: {key}={text!r} in the configuration; expected an integer in"
-            f" {low}..{high}"
-        )
-    return int(text)
-
-
 def _taps(values: dict[str, str]) -> tuple[Tap, ...]:
-    count = _integer(values, "TAPLINES", 0, 0, 16)
+    count = config_integer(values, "TAPLINES", 0, 0, 16)
     taps = []
     for n in range(count):
         text = values.get(f"TAPLINE{n}", "")
@@ -206,12 +201,12 @@ def geometry_from(values: dict[str, str]) -> Geometry:
         if key not in values:
             raise ConfigError(f"archon: no {key} line in the configuration to apply")
     geometry = Geometry(
-        linecount=_integer(values, "LINECOUNT", 0, 1, 65535),
-        pixelcount=_integer(values, "PIXELCOUNT", 0, 1, 65535),
+        linecount=config_integer(values, "LINECOUNT", 0, 1, 65535),
+        pixelcount=config_integer(values, "PIXELCOUNT", 0, 1, 65535),
         taps=_taps(values),
-        framemode=_integer(values, "FRAMEMODE", 0, 0, 2),
-        sample=SampleMode(_integer(values, "SAMPLEMODE", 0, 0, 1)),
-        bigbuf=_integer(values, "BIGBUF", 0, 0, 1) == 1,
+        framemode=config_integer(values, "FRAMEMODE", 0, 0, 2),
+        sample=SampleMode(config_integer(values, "SAMPLEMODE", 0, 0, 1)),
+        bigbuf=config_integer(values, "BIGBUF", 0, 0, 1) == 1,
     )
     pixels = geometry.width * geometry.height
     if pixels > MAX_FRAME_PIXELS:
@@ -220,24 +215,6 @@ def geometry_from(values: dict[str, str]) -> Geometry:
             f" simulator keeps frames up to {MAX_FRAME_PIXELS} pixels"
         )
     return geometry
-
-
-def declared_parameters(values: dict[str, str]) -> dict[str, int]:
-    """The timing parameters ``PARAMETERn="Name=value"`` declare, by upper name.
-
-    Lines ``PARAMETER0`` .. ``PARAMETER<PARAMETERS-1>`` are read; an empty one
-    or a comment (``PARAMETER14=# Switches`` in a real ACF) declares nothing.
-    Names are matched without regard to case: sdss-archon upper-cases the
-    whole command line (``FASTLOADPARAM INTCS 100``) and real controllers
-    accept it.
-    """
-    count = _integer(values, "PARAMETERS", 0, 0, MAX_CONFIG_LINES)
-    declared: dict[str, int] = {}
-    for n in range(count):
-        match = _PARAMETER_RE.fullmatch(values.get(f"PARAMETER{n}", ""))
-        if match is not None:
-            declared[match[1].upper()] = int(match[2])
-    return declared
 
 
 # -- pixels ----------------------------------------------------------------------

@@ -63,6 +63,9 @@ BIGBUF_BASES = (0xA0000000, 0xD0000000)
 TIMER_HZ = 100_000_000
 #: Largest timing-script parameter value (20 bits).
 MAX_PARAMETER = 0xFFFFF
+#: Longest integration one exposure can be given, seconds: ``IntCS`` (in
+#: centiseconds) at its largest.
+MAX_INTEGRATION_S = MAX_PARAMETER / 100
 #: Filler after the frame in the last ``FETCH`` block (what sdss-archon says).
 PAD_BYTE = 0xFF
 #: Longest text line (terminator excluded) a framer keeps; our own limit.

@@ -209,3 +209,103 @@ def format_acf(lines: Iterable[tuple[str, str]]) -> str:
         )
         out.append(key.replace("/", "\\") + "=" + (f'"{value}"' if quote else value))
     return "\n".join(out) + "\n"
+
+
+# -- what a configuration means ----------------------------------------------------
+
+_PARAMETER_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([0-9]+)\s*")
+#: Timing parameters a host sets to run MEGARA's exposures (sdss-archon's set).
+EXPOSURE_PARAMETERS = (
+    "Exposures",
+    "IntCS",
+    "IntMS",
+    "ReadOut",
+    "AbortExposure",
+    "OpenShutter",
+    "DoFlush",
+    "WaitCount",
+    "AutoFlush",
+)
+
+
+def config_integer(
+    values: dict[str, str], key: str, default: int, low: int, high: int
+) -> int:
+    """The integer of configuration line ``key`` (``default`` if absent)."""
+    text = values.get(key, str(default)).strip()
+    if not re.fullmatch(r"-?[0-9]+", text) or not low <= int(text) <= high:
+        raise ConfigError(
+            f"{_DEVICE}: {key}={text!r} in the configuration; expected an integer in"
+            f" {low}..{high}"
+        )
+    return int(text)
+
+
+def frame_size(
+    linecount: int, pixelcount: int, taps: int, framemode: int
+) -> tuple[int, int]:
+    """Width and height of the frame buffer the taps fill.
+
+    ``FRAMEMODE`` 0 and 1 put the taps side by side; 2 ("split") puts the first
+    half across the top and the second half across the bottom (camerad's
+    ``framemode``, sdss-archon's ``_get_ccd_data``).
+    """
+    split = framemode == 2 and taps > 1
+    across = -(-taps // 2) if split else taps
+    return pixelcount * across, linecount * (2 if split else 1)
+
+
+def declared_parameters(values: dict[str, str]) -> dict[str, int]:
+    """The timing parameters ``PARAMETERn="Name=value"`` declare, by upper name.
+
+    Lines ``PARAMETER0`` .. ``PARAMETER<PARAMETERS-1>`` are read; an empty one
+    or a comment (``PARAMETER14=# Switches`` in a real ACF) declares nothing.
+    Names are matched without regard to case: sdss-archon upper-cases the
+    whole command line (``FASTLOADPARAM INTCS 100``) and real controllers
+    accept it.
+    """
+    count = config_integer(values, "PARAMETERS", 0, 0, MAX_CONFIG_LINES)
+    declared: dict[str, int] = {}
+    for n in range(count):
+        match = _PARAMETER_RE.fullmatch(values.get(f"PARAMETER{n}", ""))
+        if match is not None:
+            declared[match[1].upper()] = int(match[2])
+    return declared
+
+
+def check_megara_config(values: dict[str, str], *, rows: int, cols: int) -> None:
+    """Refuse a configuration that does not make ``rows`` x ``cols`` 16-bit frames.
+
+    ``values``: the configuration lines by upper-cased key. Also refused: a
+    timing parameter of :data:`EXPOSURE_PARAMETERS` not declared.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first line that disagrees.
+    """
+    taps = sum(
+        1
+        for n in range(config_integer(values, "TAPLINES", 0, 0, 16))
+        if values.get(f"TAPLINE{n}", "").strip()
+    )
+    width, height = frame_size(
+        config_integer(values, "LINECOUNT", 0, 0, 65535),
+        config_integer(values, "PIXELCOUNT", 0, 0, 65535),
+        taps,
+        config_integer(values, "FRAMEMODE", 0, 0, 2),
+    )
+    sample = config_integer(values, "SAMPLEMODE", 0, 0, 1)
+    if (width, height, sample) != (cols, rows, 0):
+        raise ConfigError(
+            f"LINECOUNT, PIXELCOUNT, TAPLINES, FRAMEMODE and SAMPLEMODE make frames"
+            f" of {width} x {height} pixels of {16 << sample} bits; expected"
+            f" {cols} x {rows} of 16 bits"
+        )
+    declared = declared_parameters(values)
+    missing = [name for name in EXPOSURE_PARAMETERS if name.upper() not in declared]
+    if missing:
+        raise ConfigError(
+            f"no PARAMETERn line declares {', '.join(missing)}; expected the timing"
+            f" parameters {', '.join(EXPOSURE_PARAMETERS)}"
+        )

@@ -52,10 +52,13 @@ class Framer:
         self._buffer = bytearray()
         self._transfers: dict[int, _Transfer] = {}
         self._max_text = max_text
+        #: The blocks of the transfers an unparseable frame ended, by reply id.
+        self._cut: dict[int, bytes] = {}
 
     def expect_binary(self, reply_id: int, nblocks: int) -> None:
         """Read ``<xx:`` from ``reply_id`` as ``nblocks`` binary blocks."""
         _check_id(reply_id)
+        self._cut.clear()
         if nblocks < 1 or reply_id in self._transfers:
             raise ProtocolError(
                 f"{_DEVICE}: cannot expect {nblocks!r} blocks for id {reply_id:02X};"
@@ -73,6 +76,13 @@ class Framer:
         """Give up the transfer ``reply_id``; returns the blocks it had received."""
         transfer = self._transfers.pop(reply_id, None)
         return 0 if transfer is None else transfer.received
+
+    def partial(self, reply_id: int) -> bytes:
+        """The payloads of the blocks of transfer ``reply_id`` received so far."""
+        transfer = self._transfers.get(reply_id)
+        if transfer is None:
+            return self._cut.get(reply_id, b"")
+        return transfer.data[: transfer.received].tobytes()
 
     @property
     def buffered(self) -> int:
@@ -94,6 +104,10 @@ class Framer:
                 while (end := self._take(view, start, replies)) != start:
                     start = end
         except ProtocolError:
+            self._cut = {
+                rid: t.data[: t.received].tobytes()
+                for rid, t in self._transfers.items()
+            }
             self.reset()
             raise
         del self._buffer[:start]
