@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.ccd import SerialCcdController
+from drivers.archon import ArchonCcdController
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from sequencer.config import InstrumentConfig
 from sequencer.hardware import Devices
@@ -96,7 +96,7 @@ def devices_for(
         urls = sim.urls
     else:
         urls = dict(config.devices)
-    ccd = SerialCcdController.from_config(config.ccd_config(urls["ccd"]))
+    ccd = ArchonCcdController.from_config(config.ccd_config(urls["ccd"]))
     left = SerialCoverHalf.from_config(config.cover_config(urls["cover_left"], "left"))
     right = SerialCoverHalf.from_config(
         config.cover_config(urls["cover_right"], "right")

@@ -17,15 +17,20 @@ from dataclasses import dataclass, field
 
 from drivers.cover import CoverStatus
 from drivers.errors import MegaraDarkError
-from drivers.interfaces import CcdController, FocalPlaneCover
-from drivers.protocol import ccd as proto_ccd
+from drivers.interfaces import (
+    CcdController,
+    CcdStatus,
+    ControllerState,
+    FocalPlaneCover,
+    ShutterState,
+)
 from sequencer.config import RunSettings
 from sequencer.motion import wait_for_cover
 
 log = logging.getLogger(__name__)
 
 #: Controller states in which the CCD is busy (not safe to leave).
-CCD_BUSY = (proto_ccd.ControllerState.EXPOSING, proto_ccd.ControllerState.READING)
+CCD_BUSY = (ControllerState.EXPOSING, ControllerState.READING)
 #: Shortest wall-clock interval between two status polls, seconds.
 MIN_POLL_S = 0.005
 
@@ -67,14 +72,14 @@ class SafetyReading:
     """The cover and the controller, read back together."""
 
     cover: CoverStatus
-    ccd: proto_ccd.Status
+    ccd: CcdStatus
 
     @property
     def safe(self) -> bool:
         """Cover closed and at rest, shutter closed, controller not busy."""
         return (
             self.cover.fully_closed
-            and self.ccd.shutter is proto_ccd.ShutterState.CLOSED
+            and self.ccd.shutter is ShutterState.CLOSED
             and self.ccd.state not in CCD_BUSY
         )
 
@@ -137,7 +142,7 @@ def make_safe(devices: Devices, pacing: Pacing) -> SafeReport:
         if status.state in CCD_BUSY:
             ccd.abort()
             report.steps.append(f"aborted the {status.state.value.lower()} frame")
-        elif status.state is proto_ccd.ControllerState.READY:
+        elif status.state is ControllerState.READY:
             report.steps.append(
                 "a frame is in the controller's memory (kept; the next "
                 "exposure drops it)"

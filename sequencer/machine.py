@@ -28,8 +28,7 @@ from typing import Any, Protocol
 from transitions import EventData, Machine
 
 from drivers.errors import DeviceError, MegaraDarkError, SequenceError
-from drivers.interfaces import Readout
-from drivers.protocol import ccd as proto_ccd
+from drivers.interfaces import CcdStatus, ControllerState, Readout, ShutterState
 from sequencer.blocks import ObservingBlock
 from sequencer.hardware import (
     CCD_BUSY,
@@ -114,7 +113,7 @@ class Interlock:
 
     @property
     def closed(self) -> bool:
-        return self.cover_closed and self.shutter == proto_ccd.ShutterState.CLOSED.value
+        return self.cover_closed and self.shutter == ShutterState.CLOSED.value
 
 
 @dataclass
@@ -150,7 +149,7 @@ class FrameRecord:
             found.append(f"during integration a cover half read {self.cover_worst}")
         if self.readout is not None:
             shutmax = self.readout.info.shutter_max
-            if shutmax is not proto_ccd.ShutterState.CLOSED:
+            if shutmax is not ShutterState.CLOSED:
                 found.append(
                     f"controller saw the shutter {shutmax.value} during integration"
                 )
@@ -324,7 +323,7 @@ class DarkSequence:
             "readback", edge=always or changed, block=self.block.id, **seen
         )
 
-    def _polled(self, status: proto_ccd.Status) -> None:
+    def _polled(self, status: CcdStatus) -> None:
         self._readback(
             shutter=status.shutter.value, temperature_k=round(status.temperature_k, 2)
         )
@@ -428,7 +427,7 @@ class DarkSequence:
         while True:
             status = self.devices.ccd.status()
             self._polled(status)
-            if status.state is not proto_ccd.ControllerState.EXPOSING:
+            if status.state is not ControllerState.EXPOSING:
                 break
             self._exposure_progress(status.elapsed_s)
             if self.pacing.clock() >= next_cover:
@@ -448,7 +447,7 @@ class DarkSequence:
                     "be hung: abort and power-cycle it"
                 )
             self._wait(self.pacing.poll_s)
-        if status.state is proto_ccd.ControllerState.ERROR:
+        if status.state is ControllerState.ERROR:
             raise DeviceError(
                 f"ccd: controller on {self.devices.ccd.url} went to ERROR during the "
                 "exposure; expected READING; send CLEAR and check its log"
@@ -495,10 +494,10 @@ class DarkSequence:
         while True:
             status = self.devices.ccd.status()
             self._polled(status)
-            if status.state is proto_ccd.ControllerState.READY:
+            if status.state is ControllerState.READY:
                 self._readout_progress(100.0, edge=True)
                 break
-            if status.state is not proto_ccd.ControllerState.READING:
+            if status.state is not ControllerState.READING:
                 raise DeviceError(
                     f"ccd: controller reads {status.state.value} on "
                     f"{self.devices.ccd.url} after the exposure; expected READING "

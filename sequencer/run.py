@@ -199,7 +199,7 @@ class RunSink:
             valid=valid,
             invalid_reason=reason or None,
             simulated=self.run.simulated,
-            readout_bad_blocks=len(readout.bad_blocks),
+            readout_bad_blocks=readout.refetched,
             readout_rounds=readout.rounds,
             software_version=__version__,
         )

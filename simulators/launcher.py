@@ -1,10 +1,14 @@
 """``megara-dark simulate``: the CCD controller and both cover halves in one process.
 
-Starts the three device simulators, each on its own pseudo-terminal (default)
-or loopback TCP port, plus a control port for run-time fault injection, and
-prints one JSON line per device once all are ready::
+Starts the three device simulators, plus a control port for run-time fault
+injection: the CCD controller, an STA Archon (:mod:`simulators.archon`), on a
+loopback TCP port as the real one listens on the network; each cover half,
+an Alnitak controller on a serial line, on its own pseudo-terminal (default)
+or loopback TCP port (``--transport tcp``). It prints one JSON line per device
+once all are ready::
 
-    {"device": "ccd", "url": "/dev/pts/5", "transport": "pty"}
+    {"device": "ccd", "url": "socket://127.0.0.1:4242", "transport": "tcp",
+     "protocol": "archon"}
     {"device": "cover_left", "url": "/dev/pts/6", "transport": "pty"}
     {"device": "cover_right", "url": "/dev/pts/7", "transport": "pty"}
     {"control": "socket://127.0.0.1:40123", "pid": 4242, "time_scale": 1.0,
@@ -46,7 +50,7 @@ from typing import Any
 import click
 
 from drivers.errors import ConfigError
-from simulators.ccd import CcdModel
+from simulators.archon import ArchonModel
 from simulators.clock import SimClock
 from simulators.control import ControlServer
 from simulators.control_token import TokenFile
@@ -72,7 +76,6 @@ class SimulatorSettings:
     seed: int = 1
     ccd_temperature_k: float = 163.15
     readout_s: float = 40.0
-    block_size: int = 65536
     cover_motion_s: float = 6.0
     cover_initial: str = "open"
     ambient_light_e_per_s: float = 20.0
@@ -96,11 +99,6 @@ class SimulatorSettings:
             raise ConfigError(
                 f"run key must be an integer in [0, 2**63), got {self.run_key}"
             )
-        if not 512 <= self.block_size <= 4 * 1024 * 1024:
-            raise ConfigError(
-                "block size must be between 512 and 4194304 bytes, "
-                f"got {self.block_size}"
-            )
 
 
 class SimulatorSet:
@@ -123,12 +121,11 @@ class SimulatorSet:
             )
             for name in ("cover_left", "cover_right")
         }
-        self.ccd = CcdModel(
+        self.ccd = ArchonModel(
             self.clock,
-            faults,
             Detector(DetectorConfig(seed=settings.seed)),
+            faults=faults,
             readout_s=settings.readout_s,
-            block_size=settings.block_size,
             temperature_k=settings.ccd_temperature_k,
             light_at_shutter=self._light_at_shutter,
             first_frame=settings.first_frame,
@@ -144,7 +141,7 @@ class SimulatorSet:
                 model,
                 self.clock,
                 faults,
-                transport=settings.transport,
+                transport="tcp" if model is self.ccd else settings.transport,
                 port=port,
                 seed=settings.seed + i,
             )
@@ -185,7 +182,8 @@ class SimulatorSet:
             {
                 "device": server.model.name,
                 "url": server.url,
-                "transport": self.settings.transport,
+                "transport": server.transport,
+                **({"protocol": "archon"} if server.model is self.ccd else {}),
             }
             for server in self.servers
         ]
@@ -274,7 +272,8 @@ def serve(
     type=click.Choice(["pty", "tcp"]),
     default="pty",
     show_default=True,
-    help="Pseudo-terminals, or TCP ports on 127.0.0.1.",
+    help="Cover halves on pseudo-terminals, or TCP ports on 127.0.0.1 (the CCD"
+    " controller, an Archon, is always on TCP).",
 )
 @click.option(
     "--time-scale",
@@ -298,13 +297,6 @@ def serve(
 )
 @click.option(
     "--readout-s", type=float, default=40.0, show_default=True, help="Readout time (s)."
-)
-@click.option(
-    "--block-size",
-    type=int,
-    default=65536,
-    show_default=True,
-    help="Readout block size in bytes.",
 )
 @click.option(
     "--cover-motion-s",
@@ -374,7 +366,6 @@ def simulate(
     scenario: Path | None,
     ccd_temperature: float,
     readout_s: float,
-    block_size: int,
     cover_motion_s: float,
     cover_initial: str,
     ambient_light: float,
@@ -397,7 +388,6 @@ def simulate(
         seed=seed,
         ccd_temperature_k=ccd_temperature,
         readout_s=readout_s,
-        block_size=block_size,
         cover_motion_s=cover_motion_s,
         cover_initial=cover_initial,
         ambient_light_e_per_s=ambient_light,
