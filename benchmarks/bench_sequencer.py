@@ -13,15 +13,19 @@ the next ``frame_started``; the last frame to its ``frame_written``) and split
 into exposure, controller readout, transfer and writing.
 
 Side by side, in the same simulators' process and with the same settings,
-a bare loop of the driver alone (EXPOSE, STATUS polls, transfer, CLEAR: no
-interlock read-back, FITS file, journal or reduction) gives the reference
-cycle: what the link and the simulated devices cost without the sequencer.
+a bare loop of the Archon driver alone (``expose()``, ``status()`` polls,
+``read_frame()``, ``clear()``: no interlock read-back, FITS file, journal or
+reduction) gives the reference cycle: what the link and the simulated
+devices cost without the sequencer.
 After the run, the batch reduction (``reduce_block`` on the same frames) is
 timed as the reference for the streaming reduction's last step.
 
 Usage::
 
     python benchmarks/bench_sequencer.py [--frames 10] [--transport pty]
+
+``--transport`` is the cover halves' link; the CCD controller, an Archon, is
+always on loopback TCP.
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.ccd import SerialCcdController
+from drivers.archon import ArchonCcdController
 from drivers.config import CcdConfig
-from drivers.protocol import ccd as pc
+from drivers.interfaces import ControllerState
 from reduce.pipeline import reduce_block
 from sequencer.simlaunch import start_simulators
 
@@ -126,7 +130,7 @@ def bare_loop(n: int, transport: str) -> list[float]:
     """The reference: the driver alone, on simulators started the same way."""
     args = ["--time-scale", repr(TIME_SCALE), "--readout-s", repr(READOUT_S)]
     with start_simulators([*args, "--transport", transport]) as sim:
-        ccd = SerialCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+        ccd = ArchonCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
         try:
             ccd.connect()
             ccd.close_shutter()
@@ -134,7 +138,7 @@ def bare_loop(n: int, transport: str) -> list[float]:
             for _ in range(n):
                 start = time.monotonic()
                 ccd.expose(EXPTIME_S, dark=True)
-                while ccd.status().state is not pc.ControllerState.READY:
+                while ccd.status().state is not ControllerState.READY:
                     time.sleep(0.001)  # the sequencer's poll at this time scale
                 ccd.read_frame()
                 ccd.clear()
@@ -181,7 +185,8 @@ def main() -> int:
         if e["event"] == "reduction_done" and e["block"] == "dark"
     )
     print(
-        f"sequencer, {n} full-size dark frames over {opts.transport}: exposure "
+        f"sequencer, {n} full-size dark frames (CCD over TCP, covers over "
+        f"{opts.transport}): exposure "
         f"{EXPTIME_S:g} s + readout {READOUT_S:g} s at time scale {TIME_SCALE:g} = "
         f"{SIMULATED_S:.3f} s simulated per frame (whole run {run_wall:.1f} s)"
     )

@@ -1,34 +1,36 @@
-"""Full-frame transfer from the CCD simulator against a plain pyserial read.
+"""Full-frame FETCH from the simulated Archon against a plain pyserial read.
 
-Requirement (issue "Foundation"): one raw frame (4212 x 4196 x 2 bytes =
-35,347,104 bytes) read from the CCD simulator through pyserial, the codec's
-:meth:`drivers.protocol.ccd.Framer.feed_decoded` and a CRC check of every
-block reaches at least 70 % of the throughput of a plain pyserial read of the
-same number of bytes over the same kind of link, measured in the same run.
+Requirement (issue "Foundation", carried over to the Archon): one raw frame
+(4212 x 4196 x 2 bytes = 35,347,104 bytes) read from the CCD simulator through
+pyserial and the codec's :class:`drivers.protocol.archon_framer.Framer`
+reaches at least 70 % of the throughput of a plain pyserial read of the same
+number of bytes over the same kind of link, measured in the same run.
 
-For each link (a pseudo-terminal, then loopback TCP) the script measures,
-interleaved, ``--repeat`` times:
+The Archon is on loopback TCP only (a real one listens on port 4242), so the
+link is TCP; the pseudo-terminal of the old CCD protocol has no Archon
+equivalent. Its binary blocks carry no checksum, so the per-block CRC of the
+old protocol is gone too. Measured, interleaved, ``--repeat`` times:
 
-* reference ``read(N)``: a peer thread in this process (writing to a pty
-  master, or a TCP server thread) sends N bytes as fast as it can when asked;
-  the client asks and takes them with one pyserial ``port.read(N)``;
+* reference ``read(N)``: a TCP server thread in this process sends N bytes as
+  fast as it can when asked; the client asks and takes them with one pyserial
+  ``port.read(N)``;
 * reference ``select+read``: the same, read in a loop of ``select`` and
   non-blocking ``port.read(1 MiB)``, the chunks joined at the end;
 * simulator: ``megara-dark simulate`` in a subprocess (time scale 100000,
-  readout 0 s) holding a 0 s DARK whose frame was already synthesised by a
-  first FRAME (not timed); the client sends ``READ`` and runs a hand-written
-  loop (``select`` + ``port.read(1 MiB)`` + ``feed_decoded`` + ``crc_ok`` per
-  block) until ``OK READ 540``, then joins the payloads. The whole-frame CRC
-  is checked after the clock stops.
+  readout 0 s) holding a 0 s dark taken by the driver; a hand-written loop
+  on its own pyserial connection sends ``FETCH`` of the frame's 34,519 blocks
+  of 1024 bytes (each behind its ``<xx:`` header) and runs ``select`` +
+  ``port.read(1 MiB)`` + ``Framer.feed`` until the framer returns the whole
+  reply. Every run's bytes are compared with the first run's after the
+  clock stops.
 
 Each path gets one untimed warm-up run first. The reference is the faster of
-the two plain reads (median MB/s); the ratio is simulator / reference. The
-table lists medians with the min-max spread. Exit status 1 if a ratio misses
-the target.
+the two plain reads (median MB/s); the ratio is simulator / reference. Exit
+status 1 if the ratio misses the target.
 
-Run: ``python benchmarks/bench_transfer.py [--repeat 7] [--links pty,tcp]``.
-The machine's cores are shared by the simulator and this client, so expect a
-spread of 10-20 % between runs; ``--repeat`` trades time for a steadier median.
+Run: ``python benchmarks/bench_transfer.py [--repeat 7]``. The machine's
+cores are shared by the simulator and this client, so expect a spread of
+10-20 % between runs; ``--repeat`` trades time for a steadier median.
 """
 
 from __future__ import annotations
@@ -43,51 +45,55 @@ import socket
 import statistics
 import subprocess
 import sys
-import termios
 import threading
 import time
-import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import serial
 
-from drivers.protocol import ccd as proto
+from drivers.archon import COLS, ROWS, ArchonCcdController
+from drivers.config import CcdConfig
+from drivers.interfaces import ControllerState
+from drivers.protocol import archon as proto
+from drivers.protocol.archon_framer import Framer
+from drivers.protocol.archon_status import BufferStatus, FrameStatus, parse_key_values
 
 #: Bytes of one raw MEGARA frame.
-FRAME_BYTES = proto.FRAME_BYTES
+FRAME_BYTES = ROWS * COLS * 2
+#: FETCH blocks of one frame.
+FRAME_BLOCKS = proto.blocks_for(FRAME_BYTES)
 #: Minimum throughput ratio simulator / plain read (requirement).
 TARGET = 0.70
 #: Bytes asked of pyserial per non-blocking read.
 READ_SIZE = 1 << 20
 #: Wall seconds without a byte before a transfer is declared stalled.
 STALL_S = 10.0
-#: The request a reference peer waits for before it streams the frame.
+#: The request the reference peer waits for before it streams the frame.
 GO = b"GO\n"
-LINKS = ("pty", "tcp")
 
 
-# -- plain reference peers ---------------------------------------------------
+# -- the plain reference peer ------------------------------------------------
 
 
 def reference_payload() -> bytes:
-    """N seeded pseudo-random bytes (what the reference peers send)."""
+    """N seeded pseudo-random bytes (what the reference peer sends)."""
     rng = np.random.default_rng(20261128)
     data: bytes = rng.integers(0, 256, size=FRAME_BYTES, dtype=np.uint8).tobytes()
     return data
 
 
-class _Peer:
-    """A thread that sends ``payload`` whole each time it reads :data:`GO`."""
-
-    url: str
+class TcpPeer:
+    """A loopback TCP server thread that ``sendall``s the payload on :data:`GO`."""
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def start(self) -> None:
         self._thread.start()
@@ -95,40 +101,6 @@ class _Peer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-
-class PtyPeer(_Peer):
-    """Writes to the master side of a raw pseudo-terminal (``os.write``)."""
-
-    def __init__(self, payload: bytes) -> None:
-        super().__init__(payload)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave, termios.TCSANOW)
-        self.url = os.ttyname(self._slave)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                ready, _, _ = select.select([self._master], [], [], 0.1)
-                if ready and os.read(self._master, 64).endswith(GO):
-                    view = memoryview(self.payload)
-                    while view:
-                        view = view[os.write(self._master, view) :]
-        finally:
-            os.close(self._master)
-            os.close(self._slave)
-
-
-class TcpPeer(_Peer):
-    """A loopback TCP server thread that ``sendall``s the payload."""
-
-    def __init__(self, payload: bytes) -> None:
-        super().__init__(payload)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def _run(self) -> None:
         with self._listener:
@@ -158,9 +130,9 @@ class TcpPeer(_Peer):
 
 
 @contextlib.contextmanager
-def reference_peer(link: str, payload: bytes) -> Iterator[str]:
-    """Start a reference peer on ``link`` (pty or tcp); yield its pyserial URL."""
-    peer: _Peer = PtyPeer(payload) if link == "pty" else TcpPeer(payload)
+def reference_peer(payload: bytes) -> Iterator[str]:
+    """Start a reference peer on loopback TCP; yield its pyserial URL."""
+    peer = TcpPeer(payload)
     peer.start()
     try:
         yield peer.url
@@ -218,23 +190,15 @@ class Simulator:
 
 
 def simulator_command(link: str) -> list[str]:
-    """The command line of a fast simulator on ``link`` (pty or tcp)."""
+    """A fast simulator; ``link`` (pty or tcp) is the covers' (the CCD: TCP)."""
     exe = shutil.which("megara-dark", path=os.path.dirname(sys.executable))
     head = [exe, "simulate"] if exe else [sys.executable, "-m", "simulators"]
-    return [
-        *head,
-        "--transport",
-        link,
-        "--time-scale",
-        "100000",
-        "--readout-s",
-        "0",
-    ]
+    return [*head, "--transport", link, "--time-scale", "100000", "--readout-s", "0"]
 
 
 @contextlib.contextmanager
-def simulator(link: str) -> Iterator[Simulator]:
-    """Run the simulators on ``link`` until the block ends."""
+def simulator(link: str = "tcp") -> Iterator[Simulator]:
+    """Run the simulators (covers on ``link``) until the block ends."""
     process = subprocess.Popen(
         simulator_command(link), stdout=subprocess.PIPE, text=True
     )
@@ -256,77 +220,78 @@ def simulator(link: str) -> Iterator[Simulator]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
-class CcdLine:
-    """Commands to the CCD simulator with bare pyserial and the codec."""
+def take_dark(ccd: ArchonCcdController, exptime_s: float = 0.0) -> None:
+    """Expose ``exptime_s`` (dark) and wait until the frame is READY."""
+    ccd.expose(exptime_s, dark=True)
+    deadline = time.monotonic() + 30.0
+    while ccd.status().state is not ControllerState.READY:
+        if time.monotonic() > deadline:
+            raise RuntimeError("ccd simulator did not reach READY")
+        time.sleep(0.002)
+
+
+class ArchonLine:
+    """Commands to the Archon simulator with bare pyserial and the codec."""
 
     def __init__(self, url: str) -> None:
         self.port = open_plain(url, timeout=5.0)
-        self.mid = 0
+        self.id = proto.MAX_ID
 
     def close(self) -> None:
         self.port.close()
 
-    def next_mid(self) -> int:
-        self.mid = proto.next_mid(self.mid)
-        return self.mid
+    def next_id(self) -> int:
+        self.id = proto.next_id(self.id)
+        return self.id
 
-    def ask(self, make: Callable[[int], proto.Command]) -> proto.DeviceReply:
-        """Send one command; return its (single-line) decoded reply."""
+    def ask(self, text: str) -> str:
+        """Send one command; the payload of its text reply."""
         self.port.timeout = 5.0
-        command = make(self.next_mid())
+        command = proto.Command(self.next_id(), text)
         self.port.write(proto.encode_command(command))
         reply = proto.decode_reply(self.port.read_until(b"\n"))
-        if reply.mid != command.mid or isinstance(reply, proto.ErrorReply):
-            raise RuntimeError(f"ccd simulator answered {reply!r} to {command!r}")
-        return reply
+        if reply.id != command.id or not reply.ok:
+            raise RuntimeError(f"ccd simulator answered {reply!r} to {text!r}")
+        return reply.text
 
-    def prepare_frame(self) -> proto.FrameInfo:
-        """Take a 0 s dark and make the simulator synthesise it (FRAME)."""
-        self.ask(lambda mid: proto.Expose(mid, 0.0, proto.ExposureKind.DARK))
-        deadline = time.monotonic() + 30.0
-        while True:
-            status = self.ask(proto.GetStatus)
-            assert isinstance(status, proto.Status)
-            if status.state is proto.ControllerState.READY:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ccd simulator not READY: {status!r}")
-            time.sleep(0.01)
-        info = self.ask(proto.GetFrame)
-        assert isinstance(info, proto.FrameInfo)
-        if info.nbytes != FRAME_BYTES:
-            raise RuntimeError(f"simulator frame has {info.nbytes} bytes")
-        return info
+    def locate(self) -> BufferStatus:
+        """The buffer of the latest complete frame, locked."""
+        frame = FrameStatus.from_key_values(parse_key_values(self.ask("FRAME")))
+        buffer = frame.latest_complete()
+        if buffer is None or buffer.nbytes != FRAME_BYTES:
+            raise RuntimeError(f"no complete full frame in the simulator: {frame!r}")
+        self.ask(proto.lock_command(buffer.number))
+        return buffer
 
-    def read_frame(self, info: proto.FrameInfo) -> tuple[float, bytes]:
-        """READ all blocks by hand (framer + CRC per block); seconds and bytes."""
+    def fetch(self, buffer: BufferStatus) -> tuple[float, bytes]:
+        """FETCH the frame by hand (select, read, Framer.feed); seconds and bytes."""
         port = self.port
         port.timeout = 0
         fd = port.fileno()
-        framer = proto.Framer()
-        payloads: list[bytes] = []
-        mid = self.next_mid()
+        framer = Framer()
+        reply_id = self.next_id()
+        framer.expect_binary(reply_id, FRAME_BLOCKS)
+        command = proto.Command(
+            reply_id, proto.fetch_command(buffer.base, FRAME_BLOCKS)
+        )
+        data: bytes | None = None
         start = time.perf_counter()
-        port.write(proto.encode_command(proto.Read(mid)))
-        done = False
-        while not done:
+        port.write(proto.encode_command(command))
+        while data is None:
             if not select.select([fd], [], [], STALL_S)[0]:
-                raise RuntimeError(f"READ stalled after {len(payloads)} blocks")
-            for reply in framer.feed_decoded(port.read(READ_SIZE)):
-                if isinstance(reply, proto.DataBlock):
-                    if not reply.crc_ok:
-                        raise RuntimeError(f"block {reply.index} failed its CRC")
-                    payloads.append(reply.payload)
-                elif isinstance(reply, proto.ReadDone):
-                    done = True
-                else:
-                    raise RuntimeError(f"unexpected {reply!r} during READ")
-        data = b"".join(payloads)
+                got = framer.blocks_received(reply_id)
+                raise RuntimeError(f"FETCH stalled after {got} blocks")
+            for reply in framer.feed(port.read(READ_SIZE)):
+                if reply.id != reply_id or reply.binary is None:
+                    raise RuntimeError(f"unexpected {reply!r} during FETCH")
+                data = reply.binary
         seconds = time.perf_counter() - start
-        if len(payloads) != info.blocks or proto.crc32(data) != info.crc:
-            raise RuntimeError("READ delivered a frame that fails its frame CRC")
+        if len(data) != FRAME_BLOCKS * proto.BLOCK_SIZE:
+            raise RuntimeError(f"FETCH delivered {len(data)} bytes")
         return seconds, data
 
 
@@ -348,21 +313,20 @@ class Figure:
     def median(self) -> float:
         return statistics.median(self.rates)
 
-    def row(self, link: str) -> str:
+    def row(self) -> str:
         return (
-            f"{link:4} {self.name:38} {self.median:8.1f} "
+            f"{self.name:42} {self.median:8.1f} "
             f"{min(self.rates):8.1f} {max(self.rates):8.1f}"
         )
 
 
-FIGURE_HEADER = f"{'link':4} {'path':38} {'median':>8} {'min':>8} {'max':>8}"
+FIGURE_HEADER = f"{'path':42} {'median':>8} {'min':>8} {'max':>8}   (MB/s)"
 
 
 @dataclass(frozen=True)
 class Verdict:
     """One requirement: measured ratio against its target."""
 
-    link: str
     what: str
     ratio: float
     target: float
@@ -375,13 +339,10 @@ class Verdict:
     def row(self) -> str:
         sign = ">=" if self.above else "<="
         result = "PASS" if self.passed else "FAIL"
-        return (
-            f"{self.link:4} {self.what:38} {self.ratio:8.2f} "
-            f"{sign} {self.target:4.2f}  {result}"
-        )
+        return f"{self.what:42} {self.ratio:8.2f} {sign} {self.target:4.2f}  {result}"
 
 
-VERDICT_HEADER = f"{'link':4} {'requirement':38} {'ratio':>8} {'target':>7}  result"
+VERDICT_HEADER = f"{'requirement':42} {'ratio':>8} {'target':>7}  result"
 
 
 def best_reference(figures: list[Figure]) -> Figure:
@@ -389,8 +350,8 @@ def best_reference(figures: list[Figure]) -> Figure:
     return max(figures, key=lambda f: f.median)
 
 
-def run_link(link: str, payload: bytes, repeat: int) -> tuple[list[Figure], Verdict]:
-    """All figures for one link and the verdict on the requirement.
+def measure(payload: bytes, repeat: int) -> tuple[list[Figure], Verdict]:
+    """All figures and the verdict on the requirement.
 
     The simulator and the reference peer run side by side for the whole
     measurement and the three paths take turns, so that a slow spell of the
@@ -400,31 +361,38 @@ def run_link(link: str, payload: bytes, repeat: int) -> tuple[list[Figure], Verd
     whole: list[float] = []
     loop: list[float] = []
     sim_s: list[float] = []
-    with simulator(link) as sim, reference_peer(link, payload) as url:
-        line = CcdLine(sim.urls["ccd"])
+    with simulator() as sim, reference_peer(payload) as url:
+        ccd = ArchonCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+        ccd.connect()
+        take_dark(ccd)
+        ccd.close_link()  # the simulator serves one client at a time
+        line = ArchonLine(sim.urls["ccd"])
         port = open_plain(url, timeout=STALL_S)
         try:
-            info = line.prepare_frame()
+            buffer = line.locate()
             # One untimed warm-up of each path (first-touch page faults,
             # socket buffer growth), then the timed runs.
             plain_read_all(port, nbytes)
             plain_read_loop(port, nbytes)
-            line.read_frame(info)
+            first = line.fetch(buffer)[1]
             for _ in range(repeat):
                 whole.append(plain_read_all(port, nbytes))
                 loop.append(plain_read_loop(port, nbytes))
-                sim_s.append(line.read_frame(info)[0])
+                seconds, data = line.fetch(buffer)
+                if data != first:
+                    raise RuntimeError("two FETCHes of one buffer differ")
+                sim_s.append(seconds)
         finally:
             port.close()
             line.close()
     references = [
-        Figure.of("plain pyserial read(N)", whole, nbytes),
-        Figure.of("plain pyserial select+read(1 MiB)", loop, nbytes),
+        Figure.of("plain pyserial read(N), TCP peer", whole, nbytes),
+        Figure.of("plain pyserial select+read(1 MiB), TCP peer", loop, nbytes),
     ]
-    measured = Figure.of("simulator READ+feed_decoded+CRC", sim_s, FRAME_BYTES)
+    measured = Figure.of("simulator FETCH + Framer.feed", sim_s, FRAME_BYTES)
     reference = best_reference(references)
     verdict = Verdict(
-        link, "simulator / best plain read", measured.median / reference.median, TARGET
+        "simulator / best plain read", measured.median / reference.median, TARGET
     )
     return [*references, measured], verdict
 
@@ -432,27 +400,22 @@ def run_link(link: str, payload: bytes, repeat: int) -> tuple[list[Figure], Verd
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="runs per path")
-    parser.add_argument(
-        "--links", default=",".join(LINKS), help="comma-separated: pty,tcp"
-    )
     args = parser.parse_args()
-    links = [name for name in args.links.split(",") if name]
-    if not links or any(name not in LINKS for name in links) or args.repeat < 1:
-        parser.error("--links takes pty and/or tcp; --repeat must be >= 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     payload = reference_payload()
-    print(f"frame: {FRAME_BYTES} bytes; {args.repeat} runs per path; MB = 1e6 bytes")
+    print(
+        f"frame: {FRAME_BYTES} bytes ({FRAME_BLOCKS} FETCH blocks), loopback TCP;"
+        f" {args.repeat} runs per path; MB = 1e6 bytes of frame"
+    )
+    figures, verdict = measure(payload, args.repeat)
     print(FIGURE_HEADER)
-    verdicts = []
-    for link in links:
-        figures, verdict = run_link(link, payload, args.repeat)
-        for figure in figures:
-            print(figure.row(link), flush=True)
-        verdicts.append(verdict)
+    for figure in figures:
+        print(figure.row())
     print()
     print(VERDICT_HEADER)
-    for verdict in verdicts:
-        print(verdict.row())
-    return 0 if all(v.passed for v in verdicts) else 1
+    print(verdict.row())
+    return 0 if verdict.passed else 1
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ the timing script integrates and reads the CCD into the next frame buffer.
 
 The Archon keeps no state of "the exposure": the driver does. The state
 :meth:`ArchonCcdController.status` reports is derived from ``FRAME``: the
-frame the exposure makes is the one after the last the controller had
-numbered; while no buffer holds it, EXPOSING (elapsed time from ``TIMER``);
-while its buffer is written, READING; once complete, READY.
+frame the exposure makes is the first numbered above every frame in the
+buffers when it started; while no buffer holds it, EXPOSING (elapsed time
+from ``TIMER``); while its buffer is written, READING; once complete, READY.
 
 The shutter: a real Archon camera keeps it shut for darks through a
 timing-script parameter (``OpenShutter`` 0: the script never raises the DIO
@@ -42,6 +42,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
 from drivers.archon_link import ArchonLink, ArchonRefused, TransferCut
 from drivers.config import CcdConfig
@@ -57,6 +58,7 @@ from drivers.interfaces import (
     ShutterState,
 )
 from drivers.protocol import archon as protocol
+from drivers.protocol.archon import BINARY_HEADER_SIZE
 from drivers.protocol.archon_acf import (
     check_megara_config,
     parse_config_entry,
@@ -82,6 +84,8 @@ HEATERX_TYPE = 11
 SIMULATOR_BACKPLANE = "53494D554C415445"
 #: ``POWER`` when the CCD's supplies are on.
 POWER_ON = protocol.Power.ON.value
+#: Bytes of one binary block on the wire: ``<xx:`` + payload.
+_ROW = BINARY_HEADER_SIZE + protocol.BLOCK_SIZE
 #: Configuration lines read per round trip; reading stops at an empty window.
 CONFIG_WINDOW = 64
 
@@ -90,7 +94,7 @@ CONFIG_WINDOW = 64
 class _Exposure:
     """The exposure this driver started, as it saw it."""
 
-    frame: int  # the controller's number of the frame it will make
+    after: int  # the highest frame number in the buffers when it started
     exptime_s: float
     dark: bool
     timer_start: int
@@ -98,12 +102,19 @@ class _Exposure:
     temp_end_k: float
     shutter_max: ShutterState
     readings: int = 1
+    integrating_seen: bool = False
 
-    def saw(self, shutter: ShutterState, temperature_k: float) -> None:
+    def saw(
+        self, shutter: ShutterState, temperature_k: float, *, integrating: bool
+    ) -> None:
+        """One ``STATUS`` reading; the first while integrating is the start's."""
         if SHUTTER_ORDER.index(shutter) > SHUTTER_ORDER.index(self.shutter_max):
             self.shutter_max = shutter
         self.readings += 1
         self.temp_end_k = temperature_k
+        if integrating and not self.integrating_seen:
+            self.integrating_seen = True
+            self.temp_start_k = temperature_k
 
 
 def shutter_from(dinputs: int) -> ShutterState:
@@ -225,9 +236,7 @@ class ArchonCcdController:
     # -- readings --------------------------------------------------------------
 
     def _values(self, text: str) -> dict[str, str]:
-        return self.archon.retrying(
-            text, lambda: parse_key_values(self.archon.command(text))
-        )
+        return self.archon.query(text, parse_key_values)
 
     def _readings(self) -> tuple[ShutterState, float]:
         """Shutter and CCD temperature from ``STATUS``, with power checked."""
@@ -251,9 +260,8 @@ class ArchonCcdController:
         return shutter_from(dinputs), temperature
 
     def _frame(self) -> FrameStatus:
-        status = self.archon.retrying(
-            "FRAME",
-            lambda: FrameStatus.from_key_values(self._values("FRAME")),
+        status = self.archon.query(
+            "FRAME", lambda text: FrameStatus.from_key_values(parse_key_values(text))
         )
         if status.timer is None:
             timer = parse_key_values(self.archon.command("TIMER")).get("TIMER", "0")
@@ -270,7 +278,9 @@ class ArchonCcdController:
 
     def check_temperature(self) -> float:
         """The CCD temperature (K), or DeviceError if outside the allowed range."""
-        temperature = self.temperature()
+        return self._in_range(self.temperature())
+
+    def _in_range(self, temperature: float) -> float:
         low, high = self.config.temperature_range_k
         if not low <= temperature <= high:
             raise DeviceError(
@@ -296,18 +306,18 @@ class ArchonCcdController:
                 frame=latest,
                 dark=True,
             )
-        buffer = _holding(frame, exposure.frame)
+        buffer = _holding(frame, exposure.after)
         if buffer is None:
             state = ControllerState.EXPOSING
             elapsed = ((frame.timer or 0) - exposure.timer_start) / protocol.TIMER_HZ
-            exposure.saw(shutter, temperature)
+            exposure.saw(shutter, temperature, integrating=True)
         else:
             state = (
                 ControllerState.READY if buffer.complete else ControllerState.READING
             )
             elapsed = _integrated(buffer, exposure)
             if not buffer.complete:
-                exposure.saw(shutter, temperature)
+                exposure.saw(shutter, temperature, integrating=False)
         return CcdStatus(
             state=state,
             exptime_s=exposure.exptime_s,
@@ -316,7 +326,7 @@ class ArchonCcdController:
             else elapsed,
             shutter=shutter,
             temperature_k=temperature,
-            frame=max(latest, exposure.frame if buffer else latest),
+            frame=latest,
             dark=exposure.dark,
         )
 
@@ -341,6 +351,9 @@ class ArchonCcdController:
         ConfigError
             ``exptime_s`` is negative, not finite or longer than ``IntCS`` can
             hold (nothing is sent).
+        DeviceError
+            The CCD temperature is outside ``temperature_range_k`` (the
+            controller would expose at any temperature: the driver refuses).
         ArchonRefused
             The controller refused a command (a parameter its ACF lacks).
         """
@@ -352,10 +365,11 @@ class ArchonCcdController:
         centiseconds = int(exptime_s * 100)
         milliseconds = round((exptime_s - centiseconds / 100) * 1000)
         shutter, temperature = self._readings()
+        self._in_range(temperature)  # the Archon itself would expose at any
         latest = max((b.frame for b in self._frame().buffers), default=0)
         self._hold_and_reset()
         for name, value in (
-            ("OpenShutter", 0 if dark else 1),
+            *(() if dark else (("OpenShutter", 1),)),  # reset to 0 just above
             ("IntCS", centiseconds),
             ("IntMS", milliseconds),
             ("ReadOut", 1),
@@ -365,7 +379,7 @@ class ArchonCcdController:
         self.archon.command("RELEASETIMING")
         timer = self._frame().timer or 0
         self._exposure = _Exposure(
-            frame=latest + 1,
+            after=latest,
             exptime_s=exptime_s,
             dark=dark,
             timer_start=timer,
@@ -425,15 +439,16 @@ class ArchonCcdController:
             raise DeviceError(
                 f"ccd: no exposure started on {self.url} to read; expose first"
             )
-        buffer = _holding(self._frame(), exposure.frame)
+        buffer = _holding(self._frame(), exposure.after)
         if buffer is None or not buffer.complete:
             raise DeviceError(
-                f"ccd: frame {exposure.frame} is not complete in any buffer of the"
-                f" controller on {self.url}; expected READY before the transfer"
+                f"ccd: the frame of the last exposure is not complete in any buffer"
+                f" of the controller on {self.url}; expected READY before the"
+                " transfer"
             )
         _check_geometry(buffer, self.url)
         self.archon.command(protocol.lock_command(buffer.number))
-        data, rounds, again = self._transfer(buffer, progress)
+        rows, rounds, again = self._transfer(buffer, progress)
         after = self._frame().buffer(buffer.number)
         if (after.frame, after.timestamp) != (buffer.frame, buffer.timestamp):
             raise DeviceError(
@@ -442,7 +457,10 @@ class ArchonCcdController:
                 " although locked; take the exposure again"
             )
         self.archon.command(protocol.lock_command(0))
-        pixels = np.frombuffer(data, dtype="<u2", count=ROWS * COLS)
+        # One copy: the payloads out of their rows, swapped to big-endian.
+        swapped = np.empty((len(rows), protocol.BLOCK_SIZE // 2), dtype=">u2")
+        swapped[...] = rows[:, BINARY_HEADER_SIZE:].view("<u2")
+        pixels = swapped.reshape(-1)[: ROWS * COLS].reshape(ROWS, COLS)
         info = FrameInfo(
             frame=buffer.frame,
             rows=ROWS,
@@ -456,21 +474,21 @@ class ArchonCcdController:
         )
         return Readout(
             info=info,
-            pixels=pixels.astype(">u2").reshape(ROWS, COLS),
+            pixels=pixels,
             refetched=again,
             rounds=rounds,
         )
 
     def _transfer(
         self, buffer: BufferStatus, progress: Progress | None
-    ) -> tuple[bytearray, int, int]:
-        """The buffer's blocks; the transfers needed, blocks in later ones."""
+    ) -> tuple[npt.NDArray[np.uint8], int, int]:
+        """The buffer's blocks as received (one ``<xx:`` + 1024 bytes per row);
+        the transfers needed and the blocks fetched by later ones."""
         nblocks = protocol.blocks_for(buffer.nbytes)
-        data = bytearray()
-        rounds = again = 0
-        while len(data) < nblocks * protocol.BLOCK_SIZE:
+        rows = np.empty((nblocks, _ROW), dtype=np.uint8)
+        have = rounds = again = 0
+        while have < nblocks:
             rounds += 1
-            have = len(data) // protocol.BLOCK_SIZE
             again += (nblocks - have) if rounds > 1 else 0
 
             def report(blocks: int, have: int = have) -> None:
@@ -479,45 +497,58 @@ class ArchonCcdController:
                     progress(min(done, buffer.nbytes), buffer.nbytes)
 
             try:
-                data += self.archon.fetch(
-                    buffer.base + have * protocol.BLOCK_SIZE, nblocks - have, report
+                self.archon.fetch(
+                    buffer.base + have * protocol.BLOCK_SIZE, rows[have:], report
                 )
+                have = nblocks
             except TransferCut as cut:
-                data += cut.data
-                log.warning(
-                    "ccd: transfer of frame %d cut after %d of %d blocks: %s",
-                    buffer.frame,
-                    len(data) // protocol.BLOCK_SIZE,
-                    nblocks,
-                    cut.cause,
-                )
-                if rounds > self.config.retries:
-                    raise DeviceError(
-                        f"ccd: {nblocks - len(data) // protocol.BLOCK_SIZE} of"
-                        f" {nblocks} blocks of frame {buffer.frame} still missing"
-                        f" after {rounds} transfers on {self.url} (last: {cut.cause});"
-                        " the frame is lost: check the network, then take the"
-                        " exposure again"
-                    ) from cut.cause
-                self.archon.recover(cut.cause)
-                self.archon.command(protocol.lock_command(buffer.number))
-                continue
+                have += cut.blocks
+                self._resume(buffer, cut, have, nblocks, rounds)
         self.archon.retries_used += rounds - 1
         if progress is not None:
             progress(buffer.nbytes, buffer.nbytes)
-        return data, rounds, again
+        return rows, rounds, again
+
+    def _resume(
+        self,
+        buffer: BufferStatus,
+        cut: TransferCut,
+        have: int,
+        nblocks: int,
+        rounds: int,
+    ) -> None:
+        """Log a transfer cut short and get ready for the next, or give up."""
+        if rounds > self.config.retries:
+            raise DeviceError(
+                f"ccd: {nblocks - have} of {nblocks} blocks of frame {buffer.frame}"
+                f" still missing after {rounds} transfers on {self.url} (last:"
+                f" {cut.cause}); the frame is lost: check the network, then take"
+                " the exposure again"
+            ) from cut.cause
+        log.warning(
+            "ccd: transfer of frame %d cut after %d of %d blocks (%s); resuming",
+            buffer.frame,
+            have,
+            nblocks,
+            cut.cause,
+        )
+        self.archon.recover(cut.cause)
+        self.archon.command(protocol.lock_command(buffer.number))
 
 
 #: Longest exposure the timing parameters can hold, seconds.
 MAX_EXPTIME_S = protocol.MAX_INTEGRATION_S
 
 
-def _holding(frame: FrameStatus, number: int) -> BufferStatus | None:
-    """The buffer that holds (or is being written with) frame ``number``."""
-    for buffer in frame.buffers:
-        if buffer.frame == number:
-            return buffer
-    return None
+def _holding(frame: FrameStatus, after: int) -> BufferStatus | None:
+    """The buffer holding (or being written with) the first frame after ``after``.
+
+    The controller numbers frames on from its own counter, which buffers do
+    not show until a frame is read (a controller restarted at frame N makes
+    frame N + 1 first, with all buffers at 0).
+    """
+    newer = [buffer for buffer in frame.buffers if buffer.frame > after]
+    return min(newer, key=lambda buffer: buffer.frame) if newer else None
 
 
 def _integrated(buffer: BufferStatus, exposure: _Exposure) -> float:

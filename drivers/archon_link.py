@@ -28,9 +28,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from drivers.config import CcdConfig
 from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
 from drivers.protocol import archon as protocol
+from drivers.protocol.archon import BINARY_HEADER_SIZE
 from drivers.protocol.archon_framer import Framer
 from drivers.transport import LinkError, SerialLink
 
@@ -42,6 +46,8 @@ R = TypeVar("R")
 TRANSIENT = (DeviceTimeout, ProtocolError, LinkError)
 #: Longest single wait on the line, seconds (deadlines are checked between).
 _SLICE_S = 0.5
+#: Bytes of one binary block on the wire: ``<xx:`` + payload.
+_ROW = BINARY_HEADER_SIZE + protocol.BLOCK_SIZE
 
 
 class ArchonRefused(DeviceError):
@@ -53,12 +59,20 @@ class ArchonRefused(DeviceError):
 
 
 class TransferCut(Exception):
-    """A ``FETCH`` ended early by ``cause``; ``data``: the whole blocks received."""
+    """A ``FETCH`` ended early by ``cause``; ``blocks``: the leading ones good."""
 
-    def __init__(self, cause: Exception, data: bytes) -> None:
+    def __init__(self, cause: Exception, blocks: int) -> None:
         super().__init__(str(cause))
         self.cause = cause
-        self.data = data
+        self.blocks = blocks
+
+
+def _headed(rows: npt.NDArray[np.uint8], header: npt.NDArray[np.uint8]) -> int:
+    """How many leading rows of ``rows`` begin with ``header``."""
+    if not len(rows):
+        return 0
+    ok = (rows[:, :BINARY_HEADER_SIZE] == header).all(axis=1)
+    return len(rows) if ok.all() else int(ok.argmin())
 
 
 class ArchonLink:
@@ -93,6 +107,14 @@ class ArchonLink:
         """Send ``text``; its reply's payload (retried after transient faults)."""
         return self.retrying(text, lambda: self._once(text))
 
+    def query(self, text: str, parse: Callable[[str], R]) -> R:
+        """Send ``text``; ``parse`` of its reply's payload, both in one attempt.
+
+        A payload ``parse`` rejects (ProtocolError) is retried like a lost
+        reply, within the same ``retries + 1`` attempts.
+        """
+        return self.retrying(text, lambda: parse(self._once(text)))
+
     def command_many(self, texts: Iterable[str], window: int = 64) -> list[str]:
         """Send ``texts`` ``window`` at a time without waiting; their payloads.
 
@@ -110,6 +132,7 @@ class ArchonLink:
                     payloads.append(self._text(self._await(reply_id, text), text))
             except TRANSIENT as err:
                 self.recover(err)
+                self.retries_used += 1
                 for text in texts[len(payloads) :]:
                     payloads.append(self.command(text))
         return payloads
@@ -117,38 +140,91 @@ class ArchonLink:
     def fetch(
         self,
         base: int,
-        nblocks: int,
+        out: npt.NDArray[np.uint8],
         progress: Callable[[int], None] | None = None,
-    ) -> bytes:
-        """``FETCH`` ``nblocks`` blocks from ``base`` once; the joined payloads.
+    ) -> None:
+        """``FETCH`` ``len(out)`` blocks from ``base`` once, straight into ``out``.
 
-        Waits ``block_timeout_s`` for each burst of data (the transfer's
-        timeout grows with its size); ``progress`` gets the blocks received.
-        Not retried here: on a transient fault :class:`TransferCut` carries
-        the blocks that did arrive, so the caller fetches only the rest.
+        ``out`` holds one row of ``<xx:`` + 1024 bytes per block: the kernel
+        copies the stream into it with nothing in between, and the headers
+        are checked together at the end. The stream must begin within
+        ``reply_timeout_s`` and then flow with no gap of ``block_timeout_s``;
+        ``progress`` gets the whole blocks received. Not retried here: on a
+        transient fault :class:`TransferCut` says how many leading blocks
+        arrived whole and well headed, so the caller fetches only the rest.
         """
+        nblocks = len(out)
         text = protocol.fetch_command(base, nblocks)
-        reply_id = -1
-        try:
-            self.link.discard_input()
-            reply_id = self._send(text, nblocks=nblocks)
-            reply = self._await(
-                reply_id, text, stall_s=self.config.block_timeout_s, progress=progress
-            )
-        except TRANSIENT as err:
-            raise TransferCut(err, self.framer.partial(reply_id)) from err
-        finally:
-            if reply_id >= 0:
-                self.framer.cancel_binary(reply_id)
-        if reply.binary is None:
+        if self.framer.buffered:
+            self.drain()  # the raw read must begin at this reply
+        self.link.discard_input()
+        reply_id = self._send(text)
+        self._outstanding.discard(reply_id)
+        header = np.frombuffer(f"<{reply_id:02X}:".encode("ascii"), np.uint8)
+        self._stream_into(out, reply_id, text, header, progress)
+        good = _headed(out, header)
+        if good < nblocks:
             raise TransferCut(
                 ProtocolError(
-                    f"ccd: text reply {reply.text[:40]!r} to {text} on {self.url};"
-                    f" expected {nblocks} binary blocks"
+                    f"ccd: block {good} of {text} on {self.url} has the header"
+                    f" {bytes(out[good, :4])!r}; expected {bytes(header)!r}"
                 ),
-                b"",
+                good,
             )
-        return reply.binary
+
+    def _stream_into(
+        self,
+        out: npt.NDArray[np.uint8],
+        reply_id: int,
+        text: str,
+        header: npt.NDArray[np.uint8],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Read the reply to ``text`` into ``out`` until it is full."""
+        flat = memoryview(out.reshape(-1))  # type: ignore[arg-type]
+        filled = 0
+        timeout = self.config.reply_timeout_s
+        deadline = time.monotonic() + timeout
+        try:
+            while filled < len(flat):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DeviceTimeout(
+                        f"ccd: no reply to {text} within {timeout:g} s on {self.url}"
+                        if filled == 0
+                        else f"ccd: transfer stalled on {self.url}: nothing for"
+                        f" {timeout:g} s after {filled // _ROW} blocks of {text}"
+                    )
+                count = self.link.read_into(flat[filled:], wait_s=min(left, _SLICE_S))
+                if not count:
+                    continue
+                if filled < BINARY_HEADER_SIZE <= filled + count:
+                    self._check_start(flat, text, header)
+                filled += count
+                timeout = self.config.block_timeout_s
+                deadline = time.monotonic() + timeout
+                if progress is not None:
+                    progress(filled // _ROW)
+        except TRANSIENT as err:
+            if filled == 0 and isinstance(err, DeviceTimeout):
+                # Perhaps only late: its blocks are read and dropped by id.
+                self.framer.expect_binary(reply_id, len(out))
+            raise TransferCut(err, _headed(out[: filled // _ROW], header)) from err
+
+    def _check_start(
+        self, flat: memoryview, text: str, header: npt.NDArray[np.uint8]
+    ) -> None:
+        """Refusal (``?xx``) or a first header that is not ours."""
+        head = bytes(flat[:BINARY_HEADER_SIZE])
+        if head == b"?" + head[1:3] + b"\n" and head[1:3] == bytes(header[1:3]):
+            raise ArchonRefused(
+                f"ccd: the controller on {self.url} refused {text} ({head!r})", text
+            )
+        if head != bytes(header):
+            raise ProtocolError(
+                f"ccd: reply {head!r} to {text} on {self.url}; expected"
+                f" {bytes(header)!r} + {protocol.BLOCK_SIZE} bytes per block"
+            )
 
     # -- retries -----------------------------------------------------------------
 
@@ -187,8 +263,8 @@ class ArchonLink:
             self.reconnect()
         elif isinstance(err, ProtocolError):
             self.drain()
-        else:
-            self.framer.reset()
+        # After a timeout the stream is still in step: a late reply is dropped
+        # by its id when it comes.
 
     def reconnect(self) -> None:
         """Reopen the line after a dropped link (a failure is logged)."""
@@ -317,7 +393,8 @@ def _give_up(
             f"ccd: connection {url} failed {attempts} times during {what} ({last});"
             " check the network, whether the controller (or its simulator) is"
             " still running, and that no other program is connected to it (the"
-            " controller serves one client)"
+            " controller serves one client: with its port already in use it"
+            " drops a second one at once)"
         )
     else:
         error = ProtocolError(

@@ -30,11 +30,12 @@ class CcdConfig:
     reply_timeout_s
         Seconds to wait for the reply to a command (> 0, at most 1 day).
     retries
-        Extra attempts after a transient fault (no reply, garbled reply,
-        bad CRC, dropped link) before giving up, 0 to 20.
+        Extra attempts after a transient fault (no reply, a late or garbled
+        reply, a dropped connection) before giving up, and transfers resumed
+        after one was cut short, 0 to 20.
     block_timeout_s
-        Seconds to wait for the next readout block once a readout is flowing
-        (> 0, at most 1 day).
+        Seconds to wait for more of a frame once a transfer is flowing (> 0,
+        at most 1 day).
     temperature_range_k
         CCD temperatures (K) at which exposures are allowed, each in
         (0, 400] with low < high.

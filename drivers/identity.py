@@ -2,8 +2,9 @@
 
 The sequencer records each device's identity in the run folder and marks the
 frames of a run on simulated devices (``SIMULATE = T``). Which devices are
-simulated is read from the CCD controller's own answer to PING (the simulator
-adds the word ``SIMULATOR``, see :mod:`drivers.protocol.ccd`), so it holds
+simulated is read from the CCD controller's own answer to ``SYSTEM`` (the
+simulated Archon's ``BACKPLANE_ID`` spells "SIMULATE", see
+:mod:`drivers.archon`), so it holds
 however the simulators were reached: started by the run itself, or started by
 hand (``megara-dark simulate --transport tcp``) and named in a ``[devices]``
 table. The Alnitak protocol of the cover halves has no such word: a cover
@@ -27,11 +28,11 @@ class DeviceIdentity:
     url
         The pyserial URL it was reached on.
     product
-        What the device says it is (``MEGARA-CCD``; ``ALNITAK-98`` for a cover
+        What the device says it is (``STA-ARCHON-1``; ``ALNITAK-98`` for a cover
         half, Alnitak product 98).
     firmware
-        Its firmware version as it reports it (``1.0.0``; three digits for an
-        Alnitak controller, ``213``).
+        Its firmware version as it reports it (the Archon's
+        ``BACKPLANE_VERSION``; three digits for an Alnitak controller, ``213``).
     simulated
         The device said it is a simulator (only the CCD controller can).
     """

@@ -110,7 +110,9 @@ class FrameInfo:
     dark
         Whether the shutter was commanded shut.
     temp_start_k, temp_end_k
-        CCD temperature when the exposure started and when it was read, K.
+        CCD temperature at the first reading while the frame integrated (or,
+        without one, just before the exposure started) and at the last
+        reading before it was read out, K.
     shutter_max
         The most open shutter state read back while the frame integrated
         (:data:`SHUTTER_ORDER`): ``CLOSED`` only if every reading was shut.
@@ -154,7 +156,7 @@ class Readout:
 class Identified(Protocol):
     """A device driver that can say what it connected to.
 
-    ``SerialCcdController`` and ``SerialCoverHalf`` implement it; the CCD's
+    ``ArchonCcdController`` and ``SerialCoverHalf`` implement it; the CCD's
     identity (``simulated``) is what tells a simulator set from the hardware.
     """
 

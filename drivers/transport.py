@@ -229,6 +229,34 @@ class SerialLink:
                 f"{self.device}: read from {self.url} failed: {err}"
             ) from err
 
+    def read_into(self, view: memoryview, wait_s: float = READ_SLICE_S) -> int:
+        """Bytes read straight into ``view`` (0 if none came within ``wait_s``).
+
+        For bulk data (a frame): on a plain socket or serial port the kernel
+        copies into ``view`` itself, with no bytes object in between; other
+        ports go through :meth:`read_some`.
+        """
+        self._require()
+        if self._fd is None or not self._direct:
+            data = self.read_some(len(view), wait_s)
+            view[: len(data)] = data
+            return len(data)
+        try:
+            if not select.select([self._fd], [], [], wait_s)[0]:
+                return 0
+            count = os.readv(self._fd, [view])
+        except BlockingIOError:
+            return 0
+        except OSError as err:
+            self.close()
+            raise LinkError(
+                f"{self.device}: read from {self.url} failed: {err}"
+            ) from err
+        if count == 0:
+            self.close()
+            raise LinkError(f"{self.device}: {self.url} closed the connection")
+        return count
+
     def _write_fd(self, fd: int, data: bytes) -> None:
         """Write all of ``data`` to the non-blocking ``fd``.
 

@@ -34,11 +34,13 @@ from typing import Any
 
 from drivers.errors import ConfigError
 from drivers.files import check_user_file, read_user_text, resolved
+from drivers.protocol.archon import MAX_INTEGRATION_S
 from drivers.safeyaml import load_yaml_documents
 
-#: Longest dark exposure accepted (seconds). Longer ones are almost certainly
-#: a unit mistake (minutes or milliseconds typed as seconds).
-MAX_EXPTIME_S = 36000.0
+#: Longest dark exposure accepted (seconds): the longest the CCD controller's
+#: timing parameters hold (2.9 h; longer ones are also almost certainly a unit
+#: mistake, minutes or milliseconds typed as seconds).
+MAX_EXPTIME_S = MAX_INTEGRATION_S
 #: Most frames accepted in one block.
 MAX_NFRAMES = 500
 
@@ -192,7 +194,8 @@ def _parse_one(
     ):
         raise ConfigError(
             f"{where}: key 'exptime': got {shown(doc['exptime'])}; expected seconds "
-            f"per frame, > 0 and <= {MAX_EXPTIME_S:g}"
+            f"per frame, > 0 and <= {MAX_EXPTIME_S} (the controller's IntCS at"
+            " its largest)"
         )
 
     nframes = doc["nframes"]

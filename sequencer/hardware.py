@@ -139,10 +139,12 @@ def make_safe(devices: Devices, pacing: Pacing) -> SafeReport:
     ccd, cover = devices.ccd, devices.cover
     try:
         status = ccd.status()
+        ccd.abort()  # also when idle: the controller may run what it cannot show
         if status.state in CCD_BUSY:
-            ccd.abort()
             report.steps.append(f"aborted the {status.state.value.lower()} frame")
-        elif status.state is ControllerState.READY:
+        else:
+            report.steps.append("stopped any exposure or readout (timing reset)")
+        if status.state is ControllerState.READY:
             report.steps.append(
                 "a frame is in the controller's memory (kept; the next "
                 "exposure drops it)"

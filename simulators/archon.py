@@ -300,7 +300,7 @@ class ArchonModel:
                 if name.upper() not in declared:
                     raise Refused(f"{name} is declared by no PARAMETERn line")
                 if verb is Verb.LOADPARAM:
-                    number = int(given) if given else declared[name.upper()]
+                    number = _value(given) if given else declared[name.upper()]
                     self.core.params[name.upper()] = min(number, protocol.MAX_PARAMETER)
             case Verb.HOLDTIMING:
                 self.core.hold(now)
@@ -373,6 +373,13 @@ class ArchonModel:
             self._apply_all()
         except ConfigError as err:
             log.warning("archon: configuration not applied at boot: %s", err)
+
+
+def _value(digits: str) -> int:
+    """The value of decimal ``digits``; above ``MAX_PARAMETER``, one past it
+    (so that no run of digits is too long for ``int()``, which reads 4300)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 7 else protocol.MAX_PARAMETER + 1
 
 
 def _check_module(argument: str) -> None:

@@ -18,7 +18,8 @@ round, in this order:
 progress resumes, with the time it had left, at ``RELEASETIMING``);
 ``RESETTIMING`` sends it back to the top of the loop, dropping whatever it was
 doing. Charge collects in the image area from the moment it was last cleared
-(a flush, the end of a readout, idle auto-flushing) until a readout starts, so
+(a flush, the start of an integration, the end of a readout, idle
+auto-flushing) until a readout starts, so
 that a frame read long after its integration carries the dark current of the
 wait as well: the :class:`Exposure` handed to the readout says so.
 
@@ -34,6 +35,8 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from drivers.protocol.archon import TIMER_HZ
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +300,7 @@ class TimingCore:
 
     def _start_integration(self, t: float) -> None:
         seconds = self.param("IntMS") / 1000 + self.param("IntCS") / 100
-        self._sample(t)
+        self._clear(t)  # the exposure routine flushes the CCD first
         self.shutter_open = self.param("OpenShutter") > 0 or self.shutter_open
         self._sample(t)
         self._charge.integration = (t, t)
@@ -340,9 +343,11 @@ class TimingCore:
         self._sample(t)
         charge = self._charge
         samples = charge.samples
-        span = t - charge.start
+        # On the controller's 10 ns ticks, and a constant flux exactly itself:
+        # a frame must not depend on the float steps the clock was read in.
+        span = round((t - charge.start) * TIMER_HZ) / TIMER_HZ
         temperature = _mean(samples, 1)
-        light = _area(samples, 2) / span if span > 0 else 0.0
+        light = _mean(samples, 2) if span > 0 else 0.0
         self._charge = _Charge(t)  # what the readout leaves behind starts now
         return Exposure(
             dark_s=span,

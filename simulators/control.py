@@ -4,7 +4,7 @@ A loopback TCP port speaking JSON lines, one request and one reply per line.
 Every request carries the token that the launcher wrote to its token file
 (see :mod:`simulators.control_token`)::
 
-    -> {"op": "inject", "fault": {"device": "ccd", "kind": "bad_crc"}, "token": "9f1c"}
+    -> {"op": "inject", "fault": {"device": "ccd", "kind": "no_reply"}, "token": "9f1c"}
     <- {"ok": true}
     -> {"op": "faults", "token": "9f1c"}
     <- {"ok": true, "pending": [...], "fired": [{"sim_time": 12.5, "fault": {...}}]}

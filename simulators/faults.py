@@ -7,9 +7,9 @@ A scenario file is YAML::
         kind: cover_jam
         after_commands: 3           # fires from the 4th command on this device
       - device: ccd
-        kind: bad_crc
+        kind: short_fetch
         on_readout: 2               # the 2nd readout of the run
-        params: {block: 10}
+        params: {fraction: 0.25}
       - device: ccd
         kind: temperature_excursion
         at_time: 1800.0             # simulated seconds since start
@@ -57,8 +57,9 @@ class FaultKind(enum.Enum):
     LATE_REPLY = "late_reply"
     #: the link drops after ``fraction`` (default 0.5) of a readout's bytes.
     DISCONNECT_READOUT = "disconnect_readout"
-    #: readout block ``block`` (default 0) is sent with a wrong CRC, once.
-    BAD_CRC = "bad_crc"
+    #: a FETCH reply stops after ``fraction`` (default 0.5) of a frame's bytes;
+    #: the connection stays up and the rest is never sent.
+    SHORT_FETCH = "short_fetch"
     #: CCD temperature rises by ``delta_k`` K (default 10) for ``duration_s``.
     TEMPERATURE_EXCURSION = "temperature_excursion"
     #: ``flux`` e-/s/pix (default 5) of light reach the detector for ``duration_s``.
@@ -89,9 +90,6 @@ def _plain(value: float) -> str:
 
 #: Longest simulated window of a windowed fault (about 30 years), seconds.
 _MAX_WINDOW_S = 1.0e9
-#: Highest block number a frame can have (35 MB in blocks of 512 bytes).
-_MAX_BLOCK = (4212 * 4196 * 2 + 511) // 512 - 1
-
 #: Every parameter each kind reads, and its range (docs/operations.md).
 PARAMS: dict[FaultKind, dict[str, ParamRange]] = {
     FaultKind.COVER_JAM: {"at": ParamRange(0.0, 1.0)},
@@ -102,7 +100,7 @@ PARAMS: dict[FaultKind, dict[str, ParamRange]] = {
     FaultKind.GARBLED_REPLY: {},
     FaultKind.LATE_REPLY: {"delay_s": ParamRange(0.0, 120.0)},
     FaultKind.DISCONNECT_READOUT: {"fraction": ParamRange(0.0, 1.0)},
-    FaultKind.BAD_CRC: {"block": ParamRange(0, _MAX_BLOCK, integer=True)},
+    FaultKind.SHORT_FETCH: {"fraction": ParamRange(0.0, 1.0)},
     FaultKind.TEMPERATURE_EXCURSION: {
         "delta_k": ParamRange(-100.0, 100.0),
         "duration_s": ParamRange(0.0, _MAX_WINDOW_S),

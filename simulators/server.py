@@ -329,10 +329,13 @@ class DeviceServer:
                 {
                     FaultKind.LATE_REPLY: "delay_s",
                     FaultKind.DISCONNECT_READOUT: "fraction",
+                    FaultKind.SHORT_FETCH: "fraction",
                 }.get(kind, "_"),
-                {FaultKind.LATE_REPLY: 3.0, FaultKind.DISCONNECT_READOUT: 0.5}.get(
-                    kind, 0.0
-                ),
+                {
+                    FaultKind.LATE_REPLY: 3.0,
+                    FaultKind.DISCONNECT_READOUT: 0.5,
+                    FaultKind.SHORT_FETCH: 0.5,
+                }.get(kind, 0.0),
             )
 
         if fire(FaultKind.NO_REPLY) is not None:
@@ -344,11 +347,14 @@ class DeviceServer:
             self._sleep(delay)
         chunks: Iterable[bytes] = reply.chunks
         if fire(FaultKind.GARBLED_REPLY) is not None:
-            chunks = self._garble(chunks)
+            chunks = self._garble(chunks, head=reply.readout is not None)
         if reply.readout is not None:
             fraction = fire(FaultKind.DISCONNECT_READOUT, reply.readout)
             if fraction is not None:
                 chunks = self._cut(reply, chunks, fraction, link)
+            short = fire(FaultKind.SHORT_FETCH, reply.readout)
+            if short is not None:
+                chunks = self._cut(reply, chunks, short, None)
         for chunk in chunks:
             if chunk:
                 log.debug("%s -> %r", name, chunk[:80])
@@ -357,13 +363,22 @@ class DeviceServer:
     def _sleep(self, seconds: float) -> None:
         self.stop_event.wait(seconds)
 
-    def _garble(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def _garble(
+        self, chunks: Iterable[bytes], *, head: bool = False
+    ) -> Iterator[bytes]:
+        """Scramble the first bytes of a reply (of a readout: its first header).
+
+        Noise inside a binary block's payload would pass unseen (the Archon
+        sends no checksum, see drivers.archon_link): the fault garbles what a
+        client can detect, as line noise on a header does.
+        """
         first = True
         for chunk in chunks:
             if first and chunk:
                 first = False
                 body = bytearray(chunk)
                 end = len(body) - 1 if body.endswith(b"\n") else len(body)
+                end = min(end, 4) if head else end
                 noise = b"#%&~^\x00\x7f\xff0123456789"
                 for i in range(min(end, 64)):
                     if self._rng.random() < 0.5:
@@ -375,8 +390,14 @@ class DeviceServer:
                 yield chunk
 
     def _cut(
-        self, reply: Reply, chunks: Iterable[bytes], fraction: float, link: _Link
+        self,
+        reply: Reply,
+        chunks: Iterable[bytes],
+        fraction: float,
+        link: _Link | None,
     ) -> Iterator[bytes]:
+        """The readout's bytes up to ``fraction`` of a frame; then the link is
+        dropped, or (``link`` None) the rest is silently never sent."""
         # Without knowing the total in advance, cut after `fraction` of a
         # full MEGARA frame's bytes (or at the end of the stream if shorter).
         budget = int(max(0.0, min(1.0, fraction)) * 4212 * 4196 * 2)
@@ -384,6 +405,13 @@ class DeviceServer:
         for chunk in chunks:
             if sent + len(chunk) >= budget:
                 yield chunk[: max(0, budget - sent)]
+                if link is None:
+                    log.warning(
+                        "%s: readout %s cut short", self.model.name, reply.readout
+                    )
+                    for _ in chunks:  # the rest is lost on the way
+                        pass
+                    return
                 link.drop()
                 raise LinkDropped(
                     f"link dropped by fault after {budget} bytes of readout "

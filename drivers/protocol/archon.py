@@ -380,7 +380,7 @@ def parse_param(text: str) -> tuple[Verb, str, int]:
     if verb not in (Verb.FASTLOADPARAM, Verb.FASTPREPPARAM):
         raise ProtocolError(f"{_DEVICE}: {shown(text)} sets no parameter value")
     _, name, value = argument.split(" ")
-    if int(value) > MAX_PARAMETER:
+    if len(value.lstrip("0")) > len(str(MAX_PARAMETER)) or int(value) > MAX_PARAMETER:
         raise ProtocolError(
             f"{_DEVICE}: parameter {name} = {value}; expected 0..{MAX_PARAMETER}"
         )

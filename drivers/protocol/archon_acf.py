@@ -29,7 +29,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drivers.errors import ConfigError, ProtocolError, shown
-from drivers.protocol.archon import MAX_CONFIG_LINES, Verb, split_command
+from drivers.protocol.archon import (
+    MAX_CONFIG_LINES,
+    MAX_PARAMETER,
+    Verb,
+    split_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +238,12 @@ def config_integer(
 ) -> int:
     """The integer of configuration line ``key`` (``default`` if absent)."""
     text = values.get(key, str(default)).strip()
-    if not re.fullmatch(r"-?[0-9]+", text) or not low <= int(text) <= high:
+    digits = len(text.lstrip("-").lstrip("0"))  # int() of 4300 digits raises
+    if (
+        not re.fullmatch(r"-?[0-9]+", text)
+        or digits > len(str(max(abs(low), abs(high))))
+        or not low <= int(text) <= high
+    ):
         raise ConfigError(
             f"{_DEVICE}: {key}={text!r} in the configuration; expected an integer in"
             f" {low}..{high}"
@@ -269,7 +279,9 @@ def declared_parameters(values: dict[str, str]) -> dict[str, int]:
     for n in range(count):
         match = _PARAMETER_RE.fullmatch(values.get(f"PARAMETER{n}", ""))
         if match is not None:
-            declared[match[1].upper()] = int(match[2])
+            digits = match[2].lstrip("0") or "0"
+            too_long = len(digits) > len(str(MAX_PARAMETER))
+            declared[match[1].upper()] = MAX_PARAMETER if too_long else int(digits)
     return declared
 
 

@@ -52,13 +52,10 @@ class Framer:
         self._buffer = bytearray()
         self._transfers: dict[int, _Transfer] = {}
         self._max_text = max_text
-        #: The blocks of the transfers an unparseable frame ended, by reply id.
-        self._cut: dict[int, bytes] = {}
 
     def expect_binary(self, reply_id: int, nblocks: int) -> None:
         """Read ``<xx:`` from ``reply_id`` as ``nblocks`` binary blocks."""
         _check_id(reply_id)
-        self._cut.clear()
         if nblocks < 1 or reply_id in self._transfers:
             raise ProtocolError(
                 f"{_DEVICE}: cannot expect {nblocks!r} blocks for id {reply_id:02X};"
@@ -76,13 +73,6 @@ class Framer:
         """Give up the transfer ``reply_id``; returns the blocks it had received."""
         transfer = self._transfers.pop(reply_id, None)
         return 0 if transfer is None else transfer.received
-
-    def partial(self, reply_id: int) -> bytes:
-        """The payloads of the blocks of transfer ``reply_id`` received so far."""
-        transfer = self._transfers.get(reply_id)
-        if transfer is None:
-            return self._cut.get(reply_id, b"")
-        return transfer.data[: transfer.received].tobytes()
 
     @property
     def buffered(self) -> int:
@@ -104,10 +94,6 @@ class Framer:
                 while (end := self._take(view, start, replies)) != start:
                     start = end
         except ProtocolError:
-            self._cut = {
-                rid: t.data[: t.received].tobytes()
-                for rid, t in self._transfers.items()
-            }
             self.reset()
             raise
         del self._buffer[:start]
@@ -199,7 +185,9 @@ class CommandFramer:
         start = 0
         while (newline := self._buffer.find(TERMINATOR, start)) >= 0:
             if not self._dropping:
-                frames.append(bytes(self._buffer[start : newline + 1]))
+                # However the bytes came in, a line over the limit is cut.
+                end = min(newline + 1, start + self._max_text)
+                frames.append(bytes(self._buffer[start:end]))
             self._dropping = False
             start = newline + 1
         del self._buffer[:start]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from astropy.io import fits
 
-from drivers.ccd import SerialCcdController
+from drivers.archon import ArchonCcdController
 from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from sequencer.journal import Journal, replay
@@ -241,7 +241,7 @@ def test_a_block_the_reduction_must_refuse_is_refused_before_any_exposure(
     assert "nframes" in done.stderr
     assert "Traceback" not in done.stderr
     assert not cover_closed(sim)  # the cover was never commanded (starts open)
-    ccd = SerialCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+    ccd = ArchonCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
     ccd.connect()
     try:
         assert ccd.status().frame == 0  # nothing was exposed

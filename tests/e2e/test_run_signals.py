@@ -20,10 +20,10 @@ from typing import IO, Any
 
 import pytest
 
-from drivers.ccd import SerialCcdController
+from drivers import interfaces as pc
+from drivers.archon import ArchonCcdController
 from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
-from drivers.protocol import ccd as pc
 from sequencer.journal import Journal
 from sequencer.rawfits import verify_raw_frame
 from tests.simproc import megara_dark, start_simulators
@@ -185,7 +185,7 @@ def test_signal_stops_safely_and_keeps_the_frames(
             assert verify_raw_frame(work / "data" / name)["INTLKOK"] is True
 
         # The devices, read back by the test through the same drivers.
-        ccd = SerialCcdController.from_config(
+        ccd = ArchonCcdController.from_config(
             CcdConfig(url=sim.urls["ccd"], reply_timeout_s=2.0)
         )
         left = SerialCoverHalf.from_config(
@@ -200,7 +200,7 @@ def test_signal_stops_safely_and_keeps_the_frames(
             cover.connect()
             now = ccd.status()
             assert now.state is pc.ControllerState.IDLE  # the exposure was aborted
-            assert now.frame == 5  # 3 biases, 1 dark read out, the 2nd aborted
+            assert now.frame == 4  # 3 biases, 1 dark read out; the 2nd never read
             assert now.shutter is pc.ShutterState.CLOSED
             assert cover.status().fully_closed
         finally:

@@ -42,7 +42,7 @@ HANG_S = 240.0
 
 # What the drivers log for each failed attempt they recover from (WARNING).
 _RETRY_PATTERNS = {
-    "ccd": re.compile(r"ccd: (attempt \d+/\d+ failed|re-fetching \d+ block)"),
+    "ccd": re.compile(r"ccd: (attempt \d+/\d+ failed|transfer of frame \d+ cut)"),
     "cover_left": re.compile(r"cover left: attempt \d+/\d+ of .* failed"),
     "cover_right": re.compile(r"cover right: attempt \d+/\d+ of .* failed"),
 }

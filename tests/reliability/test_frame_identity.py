@@ -15,11 +15,12 @@ import numpy.typing as npt
 import pytest
 
 from drivers.errors import ConfigError
-from drivers.protocol.ccd import COLS, ROWS, FrameInfo, decode_reply
-from simulators.ccd import CcdModel
+from drivers.protocol import archon as protocol
+from drivers.protocol.archon_status import FrameStatus, parse_key_values
+from simulators.archon import ArchonModel
 from simulators.clock import SimClock
-from simulators.faults import FaultBook
 
+ROWS, COLS = 4212, 4196
 TEMPERATURE_K = 163.15
 READOUT_S = 40.0
 
@@ -52,39 +53,47 @@ class Recorder:
 
 
 class Controller:
-    """A CCD model on a clock the test advances, spoken to in protocol lines."""
+    """An Archon model on a clock the test advances, spoken to in command lines."""
 
     def __init__(self, first_frame: int = 0) -> None:
         self.clock = SimClock(1e-9)
         self.detector = Recorder()
-        self.model = CcdModel(
+        self.model = ArchonModel(
             self.clock,
-            FaultBook(()),
             self.detector,
             readout_s=READOUT_S,
-            block_size=1 << 20,
             temperature_k=TEMPERATURE_K,
             light_at_shutter=lambda: 7.5,  # the cover is open: the shutter is not
             first_frame=first_frame,
         )
-        self.mid = 0
+        self.id = 0
 
-    def send(self, words: str) -> object:
-        self.mid = (self.mid + 1) & 0xFF
-        (chunk,) = self.model.handle(f">{self.mid:02X} {words}\n".encode()).chunks
-        return decode_reply(chunk)
+    def send(self, text: str) -> str:
+        self.id = (self.id + 1) & 0xFF
+        line = protocol.encode_command(protocol.Command(self.id, text))
+        (chunk,) = self.model.handle(line).chunks
+        reply = protocol.decode_reply(chunk)
+        assert reply.ok, f"?{reply.id:02X} to {text}"
+        return reply.text
 
-    def take(self, exptime_s: float, polls: list[float]) -> FrameInfo:
-        """One dark exposure with STATUS polls after each step of ``polls``."""
-        self.send(f"EXPOSE {exptime_s:.3f} DARK")
+    def take(self, exptime_s: float, polls: list[float]) -> int:
+        """One dark exposure as the driver runs it, with STATUS polls after each
+        step of ``polls``; the number of the frame it made."""
+        self.send("HOLDTIMING")
+        centiseconds = round(exptime_s * 100)
+        for name, value in (("OpenShutter", 0), ("IntCS", centiseconds),
+                            ("ReadOut", 1), ("Exposures", 1)):  # fmt: skip
+            self.send(f"FASTLOADPARAM {name} {value}")
+        self.send("RELEASETIMING")
         for step in polls:
             self.clock.advance(step)
             self.send("STATUS")
         self.clock.advance(exptime_s + READOUT_S - sum(polls) + 1.0)
-        info = self.send("FRAME")
-        assert isinstance(info, FrameInfo)
-        self.send("CLEAR")
-        return info
+        frame = FrameStatus.from_key_values(parse_key_values(self.send("FRAME")))
+        buffer = frame.buffer(frame.wbuf)
+        assert buffer.complete
+        self.model.wait_synthesis()
+        return buffer.frame
 
 
 def test_a_frame_does_not_depend_on_when_it_was_polled() -> None:
@@ -104,13 +113,12 @@ def test_a_frame_does_not_depend_on_when_it_was_polled() -> None:
 
 def test_a_restarted_controller_makes_the_frame_it_replaces() -> None:
     straight = Controller()
-    infos = [straight.take(50.0, [10.0, 20.0]) for _ in range(5)]
+    frames = [straight.take(50.0, [10.0, 20.0]) for _ in range(5)]
     restarted = Controller(first_frame=3)
     again = [restarted.take(50.0, [5.0]) for _ in range(2)]
-    assert [i.frame for i in infos] == [1, 2, 3, 4, 5]
-    assert [i.frame for i in again] == [4, 5]
+    assert frames == [1, 2, 3, 4, 5]
+    assert again == [4, 5]
     assert restarted.detector.calls == straight.detector.calls[3:]
-    assert [i.crc for i in again] == [i.crc for i in infos[3:]]
 
 
 def test_first_frame_is_checked() -> None:

@@ -22,7 +22,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from drivers.archon import ArchonCcdController
+from drivers.config import CcdConfig
+from drivers.interfaces import ControllerState, Readout, ShutterState
 from simulators.archon import MEGARA_ACF
 from simulators.synthesis import (
     DATA_SECTIONS,
@@ -38,6 +42,7 @@ from simulators.synthesis import (
     DetectorConfig,
     dark_current_scale,
 )
+from tests.simproc import SimProcess
 
 pytestmark = [
     pytest.mark.sim,
@@ -233,3 +238,88 @@ async def hold_the_line(port: int) -> bytes:
 def test_a_second_connection_is_refused(tmp_path: Path) -> None:
     with archon_simulator(tmp_path) as port:
         assert asyncio.run(hold_the_line(port)) == b""
+
+
+# -- on `megara-dark simulate`, and our driver through the same sequence --------
+
+#: The cover shut: no light reaches the shutter, the frames are pure darks.
+SIMULATE = ("--transport", "tcp", "--cover-initial", "closed")
+
+
+def ccd_port(sim: SimProcess) -> int:
+    url = sim.urls["ccd"]
+    assert url.startswith("socket://127.0.0.1:")
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_sdss_archon_runs_a_session_on_megara_dark_simulate(
+    simulators: Callable[..., SimProcess],
+) -> None:
+    sim = simulators(*SIMULATE, "--readout-s", "1.0", "--seed", "7")
+    asyncio.run(session(ccd_port(sim)))
+
+
+def test_sdss_archon_takes_a_bias_and_a_dark_from_megara_dark_simulate(
+    simulators: Callable[..., SimProcess],
+) -> None:
+    sim = simulators(*SIMULATE, "--time-scale", "1000", "--seed", "11")
+    asyncio.run(bias_and_dark(ccd_port(sim)))
+
+
+def exposed(ccd: ArchonCcdController, exptime_s: float) -> Readout:
+    """One dark through our driver, waited for and read."""
+    ccd.expose(exptime_s, dark=True)
+    deadline = time.monotonic() + 60.0
+    while ccd.status().state is not ControllerState.READY:
+        assert time.monotonic() < deadline, "the frame never became READY"
+        time.sleep(0.05)
+    readout = ccd.read_frame()
+    ccd.clear()
+    return readout
+
+
+def test_our_driver_runs_the_same_session(
+    simulators: Callable[..., SimProcess],
+) -> None:
+    sim = simulators(*SIMULATE, "--readout-s", "1.0", "--seed", "7")
+    ccd = ArchonCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+    try:
+        assert ccd.connect() == "1.0.1104"
+        assert ccd.identity().simulated
+        first = exposed(ccd, 1.0)
+        check_levels(first.pixels.astype(np.uint16), 1.0)
+        assert first.info.shutter_max is ShutterState.CLOSED
+        assert first.info.exptime_s == pytest.approx(1.0, abs=1e-6)
+        second = exposed(ccd, 0.5)
+        assert second.info.frame == first.info.frame + 1
+        # An aborted exposure: nothing is read, the shutter stays shut.
+        ccd.expose(5.0, dark=True)
+        time.sleep(0.5)
+        assert ccd.status().state is ControllerState.EXPOSING
+        ccd.abort()
+        time.sleep(1.5)
+        after = ccd.status()
+        assert after.state is ControllerState.IDLE
+        assert after.frame == second.info.frame
+        assert after.shutter is ShutterState.CLOSED
+        # A second exposure after it.
+        last = exposed(ccd, 0.2)
+        assert last.info.frame == second.info.frame + 1
+        assert last.pixels.shape == SHAPE
+    finally:
+        ccd.close_link()
+
+
+def test_our_driver_takes_a_bias_and_a_dark_from_megara_dark_simulate(
+    simulators: Callable[..., SimProcess],
+) -> None:
+    sim = simulators(*SIMULATE, "--time-scale", "1000", "--seed", "11")
+    ccd = ArchonCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+    try:
+        ccd.connect()
+        for dark_s in (0.0, 900.0):
+            readout = exposed(ccd, dark_s)
+            assert readout.info.exptime_s == pytest.approx(dark_s, abs=0.01)
+            check_levels(readout.pixels.astype(np.uint16), dark_s)
+    finally:
+        ccd.close_link()

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from drivers.ccd import SerialCcdController
+from drivers import interfaces as proto
+from drivers.archon import ArchonCcdController
 from drivers.config import CcdConfig
-from drivers.protocol import ccd as proto
 from simulators.synthesis import DATA_SECTIONS, Detector, DetectorConfig
 from tests.simproc import SimProcess
 
@@ -32,7 +32,7 @@ Frame = npt.NDArray[np.uint16]
 
 def darks(sim: SimProcess, count: int) -> list[Frame]:
     """``count`` one-hour darks read over the wire, in order."""
-    ccd = SerialCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
+    ccd = ArchonCcdController.from_config(CcdConfig(url=sim.urls["ccd"]))
     frames = []
     try:
         ccd.connect()

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from drivers import interfaces as pc
 from drivers.cover import CoverStatus
-from drivers.protocol import ccd as pc
 from drivers.protocol import cover as pv
 from sequencer.hardware import SafetyReading
 
@@ -16,9 +16,8 @@ OPEN = pv.Status(pv.Motor.STOPPED, pv.Light.OFF, pv.CoverState.OPEN)
 MOVING = pv.Status(pv.Motor.RUNNING, pv.Light.OFF, pv.CoverState.CLOSED)
 
 
-def ccd(state: pc.ControllerState, shutter: pc.ShutterState) -> pc.Status:
-    return pc.Status(
-        mid=1,
+def ccd(state: pc.ControllerState, shutter: pc.ShutterState) -> pc.CcdStatus:
+    return pc.CcdStatus(
         state=state,
         exptime_s=0.0,
         elapsed_s=0.0,

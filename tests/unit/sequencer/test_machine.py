@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from drivers import interfaces as pc
 from drivers.cover import CoverStatus
 from drivers.errors import DeviceError, SequenceError
 from drivers.interfaces import FocalPlaneCover
-from drivers.protocol import ccd as pc
 from drivers.protocol import cover as pv
-from drivers.readout import Readout
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.config import RunSettings
 from sequencer.hardware import Devices, Pacing
@@ -44,13 +43,19 @@ class FakeCcd:
         self.frame = 0
         self.on_status: Any = None
 
-    def status(self) -> pc.Status:
+    def status(self) -> pc.CcdStatus:
         self.calls.append(("status", None))
         if self.on_status is not None:
             self.on_status()
         state = self.polls.popleft() if self.polls else pc.ControllerState.IDLE
-        return pc.Status(
-            1, state, 1.0, 1.0, self.shutter_state, 163.15, self.frame, True
+        return pc.CcdStatus(
+            state=state,
+            exptime_s=1.0,
+            elapsed_s=1.0,
+            shutter=self.shutter_state,
+            temperature_k=163.15,
+            frame=self.frame,
+            dark=True,
         )
 
     def expose(self, exptime_s: float, *, dark: bool = True) -> None:
@@ -76,13 +81,20 @@ class FakeCcd:
     def check_temperature(self) -> float:
         return 163.15
 
-    def read_frame(self, progress: Any = None) -> Readout:
+    def read_frame(self, progress: Any = None) -> pc.Readout:
         self.calls.append(("read_frame", None))
         info = pc.FrameInfo(
-            1, self.frame, 4212, 4196, 16, 10, 10, 1, 1.0, True, 163.15, 163.15,
-            self.shutter_state, 0,
-        )  # fmt: skip
-        return Readout(info, np.zeros((2, 2), ">u2"), (), 0, 1)
+            frame=self.frame,
+            rows=4212,
+            cols=4196,
+            exptime_s=1.0,
+            dark=True,
+            temp_start_k=163.15,
+            temp_end_k=163.15,
+            shutter_max=self.shutter_state,
+            shutter_readings=2,
+        )
+        return pc.Readout(info, np.zeros((2, 2), ">u2"), 0, 1)
 
     def clear(self) -> None:
         self.calls.append(("clear", None))

@@ -36,9 +36,9 @@ def test_scenario_round_trip(tmp_path: Path) -> None:
 faults:
   - {device: cover_left, kind: cover_jam, after_commands: 3}
   - device: ccd
-    kind: bad_crc
+    kind: short_fetch
     on_readout: 2
-    params: {block: 10}
+    params: {fraction: 0.25}
   - {device: ccd, kind: temperature_excursion, at_time: 1800,
      params: {delta_k: 12.0, duration_s: 600.0}}
 """,
@@ -46,10 +46,10 @@ faults:
     faults = load_scenario(path)
     assert [f.kind for f in faults] == [
         FaultKind.COVER_JAM,
-        FaultKind.BAD_CRC,
+        FaultKind.SHORT_FETCH,
         FaultKind.TEMPERATURE_EXCURSION,
     ]
-    assert faults[1].param("block", 0) == 10
+    assert faults[1].param("fraction", 0) == 0.25
     assert faults[2].at_time == 1800.0
     assert faults[0].to_dict() == {
         "device": "cover_left",
@@ -114,13 +114,13 @@ def test_fault_is_for_its_device_and_kind_only() -> None:
 
 def test_times_and_readout_trigger() -> None:
     book = FaultBook(
-        [Fault(device="ccd", kind=FaultKind.BAD_CRC, on_readout=2, times=2)]
+        [Fault(device="ccd", kind=FaultKind.SHORT_FETCH, on_readout=2, times=2)]
     )
     kw = {"commands": 10, "sim_time": 5.0}
-    assert book.fire("ccd", FaultKind.BAD_CRC, readout=1, **kw) is None
-    assert book.fire("ccd", FaultKind.BAD_CRC, readout=2, **kw) is not None
-    assert book.fire("ccd", FaultKind.BAD_CRC, readout=2, **kw) is not None
-    assert book.fire("ccd", FaultKind.BAD_CRC, readout=2, **kw) is None
+    assert book.fire("ccd", FaultKind.SHORT_FETCH, readout=1, **kw) is None
+    assert book.fire("ccd", FaultKind.SHORT_FETCH, readout=2, **kw) is not None
+    assert book.fire("ccd", FaultKind.SHORT_FETCH, readout=2, **kw) is not None
+    assert book.fire("ccd", FaultKind.SHORT_FETCH, readout=2, **kw) is None
 
 
 def test_windowed_fault_lasts_its_duration() -> None:
@@ -219,10 +219,10 @@ def test_a_late_reply_of_a_million_seconds_or_a_negative_one_is_refused(
         inject(FaultKind.LATE_REPLY, delay_s=delay)
 
 
-def test_a_block_number_must_be_whole() -> None:
-    with pytest.raises(ConfigError, match="'block' must be an integer"):
-        inject(FaultKind.BAD_CRC, block=17.5)
-    assert inject(FaultKind.BAD_CRC, block=17).param("block", 0) == 17
+def test_a_short_fetch_keeps_a_fraction_of_a_frame() -> None:
+    with pytest.raises(ConfigError, match=r"'fraction' must be a number in \[0, 1\]"):
+        inject(FaultKind.SHORT_FETCH, fraction=1.5)
+    assert inject(FaultKind.SHORT_FETCH, fraction=0.25).param("fraction", 0) == 0.25
 
 
 @pytest.mark.parametrize(
