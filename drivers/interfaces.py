@@ -117,7 +117,8 @@ class FrameInfo:
         The most open shutter state read back while the frame integrated
         (:data:`SHUTTER_ORDER`): ``CLOSED`` only if every reading was shut.
     shutter_readings
-        How many shutter readings that is (at least two: start and end).
+        How many shutter readings that is: one just before the exposure,
+        then one per status poll while it integrated or was read out.
     """
 
     frame: int
