@@ -3,7 +3,9 @@
 An Archon client written here (facts from sdss-archon and the Archon manual as
 it quotes them; see ``docs/protocols.md``), over pyserial ``socket://``,
 behind :class:`~drivers.interfaces.CcdController`. The exchange (ids,
-replies, retries, ``FETCH``) is :mod:`drivers.archon_link`.
+replies, retries, ``FETCH``) is :mod:`drivers.archon_link`; the transfer of
+a buffer :mod:`drivers.archon_readout`; the record of an exposure under way
+:mod:`drivers.archon_exposure` (this module imports those, none imports it).
 
 How an exposure is run (as SDSS-V's clients run BOSS's controller):
 ``HOLDTIMING``, the parameters ``Exposures``/``ReadOut``/``AbortExposure``/
@@ -39,17 +41,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import numpy as np
-import numpy.typing as npt
-
-from drivers.archon_link import ArchonLink, ArchonRefused, TransferCut
+from drivers.archon_exposure import Exposure, holding, integrated, shutter_from
+from drivers.archon_link import ArchonLink, ArchonRefused
+from drivers.archon_readout import COLS, ROWS, check_geometry, fetch_buffer
 from drivers.config import CcdConfig
 from drivers.errors import ConfigError, DeviceError, ProtocolError
 from drivers.identity import DeviceIdentity
 from drivers.interfaces import (
-    SHUTTER_ORDER,
     CcdStatus,
     ControllerState,
     FrameInfo,
@@ -58,74 +58,30 @@ from drivers.interfaces import (
     ShutterState,
 )
 from drivers.protocol import archon as protocol
-from drivers.protocol.archon import BINARY_HEADER_SIZE
 from drivers.protocol.archon_acf import (
     check_megara_config,
     parse_config_entry,
     rconfig_command,
 )
-from drivers.protocol.archon_status import BufferStatus, FrameStatus, parse_key_values
+from drivers.protocol.archon_status import FrameStatus, parse_key_values
 from drivers.transport import SerialLink
 
 log = logging.getLogger(__name__)
 
-#: MEGARA's raw frame: lines and pixels per line.
-ROWS, COLS = 4212, 4196
 #: Kelvin at 0 degrees Celsius (the Archon reports Celsius).
 ZERO_CELSIUS_K = 273.15
 #: The HeaterX module of MEGARA's controller, its CCD sensor and shutter inputs.
 HEATERX_SLOT = 2
 TEMPERATURE_KEY = f"MOD{HEATERX_SLOT}/TEMPA"
 SHUTTER_KEY = f"MOD{HEATERX_SLOT}/DINPUTS"
-SHUTTER_CLOSED_BIT, SHUTTER_OPEN_BIT = 1 << 2, 1 << 3
 #: sdss-archon's module type code of a HeaterX.
 HEATERX_TYPE = 11
 #: ``BACKPLANE_ID`` of our simulator ("SIMULATE" in hexadecimal ASCII).
 SIMULATOR_BACKPLANE = "53494D554C415445"
 #: ``POWER`` when the CCD's supplies are on.
 POWER_ON = protocol.Power.ON.value
-#: Bytes of one binary block on the wire: ``<xx:`` + payload.
-_ROW = BINARY_HEADER_SIZE + protocol.BLOCK_SIZE
 #: Configuration lines read per round trip; reading stops at an empty window.
 CONFIG_WINDOW = 64
-
-
-@dataclass
-class _Exposure:
-    """The exposure this driver started, as it saw it."""
-
-    after: int  # the highest frame number in the buffers when it started
-    exptime_s: float
-    dark: bool
-    timer_start: int
-    temp_start_k: float
-    temp_end_k: float
-    shutter_max: ShutterState
-    readings: int = 1
-    integrating_seen: bool = False
-
-    def saw(
-        self, shutter: ShutterState, temperature_k: float, *, integrating: bool
-    ) -> None:
-        """One ``STATUS`` reading; the first while integrating is the start's."""
-        if SHUTTER_ORDER.index(shutter) > SHUTTER_ORDER.index(self.shutter_max):
-            self.shutter_max = shutter
-        self.readings += 1
-        self.temp_end_k = temperature_k
-        if integrating and not self.integrating_seen:
-            self.integrating_seen = True
-            self.temp_start_k = temperature_k
-
-
-def shutter_from(dinputs: int) -> ShutterState:
-    """The shutter position the two switches on ``DINPUTS`` say."""
-    closed = bool(dinputs & SHUTTER_CLOSED_BIT)
-    opened = bool(dinputs & SHUTTER_OPEN_BIT)
-    if closed and opened:
-        return ShutterState.FAULT
-    if closed:
-        return ShutterState.CLOSED
-    return ShutterState.OPEN if opened else ShutterState.MOVING
 
 
 class ArchonCcdController:
@@ -145,7 +101,7 @@ class ArchonCcdController:
         self.archon = ArchonLink(link, config)
         self.config = config
         self._identity: DeviceIdentity | None = None
-        self._exposure: _Exposure | None = None
+        self._exposure: Exposure | None = None
 
     @classmethod
     def from_config(cls, config: CcdConfig) -> ArchonCcdController:
@@ -306,7 +262,7 @@ class ArchonCcdController:
                 frame=latest,
                 dark=True,
             )
-        buffer = _holding(frame, exposure.after)
+        buffer = holding(frame, exposure.after)
         if buffer is None:
             state = ControllerState.EXPOSING
             elapsed = ((frame.timer or 0) - exposure.timer_start) / protocol.TIMER_HZ
@@ -315,7 +271,7 @@ class ArchonCcdController:
             state = (
                 ControllerState.READY if buffer.complete else ControllerState.READING
             )
-            elapsed = _integrated(buffer, exposure)
+            elapsed = integrated(buffer, exposure)
             if not buffer.complete:
                 exposure.saw(shutter, temperature, integrating=False)
         return CcdStatus(
@@ -378,7 +334,7 @@ class ArchonCcdController:
             self._param(name, value)
         self.archon.command("RELEASETIMING")
         timer = self._frame().timer or 0
-        self._exposure = _Exposure(
+        self._exposure = Exposure(
             after=latest,
             exptime_s=exptime_s,
             dark=dark,
@@ -439,16 +395,16 @@ class ArchonCcdController:
             raise DeviceError(
                 f"ccd: no exposure started on {self.url} to read; expose first"
             )
-        buffer = _holding(self._frame(), exposure.after)
+        buffer = holding(self._frame(), exposure.after)
         if buffer is None or not buffer.complete:
             raise DeviceError(
                 f"ccd: the frame of the last exposure is not complete in any buffer"
                 f" of the controller on {self.url}; expected READY before the"
                 " transfer"
             )
-        _check_geometry(buffer, self.url)
+        check_geometry(buffer, self.url)
         self.archon.command(protocol.lock_command(buffer.number))
-        rows, rounds, again = self._transfer(buffer, progress)
+        transfer = fetch_buffer(self.archon, buffer, progress)
         after = self._frame().buffer(buffer.number)
         if (after.frame, after.timestamp) != (buffer.frame, buffer.timestamp):
             raise DeviceError(
@@ -457,15 +413,11 @@ class ArchonCcdController:
                 " although locked; take the exposure again"
             )
         self.archon.command(protocol.lock_command(0))
-        # One copy: the payloads out of their rows, swapped to big-endian.
-        swapped = np.empty((len(rows), protocol.BLOCK_SIZE // 2), dtype=">u2")
-        swapped[...] = rows[:, BINARY_HEADER_SIZE:].view("<u2")
-        pixels = swapped.reshape(-1)[: ROWS * COLS].reshape(ROWS, COLS)
         info = FrameInfo(
             frame=buffer.frame,
             rows=ROWS,
             cols=COLS,
-            exptime_s=_integrated(buffer, exposure),
+            exptime_s=integrated(buffer, exposure),
             dark=exposure.dark,
             temp_start_k=exposure.temp_start_k,
             temp_end_k=exposure.temp_end_k,
@@ -474,95 +426,11 @@ class ArchonCcdController:
         )
         return Readout(
             info=info,
-            pixels=pixels,
-            refetched=again,
-            rounds=rounds,
+            pixels=transfer.pixels(ROWS, COLS),
+            refetched=transfer.again,
+            rounds=transfer.rounds,
         )
-
-    def _transfer(
-        self, buffer: BufferStatus, progress: Progress | None
-    ) -> tuple[npt.NDArray[np.uint8], int, int]:
-        """The buffer's blocks as received (one ``<xx:`` + 1024 bytes per row);
-        the transfers needed and the blocks fetched by later ones."""
-        nblocks = protocol.blocks_for(buffer.nbytes)
-        rows = np.empty((nblocks, _ROW), dtype=np.uint8)
-        have = rounds = again = 0
-        while have < nblocks:
-            rounds += 1
-            again += (nblocks - have) if rounds > 1 else 0
-
-            def report(blocks: int, have: int = have) -> None:
-                if progress is not None:
-                    done = (have + blocks) * protocol.BLOCK_SIZE
-                    progress(min(done, buffer.nbytes), buffer.nbytes)
-
-            try:
-                self.archon.fetch(
-                    buffer.base + have * protocol.BLOCK_SIZE, rows[have:], report
-                )
-                have = nblocks
-            except TransferCut as cut:
-                have += cut.blocks
-                self._resume(buffer, cut, have, nblocks, rounds)
-        self.archon.retries_used += rounds - 1
-        if progress is not None:
-            progress(buffer.nbytes, buffer.nbytes)
-        return rows, rounds, again
-
-    def _resume(
-        self,
-        buffer: BufferStatus,
-        cut: TransferCut,
-        have: int,
-        nblocks: int,
-        rounds: int,
-    ) -> None:
-        """Log a transfer cut short and get ready for the next, or give up."""
-        if rounds > self.config.retries:
-            raise DeviceError(
-                f"ccd: {nblocks - have} of {nblocks} blocks of frame {buffer.frame}"
-                f" still missing after {rounds} transfers on {self.url} (last:"
-                f" {cut.cause}); the frame is lost: check the network, then take"
-                " the exposure again"
-            ) from cut.cause
-        log.warning(
-            "ccd: transfer of frame %d cut after %d of %d blocks (%s); resuming",
-            buffer.frame,
-            have,
-            nblocks,
-            cut.cause,
-        )
-        self.archon.recover(cut.cause)
-        self.archon.command(protocol.lock_command(buffer.number))
 
 
 #: Longest exposure the timing parameters can hold, seconds.
 MAX_EXPTIME_S = protocol.MAX_INTEGRATION_S
-
-
-def _holding(frame: FrameStatus, after: int) -> BufferStatus | None:
-    """The buffer holding (or being written with) the first frame after ``after``.
-
-    The controller numbers frames on from its own counter, which buffers do
-    not show until a frame is read (a controller restarted at frame N makes
-    frame N + 1 first, with all buffers at 0).
-    """
-    newer = [buffer for buffer in frame.buffers if buffer.frame > after]
-    return min(newer, key=lambda buffer: buffer.frame) if newer else None
-
-
-def _integrated(buffer: BufferStatus, exposure: _Exposure) -> float:
-    """The integration the buffer's timestamps record, else the one requested."""
-    span = buffer.fe_timestamp - buffer.re_timestamp
-    return span / protocol.TIMER_HZ if span > 0 else exposure.exptime_s
-
-
-def _check_geometry(buffer: BufferStatus, url: str) -> None:
-    shape = (buffer.height, buffer.width, buffer.sample)
-    if shape != (ROWS, COLS, protocol.SampleMode.BITS16):
-        raise DeviceError(
-            f"ccd: frame {buffer.frame} on {url} is {buffer.width} x {buffer.height}"
-            f" pixels of {buffer.sample.name}; expected {COLS} x {ROWS} of 16 bits"
-            " (MEGARA raw): check the controller's ACF (LINECOUNT, PIXELCOUNT,"
-            " FRAMEMODE, SAMPLEMODE)"
-        )
