@@ -39,19 +39,24 @@ def _hardware(config: pytest.Config) -> Urls | None:
     return Urls(*urls)
 
 
-@pytest.fixture(scope="module", params=["pty", "tcp"])
-def urls(request: pytest.FixtureRequest) -> Iterator[Urls]:
-    """The devices to test: real hardware if given, else a fresh simulator set."""
-    hardware = _hardware(request.config)
+def device_urls(config: pytest.Config, transport: str) -> Iterator[Urls]:
+    """Real hardware if given, else a fresh simulator set on ``transport``."""
+    hardware = _hardware(config)
     if hardware is not None:
-        if request.param == "tcp":
-            pytest.skip("hardware given: one run is enough")
         yield hardware
         return
-    sim = start_simulators("--transport", request.param, *SIM_ARGS)
+    sim = start_simulators("--transport", transport, *SIM_ARGS)
     try:
         yield Urls(
             sim.urls["ccd"], sim.urls["cover_left"], sim.urls["cover_right"], sim
         )
     finally:
         sim.close()
+
+
+@pytest.fixture(scope="module", params=["pty", "tcp"])
+def urls(request: pytest.FixtureRequest) -> Iterator[Urls]:
+    """The devices to test, the cover halves on each transport in turn."""
+    if _hardware(request.config) is not None and request.param == "tcp":
+        pytest.skip("hardware given: one run is enough")
+    yield from device_urls(request.config, request.param)

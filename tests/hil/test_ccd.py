@@ -30,7 +30,7 @@ from drivers.errors import DeviceError, DeviceTimeout
 from drivers.interfaces import CcdStatus, ControllerState, Readout, ShutterState
 from drivers.protocol import archon as protocol
 from drivers.transport import LinkError
-from tests.hil.conftest import SIM_ARGS, Urls
+from tests.hil.conftest import SIM_ARGS, Urls, device_urls
 from tests.simproc import SimProcess, control, start_simulators
 
 pytestmark = pytest.mark.hil
@@ -73,13 +73,10 @@ def config(url: str, **kw: Any) -> CcdConfig:
     return CcdConfig(url=url, **settings)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def once_per_simulator_set(urls: Urls) -> None:
-    """The CCD is the same TCP simulator in the pty and the tcp set: test it once."""
-    if urls.sim is not None and not urls.cover_left.startswith("socket://"):
-        pytest.skip(
-            "the simulated Archon is on TCP in both sets; tested in the tcp one"
-        )
+@pytest.fixture(scope="module")
+def urls(request: pytest.FixtureRequest) -> Iterator[Urls]:
+    """One device set: the Archon is on TCP whatever the covers' transport."""
+    yield from device_urls(request.config, "tcp")
 
 
 @pytest.fixture(scope="module")

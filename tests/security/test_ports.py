@@ -225,19 +225,24 @@ def test_a_second_ccd_connection_during_a_readout_is_refused_at_once(
     sim = simulators("--transport", "tcp", "--readout-s", "0.5")
     host, port = sim.urls["ccd"].removeprefix("socket://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10.0) as first:
-        first.sendall(b">01 EXPOSE 0.000 DARK\n")
-        assert first.recv(100).startswith(b"<01 OK")
-        for mid in range(0x10, 0xFF):  # until the frame is in memory
-            first.sendall(b">%02X STATUS\n" % mid)
-            if b"STATE=READY" in first.recv(200):
+        # A bias read out at once, as sdss-archon's expose() asks for one.
+        for n, text in enumerate(
+            [b"HOLDTIMING", b"FASTLOADPARAM ReadOut 1", b"FASTLOADPARAM Exposures 1",
+             b"RELEASETIMING"], 1
+        ):  # fmt: skip
+            first.sendall(b">%02X%s\n" % (n, text))
+            assert first.recv(100) == b"<%02X\n" % n
+        for n in range(0x10, 0xFF):  # until the frame is complete in buffer 1
+            first.sendall(b">%02XFRAME\n" % n)
+            if b" BUF1COMPLETE=1 " in first.recv(4096):
                 break
             time.sleep(0.05)
-        first.sendall(b">02 READ\n")
-        assert first.recv(100).startswith(b"<02 DATA")  # the readout flows
+        first.sendall(b">05FETCHA0000000000086D7\n")  # the whole frame
+        assert first.recv(100).startswith(b"<05:")  # the readout flows
         # A hang would end in the socket's timeout (an error), not in b"".
         with socket.create_connection((host, int(port)), timeout=10.0) as second:
             try:
-                second.sendall(b">03 PING\n")
+                second.sendall(b">06SYSTEM\n")
                 answer = second.recv(100)
             except ConnectionResetError:
                 answer = b""
