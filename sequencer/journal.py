@@ -79,7 +79,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -96,8 +95,6 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 _WRITTEN = frozenset({"frame_written", "frame_adopted"})
-#: Environment variable of the journal's fault-injection hook (tests only).
-KILL_HOOK_ENV = "MEGARA_DARK_FAULT_KILL_JOURNAL"
 
 
 class JournalError(SequenceError):
@@ -115,33 +112,6 @@ def _os_reason(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
-class _KillHook:
-    """``EVENT:N:BYTES`` from :data:`KILL_HOOK_ENV`: tear the N-th EVENT record."""
-
-    def __init__(self, spec: str) -> None:
-        try:
-            event, count, size = spec.rsplit(":", 2)
-            self.event, self.count, self.size = event, int(count), int(size)
-        except ValueError as err:
-            raise ConfigError(
-                f"{KILL_HOOK_ENV}={spec!r}; expected EVENT:N:BYTES "
-                "(a fault-injection hook for tests)"
-            ) from err
-        self.seen = 0
-
-    def tear(self, event: str, fd: int, data: bytes) -> None:
-        """Write part of ``data`` and die, if this is the record to tear."""
-        if event != self.event:
-            return
-        self.seen += 1
-        if self.seen != self.count:
-            return
-        os.write(fd, data[: self.size])
-        os.fsync(fd)
-        log.critical("fault injection: killed after %d bytes of a record", self.size)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class Journal:
     """An append-only journal file (see the module docstring).
 
@@ -154,8 +124,6 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        spec = os.environ.get(KILL_HOOK_ENV)
-        self._hook = _KillHook(spec) if spec else None
         try:
             if not self.path.exists():
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -237,8 +205,6 @@ class Journal:
             ) from err
         try:
             size = os.fstat(fd).st_size
-            if self._hook is not None:
-                self._hook.tear(event, fd, data)
             try:
                 written = os.write(fd, data)
                 if written != len(data):

@@ -106,13 +106,12 @@ import logging
 import math
 import os
 import re
-import signal
 import uuid as uuidlib
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -163,8 +162,6 @@ _FILE_RE = re.compile(
     r"(?P<block>[A-Za-z0-9][A-Za-z0-9._-]*)_(?P<attempt>\d{4,})\.fits"
 )
 _PARTIAL_SUFFIX = ".partial"
-#: Environment variable of the writer's fault-injection hook (tests only).
-KILL_HOOK_ENV = "MEGARA_DARK_FAULT_KILL_FITS"
 
 
 class FrameWriteError(SequenceError):
@@ -527,7 +524,7 @@ def write_raw_frame(
         raise _write_error(path, err) from err
     try:
         with stream:
-            hdu.writeto(_kill_hook(path.name, stream), checksum=True)
+            hdu.writeto(stream, checksum=True)
             stream.flush()
             os.fsync(stream.fileno())
         if path.exists():  # appeared while we wrote: never replace a frame
@@ -570,49 +567,6 @@ def _write_error(path: Path, err: OSError) -> FrameWriteError:
         "nothing of it was kept; free space (or raise the file-size limit, or "
         "make the folder writable), then finish the run with --resume"
     )
-
-
-class _KillAfter:
-    """A stream that SIGKILLs this process after ``limit`` bytes (tests only)."""
-
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self._stream = stream
-        self._limit = limit
-        self._written = 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        room = self._limit - self._written
-        if len(view) >= room:
-            self._stream.write(view[: max(room, 0)])
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-            log.critical("fault injection: killed after %d bytes", self._limit)
-            os.kill(os.getpid(), signal.SIGKILL)
-        self._written += len(view)
-        return self._stream.write(view)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def tell(self) -> int:
-        return self._written
-
-
-def _kill_hook(name: str, stream: BinaryIO) -> BinaryIO | _KillAfter:
-    """``stream``, or a killing wrapper if :data:`KILL_HOOK_ENV` names ``name``."""
-    spec = os.environ.get(KILL_HOOK_ENV)
-    if not spec:
-        return stream
-    target, _, size = spec.rpartition(":")
-    try:
-        limit = int(size)
-    except ValueError as err:
-        raise ConfigError(
-            f"{KILL_HOOK_ENV}={spec!r}; expected NAME:BYTES (a fault-injection "
-            "hook for tests)"
-        ) from err
-    return _KillAfter(stream, limit) if target == name else stream
 
 
 def _fsync_dir(folder: Path) -> None:

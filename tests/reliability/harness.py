@@ -26,6 +26,7 @@ from astropy.io import fits
 
 from sequencer.journal import read_records, replay
 from sequencer.rawfits import parse_file_name, verify_raw_frame
+from tests import killpoints
 from tests.simproc import megara_dark
 
 NFRAMES = 3
@@ -128,13 +129,15 @@ class RunProcess:
         env: Mapping[str, str] | None = None,
         preexec: Preexec | None = None,
     ) -> RunProcess:
+        if env:  # kill points: the run is started through tests.killpoints
+            argv = killpoints.command(*argv[argv.index("run") :])
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=killpoints.environment(env or {}),
             preexec_fn=preexec,  # noqa: PLW1509 - only setrlimit/prctl calls
         )
         run = cls(proc)

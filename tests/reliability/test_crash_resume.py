@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sequencer.journal import KILL_HOOK_ENV as JOURNAL_HOOK
-from sequencer.rawfits import KILL_HOOK_ENV as FITS_HOOK
 from sequencer.rawfits import file_name
+from tests.killpoints import FITS_ENV as FITS_HOOK
+from tests.killpoints import JOURNAL_ENV as JOURNAL_HOOK
 from tests.reliability.conftest import Reference
 from tests.reliability.harness import (
     BIAS_BLOCK,

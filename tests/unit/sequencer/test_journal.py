@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 
 from drivers.errors import ConfigError
 from sequencer.journal import (
-    KILL_HOOK_ENV,
     Journal,
     JournalError,
     read_records,
@@ -26,6 +24,7 @@ from sequencer.journal import (
 )
 from sequencer.rawfits import RAW_SHAPE, file_name, partial_name, write_raw_frame
 from sequencer.recovery import exposures_done, orphan_frames, resume_block
+from tests import killpoints
 from tests.unit.sequencer.test_rawfits import make_meta
 
 
@@ -332,24 +331,14 @@ def test_unwritable_folder_is_a_journal_error(tmp_path: Path) -> None:
         Journal(tmp_path / "missing" / "run.journal")
 
 
-_TEAR = """
-import sys
-import uuid
-from pathlib import Path
-from sequencer.journal import Journal
-journal = Journal(Path(sys.argv[1]))
-journal.append("run_started", blocks=["b"])
-for attempt in (1, 2, 3):
-    journal.append("frame_written", block="b", attempt=attempt, valid=True)
-"""
-
-
 @pytest.mark.parametrize("size", [0, 20, 10_000])
-def test_kill_hook_tears_the_chosen_record(tmp_path: Path, size: int) -> None:
+def test_a_record_torn_by_a_kill_is_dropped_on_reopening(
+    tmp_path: Path, size: int
+) -> None:
     path = tmp_path / "run.journal"
-    env = {**os.environ, KILL_HOOK_ENV: f"frame_written:2:{size}"}
+    env = killpoints.environment({killpoints.JOURNAL_ENV: f"frame_written:2:{size}"})
     done = subprocess.run(
-        [sys.executable, "-c", _TEAR, str(path)], env=env, check=False
+        killpoints.command("journal", str(path)), env=env, check=False
     )
     assert done.returncode == -signal.SIGKILL
     records, torn = read_records(path)
@@ -363,16 +352,6 @@ def test_kill_hook_tears_the_chosen_record(tmp_path: Path, size: int) -> None:
     reopened = Journal(path)
     assert read_records(path)[1] == b""
     assert reopened.append("run_done")["seq"] == len(records) + 1
-
-
-def test_kill_hook_is_off_by_default_and_checked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(KILL_HOOK_ENV, raising=False)
-    Journal(tmp_path / "a").append("frame_written", block="b", attempt=1)
-    monkeypatch.setenv(KILL_HOOK_ENV, "frame_written:two:5")
-    with pytest.raises(ConfigError, match="EVENT:N:BYTES"):
-        Journal(tmp_path / "b")
 
 
 def test_read_records_does_not_repair(tmp_path: Path) -> None:

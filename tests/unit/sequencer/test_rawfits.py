@@ -10,7 +10,6 @@ import re
 import resource
 import signal
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +22,6 @@ from astropy.io import fits
 from drivers.errors import ConfigError
 from sequencer import rawfits
 from sequencer.rawfits import (
-    KILL_HOOK_ENV,
     RAW_SHAPE,
     FrameMeta,
     FrameWriteError,
@@ -36,6 +34,7 @@ from sequencer.rawfits import (
     verify_raw_frame,
     write_raw_frame,
 )
+from tests import killpoints
 
 DATE = datetime(2026, 11, 28, 13, 40, 5, 123456, tzinfo=UTC)
 
@@ -433,7 +432,8 @@ def test_file_size_limit_in_a_real_process(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
 
     done = subprocess.run(
-        [sys.executable, "-c", _WRITE, str(tmp_path / "a_0001.fits")],
+        killpoints.command("write-frame", str(tmp_path / "a_0001.fits")),
+        env=killpoints.environment({}),
         capture_output=True,
         text=True,
         preexec_fn=limit,
@@ -445,23 +445,12 @@ def test_file_size_limit_in_a_real_process(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-_WRITE = """
-import sys
-from pathlib import Path
-from sequencer.rawfits import FrameWriteError, write_raw_frame
-from tests.unit.sequencer.test_rawfits import make_meta, pixels
-try:
-    write_raw_frame(Path(sys.argv[1]), pixels(), make_meta())
-except FrameWriteError as err:
-    print(f"FrameWriteError: {err}")
-    raise SystemExit(3)
-"""
-
-
-def test_kill_hook_leaves_only_a_partial_of_that_size(tmp_path: Path) -> None:
-    env = {**os.environ, KILL_HOOK_ENV: "a_0001.fits:123456"}
+def test_a_write_killed_part_way_leaves_only_a_partial_of_that_size(
+    tmp_path: Path,
+) -> None:
+    env = killpoints.environment({killpoints.FITS_ENV: "a_0001.fits:123456"})
     done = subprocess.run(
-        [sys.executable, "-c", _WRITE, str(tmp_path / "a_0001.fits")],
+        killpoints.command("write-frame", str(tmp_path / "a_0001.fits")),
         env=env,
         check=False,
     )
@@ -471,13 +460,13 @@ def test_kill_hook_leaves_only_a_partial_of_that_size(tmp_path: Path) -> None:
     assert partial.stat().st_size == 123456
 
 
-def test_kill_hook_is_for_one_name_and_checked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(KILL_HOOK_ENV, "b_0001.fits:10")
-    path = write_raw_frame(tmp_path / "a_0001.fits", pixels(), make_meta())
-    verify_raw_frame(path)
-    monkeypatch.setenv(KILL_HOOK_ENV, "a_0002.fits:ten")
-    with pytest.raises(ConfigError, match="NAME:BYTES"):
-        write_raw_frame(tmp_path / "a_0002.fits", pixels(), make_meta())
+def test_a_kill_point_for_another_frame_leaves_this_one_whole(tmp_path: Path) -> None:
+    env = killpoints.environment({killpoints.FITS_ENV: "b_0001.fits:10"})
+    done = subprocess.run(
+        killpoints.command("write-frame", str(tmp_path / "a_0001.fits")),
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0
+    verify_raw_frame(tmp_path / "a_0001.fits")
     assert [p.name for p in tmp_path.iterdir()] == ["a_0001.fits"]
