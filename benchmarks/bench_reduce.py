@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,39 +40,7 @@ import numpy as np
 import yaml
 from astropy.io import fits
 
-from reduce.io import write_raw
-from reduce.synthetic import DetectorTruth, make_raw, raw_header
-
-CONFIG_UUID = "4fd05b24-2ed9-457b-b563-a3c618bb1d4c"  # megaradrp's instrument
-DATE_OBS = "2026-11-28T01:00:00.0"
-DARK_EXPTIME_S = 3600.0
-
-
-def _header(exptime: float, obsmode: str, k: int) -> dict[str, Any]:
-    header = raw_header(exptime, obsmode=obsmode)
-    header.update(
-        {
-            "DATE-OBS": DATE_OBS,
-            "INSCONF": CONFIG_UUID,
-            "VPH": "LR-U",
-            "INSMODE": "MOS",
-            "UUID": str(uuid.UUID(int=k + (1 << 64))),
-        }
-    )
-    return header
-
-
-def make_frames(workdir: Path, n_darks: int, n_biases: int) -> None:
-    """Write seeded synthetic raw biases and darks into ``workdir``."""
-    truth = DetectorTruth()
-    rng = np.random.default_rng(20261128)
-    for k in range(n_biases):
-        header = _header(0.0, "MegaraBiasImage", k)
-        write_raw(workdir / f"bias_{k:02d}.fits", make_raw(truth, 0.0, rng), header)
-    for k in range(n_darks):
-        header = _header(DARK_EXPTIME_S, "MegaraDarkImage", 100 + k)
-        raw = make_raw(truth, DARK_EXPTIME_S, rng)
-        write_raw(workdir / f"dark_{k:02d}.fits", raw, header)
+from reduce.synthetic import make_frames
 
 
 def _measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:

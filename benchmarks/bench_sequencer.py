@@ -43,7 +43,7 @@ from typing import Any
 from drivers.archon import ArchonCcdController
 from drivers.config import CcdConfig
 from drivers.interfaces import ControllerState
-from reduce.pipeline import reduce_block
+from reduce.batch import reduce_block
 from sequencer.simlaunch import start_simulators
 
 TIME_SCALE = 1000.0

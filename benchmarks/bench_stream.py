@@ -1,6 +1,6 @@
 """The streaming reduction's final step against the whole-file reduction.
 
-The sequencer hands each raw frame to :class:`reduce.pipeline.StreamingReduction`
+The sequencer hands each raw frame to :class:`reduce.online.StreamingReduction`
 as it is written (``add``) and calls ``finish()`` after the last one; the
 issue's target is ``finish()`` at most 1 s for N = 20 full-size one-hour
 darks with a master bias. Side by side in one process, on the same seeded
@@ -37,9 +37,11 @@ configure_process()  # before numpy: the settings megara-dark itself runs with
 
 import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
-from bench_reduce import _warm, make_frames  # noqa: E402  (run beside it)
+from bench_reduce import _warm  # noqa: E402  (run beside it)
 
-from reduce.pipeline import StreamingReduction, reduce_block  # noqa: E402
+from reduce.batch import reduce_block  # noqa: E402
+from reduce.online import StreamingReduction  # noqa: E402
+from reduce.synthetic import make_frames  # noqa: E402
 
 TARGET_S = 1.0
 

@@ -87,6 +87,22 @@ class ReductionBlock:
     source: str
 
 
+def mode_named(name: str, block_id: str) -> Mode:
+    """The mode called ``name`` (a block given by the sequencer, not YAML).
+
+    Raises
+    ------
+    InputError
+        ``name`` is not one of :class:`Mode`'s values.
+    """
+    try:
+        return Mode(name)
+    except ValueError:
+        raise InputError(
+            block_id, f"mode {name!r}, expected one of {[m.value for m in Mode]}"
+        ) from None
+
+
 def shown(value: Any) -> str:
     """``repr(value)`` cut short, in bounded work (a YAML alias bomb expands to
     millions of items, which a plain ``repr`` would never finish)."""

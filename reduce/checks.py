@@ -197,6 +197,56 @@ def find_exclusions(
     return excluded
 
 
+@dataclass(frozen=True, eq=False)  # holds inspections: compare fields explicitly
+class Selection:
+    """A block's frames sorted by the checks: those combined, those left out.
+
+    Attributes
+    ----------
+    used
+        Frames to combine, in the block's order.
+    excluded
+        Frames left out, with the reason.
+    exptime
+        The block's exposure time, seconds (:func:`check_exposure_times`).
+    """
+
+    used: tuple[FrameInspection, ...]
+    excluded: tuple[Excluded, ...]
+    exptime: float
+
+    @property
+    def darktime(self) -> float:
+        """Median DARKTIME of the frames used, seconds."""
+        return float(np.median([f.darktime for f in self.used]))
+
+
+def select_frames(
+    frames: Sequence[FrameInspection],
+    dark: bool,
+    config: FrameCheckConfig,
+    where: str,
+) -> Selection:
+    """The frame-set checks, in order: provenance, exposure times, exclusions.
+
+    The exposure times are those of the valid frames (all of them when none
+    is valid). Too few frames left is the caller's check
+    (:func:`require_frames`), once it has recorded the exclusions.
+
+    Raises
+    ------
+    InputError
+        Simulated frames mixed with real ones, or exposure times that differ.
+    """
+    check_provenance(frames, where)
+    valid = [f for f in frames if f.interlock_ok] or list(frames)
+    exptime = check_exposure_times(valid, config, where)
+    excluded = find_exclusions(frames, dark, config)
+    out = {e.name for e in excluded}
+    used = tuple(f for f in frames if f.name not in out)
+    return Selection(used, tuple(excluded), exptime)
+
+
 def require_frames(n_used: int, minimum: int, where: str, excluded: int) -> None:
     """Raise unless at least ``minimum`` frames remain to combine."""
     if n_used < minimum or n_used < 1:

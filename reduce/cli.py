@@ -8,7 +8,7 @@ One line per block on stdout (id, frames used, QA flag, product folder).
 A bad input is one line on stderr naming the file, block or key, and exit
 status 2; a processing failure is one line and exit status 1. The click
 layer only parses options and reports: the work is
-:func:`reduce.pipeline.run_reduction_file`.
+:func:`reduce.batch.run_reduction_file`.
 """
 
 from __future__ import annotations
@@ -113,10 +113,10 @@ def reduce_command(
     # The imports make ~10^5 long-lived objects: no collection while they
     # are made, then they are frozen out of every later collection.
     gc.disable()
+    from reduce.batch import run_reduction_file  # noqa: PLC0415
     from reduce.checks import FrameCheckConfig  # noqa: PLC0415
-    from reduce.pipeline import Options, run_reduction_file  # noqa: PLC0415
     from reduce.qc import QCThresholds  # noqa: PLC0415
-    from reduce.settings import load_qc_config  # noqa: PLC0415
+    from reduce.settings import Options, load_qc_config  # noqa: PLC0415
 
     gc.freeze()
     gc.enable()

@@ -12,9 +12,11 @@ We return the same median, bit for bit: the selection is exact, and the
 mean of the two middle float32 values is computed in float32 in a way that
 rounds exactly as numina's double mean cast to float32
 (:func:`middle_mean_into`). It is faster and bounded in memory:
-the stack is processed in bands of rows, and for N <= 64 the middle order
-statistics come from a pruned Batcher sorting network run with vectorised
-``minimum``/``maximum`` over a cache-sized band (no per-pixel calls).
+the stack is processed in bands of rows (:func:`combine_band_into`; the
+bands come from :mod:`reduce.engine` or :mod:`reduce.window`), and for
+N <= 64 the middle order statistics come from a pruned Batcher sorting
+network run with vectorised ``minimum``/``maximum`` over a cache-sized band
+(no per-pixel calls).
 
 The variance we return is that of the combined pixel: the sample variance
 of the N values (ddof=1) times the efficiency factor of the median,
@@ -125,10 +127,6 @@ class CombineConfig:
                 "combine.method 'noise_clip' needs a noise model "
                 "(read noise and gain per amplifier)"
             )
-
-
-DEFAULT_COMBINE = CombineConfig()
-"""numina's median, in bands of :data:`DEFAULT_BAND_ROWS` rows."""
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
@@ -315,38 +313,6 @@ def _sample_variance(
         ss += diff * diff
     result: Float64Array = ss / max(n - 1, 1)
     return result
-
-
-def combine_band(
-    band: npt.NDArray[np.floating], config: CombineConfig, row0: int = 0
-) -> Combined:
-    """Combine one band of rows of a stack (the band is not modified).
-
-    Parameters
-    ----------
-    band
-        ``(N, rows, columns)`` values, ADU (float32 preferred).
-    config
-        Method and noise model.
-    row0
-        Trimmed-frame row of the band's first row (selects the amplifier).
-
-    Returns
-    -------
-    Combined
-        Median, variance of the median and frames used, for the band.
-    """
-    work = np.array(band, dtype=np.float32)
-    if work.ndim != 3 or work.shape[0] == 0:
-        raise InputError("stack", "no frames to combine; expected at least one")
-    shape = work.shape[1:]
-    out = Combined(
-        np.empty(shape, np.float32),
-        np.empty(shape, np.float32),
-        np.empty(shape, np.int16),
-    )
-    combine_band_into(work, config, row0, out.data, out.variance, out.npix)
-    return out
 
 
 class ShiftedSums:
@@ -556,55 +522,3 @@ def _masked_median(
     model_var = noise.variance(level, row0)[hit]
     variance = np.where(count >= 2, sample_var * factor, model_var)
     return median, variance
-
-
-BandSource = Callable[[int, int], npt.NDArray[np.floating]]
-"""``source(row_start, row_stop) -> (N, rows, columns)`` band of a stack."""
-
-
-def combine_bands(
-    source: BandSource,
-    shape: tuple[int, int],
-    config: CombineConfig = DEFAULT_COMBINE,
-) -> Combined:
-    """Combine a stack delivered band by band.
-
-    Parameters
-    ----------
-    source
-        Callable returning the ``(N, rows, columns)`` band for a row range.
-    shape
-        ``(rows, columns)`` of one frame.
-    config
-        Method, band size, noise model.
-
-    Returns
-    -------
-    Combined
-        The full combined frame, variance and frame counts.
-    """
-    data = np.empty(shape, dtype=np.float32)
-    variance = np.empty(shape, dtype=np.float32)
-    npix = np.empty(shape, dtype=np.int16)
-    for r0 in range(0, shape[0], config.band_rows):
-        r1 = min(r0 + config.band_rows, shape[0])
-        part = combine_band(source(r0, r1), config, r0)
-        data[r0:r1] = part.data
-        variance[r0:r1] = part.variance
-        npix[r0:r1] = part.npix
-    return Combined(data, variance, npix)
-
-
-def combine_stack(
-    stack: npt.NDArray[np.floating], config: CombineConfig = DEFAULT_COMBINE
-) -> Combined:
-    """Combine an ``(N, rows, columns)`` stack (array or memmap) in row bands."""
-    if stack.ndim != 3 or stack.shape[0] == 0:
-        raise InputError(
-            "stack", f"shape {stack.shape}; expected (N >= 1, rows, columns)"
-        )
-    return combine_bands(
-        lambda r0, r1: np.asarray(stack[:, r0:r1]),
-        (stack.shape[1], stack.shape[2]),
-        config,
-    )

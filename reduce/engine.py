@@ -5,8 +5,9 @@ float32, in a buffer each worker thread reuses. :class:`RawBands` fills it
 from archived raw files: each file's raw rows are read with one
 ``os.preadv`` into a reused buffer, the stored big-endian words become
 counts by flipping the sign bit in place (BZERO = 32768 is the top bit),
-and the overscan model is subtracted (:func:`subtract_model`). (The
-streaming reduction combines as frames arrive instead: :mod:`reduce.window`.)
+and the overscan model is subtracted (:func:`subtract_model`);
+:func:`combine_files` combines inspected frames that way. (The streaming
+reduction combines as frames arrive instead: :mod:`reduce.window`.)
 
 The band is then combined in place (:func:`reduce.combine.combine_band_into`).
 Bands are independent and numpy and ``preadv`` release the GIL, so a small
@@ -40,6 +41,7 @@ from reduce.combine import (
     uses_network,
 )
 from reduce.errors import InputError
+from reduce.frames import FrameInspection
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import OverscanModel
 
@@ -263,3 +265,32 @@ class BandCombiner:
         finally:
             self._source.close()
         return result
+
+
+def combine_files(
+    frames: Sequence[FrameInspection],
+    config: CombineConfig,
+    on_band: BandSink,
+    *,
+    threads: int,
+) -> Combined:
+    """Combine inspected frames band by band from their raw files.
+
+    Parameters
+    ----------
+    frames
+        The frames to combine, as the first pass found them
+        (:func:`reduce.frames.inspect_frame`: data offset, overscan models).
+    config
+        Combination settings.
+    on_band
+        Called with each band's rows once they are final.
+    threads
+        Worker threads.
+    """
+    source = RawBands(
+        [f.path for f in frames],
+        [f.overscan for f in frames],
+        [f.data_offset for f in frames],
+    )
+    return BandCombiner(source, config, threads=threads, on_band=on_band).run()

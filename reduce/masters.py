@@ -1,9 +1,9 @@
 """The one validated loader of master calibrations (master bias, master dark).
 
 Every reader of a master goes through :func:`load_master`: the dark
-reduction's master bias (:mod:`reduce.pipeline`, the CLI and the online
-reduction alike), :func:`reduce.io.read_master`, and the pre-flight checks
-(:mod:`reduce.preflight`). A master is accepted only when:
+reduction's master bias (:mod:`reduce.batch` and :mod:`reduce.online`
+alike) and the pre-flight checks (:mod:`reduce.preflight`). A master is
+accepted only when:
 
 * it is a regular, well-formed FITS file (:class:`reduce.fitsfile.FitsFile`:
   every size bounded by the file's);

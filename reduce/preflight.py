@@ -15,10 +15,10 @@ from pathlib import Path
 from reduce.blocks import Mode, ReductionBlock
 from reduce.checks import FrameCheckConfig, require_frames
 from reduce.errors import InputError
+from reduce.files import check_regular
 from reduce.masters import Master, MasterKind, load_master
-from reduce.pipeline import Options
 from reduce.qc import QCThresholds
-from reduce.settings import load_qc_config
+from reduce.settings import Options, load_qc_config
 
 
 def reduction_options(qc_config: Path | None, min_frames: int) -> Options:
@@ -47,6 +47,25 @@ def check_master_bias(path: Path) -> Master:
     return load_master(path, MasterKind.BIAS)
 
 
+def resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:
+    """The block's frame files, each checked to be a regular file (a FIFO, a
+    device, a directory, a link loop or a missing file is refused by name).
+
+    A relative name is relative to ``datadir``.
+    """
+    paths = []
+    for name in block.frames:
+        path = Path(name) if Path(name).is_absolute() else datadir / name
+        try:
+            check_regular(path, "frame file")
+        except InputError as err:
+            raise InputError(
+                err.source, f"{err.detail} (listed in {block.source})"
+            ) from None
+        paths.append(path)
+    return paths
+
+
 #: The files of a block's products: any of them present means "reduced".
 PRODUCT_FILES = ("master_bias.fits", "master_dark.fits", "result.json", "task.json")
 
@@ -72,8 +91,6 @@ def check_blocks(
     InputError
         The first block that cannot be reduced, with the reason.
     """
-    from reduce.pipeline import resolve_frames  # noqa: PLC0415
-
     made_bias = False
     for block in blocks:
         paths = resolve_frames(block, datadir)

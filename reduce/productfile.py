@@ -40,9 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from reduce.checksum import CARD, ones_complement_sum
-from reduce.combine import Combined, NoiseModel, median_variance_factor, scratch
+from reduce.combine import Combined
 from reduce.fitsheader import Header
-from reduce.geometry import AMPLIFIERS
 from reduce.io import padded_size
 from reduce.products import ImagePlan, checksummed_header
 from reduce.qc import dark_rate_rows
@@ -61,13 +60,6 @@ CHUNK_ROWS = 256
 
 COPY_CHUNK = 64 << 20
 """Bytes per ``copy_file_range`` call when a grown header moves the data."""
-
-COSMIC_NSIGMA = 8.0
-"""A pixel is counted as hit by a cosmic ray when its frames scatter as if
-one of them were this many modelled sigmas off (see :class:`MasterSink`).
-Of the 16.8 million pixels of 20 synthetic one-hour darks without any
-cosmic ray, 290 per amplifier were counted at 6, 3 at 7, none at 8 (and
-none of 3 darks at 8)."""
 
 
 class _Image:
@@ -301,105 +293,29 @@ def _copy_range(src: int, dst: int, at: int, to: int, count: int) -> None:
 
 
 class MasterSink:
-    """The combination's band sink (:data:`~reduce.combine.BandSink`) of a master.
+    """Writes each final band of a master (:data:`~reduce.combine.BandSink`).
 
-    Each final band: the master bias's rows are subtracted from the median
-    (and its variance added), then PRIMARY, VARIANCE, MAP and, for a dark,
-    DARKRATE (e-/s from PRIMARY, gain and DARKTIME) are written to ``file``.
-
-    It also counts, per amplifier, the pixels hit by cosmic rays, which the
-    median (or the noise clipping) kept out of the master: with ``noise`` and
-    at least 3 frames, a pixel is hit when some of its values were rejected
-    (MAP < N), or when the sample variance of its N values exceeds the noise
-    model's, ``RN^2 + max(signal, floor) / gain``, by more than one outlier of
-    :data:`COSMIC_NSIGMA` sigmas would add (``1 + 8^2 / N`` times): a hit of
-    more than ~8 sigmas (~25 ADU at 10 e- of dark) is found, and no clean
-    pixel was counted in synthetic sets of 3 and 20 darks.
+    PRIMARY, VARIANCE, MAP and, for a dark, DARKRATE (e-/s from PRIMARY, gain
+    and DARKTIME: :func:`reduce.qc.dark_rate_rows`) go to ``file``. The rows
+    are final: the master bias is already subtracted
+    (:class:`reduce.masterband.MasterBand`).
 
     Parameters
     ----------
     file
         The product being written.
-    bias, bias_variance
-        Trimmed master bias and its variance (None: none).
     darktime_s
         DARKTIME of a dark (None: a bias, no DARKRATE).
-    noise
-        Read noise (ADU) and gain of each amplifier; None: no count.
-    nframes
-        Frames combined.
-    floor_adu
-        Per amplifier, the typical signal of a pixel (ADU above the bias),
-        the least signal the Poisson term assumes: a pixel's own median of
-        a few frames can be far below its true signal, which would make
-        its ordinary scatter look like a hit.
     """
 
-    def __init__(
-        self,
-        file: ProductFile,
-        bias: npt.NDArray[np.float32] | None,
-        bias_variance: npt.NDArray[np.float32] | None,
-        darktime_s: float | None,
-        noise: NoiseModel | None = None,
-        nframes: int = 0,
-        floor_adu: tuple[float, float] = (0.0, 0.0),
-    ) -> None:
+    def __init__(self, file: ProductFile, darktime_s: float | None) -> None:
         self._file = file
-        self._bias = bias
-        self._bias_variance = bias_variance
         self._darktime_s = darktime_s
-        self._noise = noise if nframes >= 3 else None
-        self._nframes = nframes
-        self._floor = tuple(np.float32(max(f, 0.0)) for f in floor_adu)
-        self._hits = [0] * len(AMPLIFIERS)
-        self._lock = threading.Lock()
-
-    @property
-    def cosmic_ray_pixels(self) -> tuple[int, ...] | None:
-        """Pixels hit by cosmic rays per amplifier so far (None: not counted)."""
-        return None if self._noise is None else tuple(self._hits)
-
-    def _count_hits(
-        self,
-        r0: int,
-        signal: npt.NDArray[np.float32],
-        variance: npt.NDArray[np.float32],
-        npix: npt.NDArray[np.int16],
-    ) -> None:
-        assert self._noise is not None
-        n = self._nframes
-        # variance = s^2 x f(N): compare it with sigma^2 x f(N) x (1 + k^2 / N).
-        factor = np.float32(median_variance_factor(n) * (1 + COSMIC_NSIGMA**2 / n))
-        for index, amp in enumerate(AMPLIFIERS):
-            lo = max(r0, amp.trimmed_rows.start) - r0
-            hi = min(r0 + signal.shape[0], amp.trimmed_rows.stop) - r0
-            if lo >= hi:
-                continue
-            shape = (hi - lo, signal.shape[1])
-            limit = scratch("cosmic_limit", shape, np.float32)
-            np.maximum(signal[lo:hi], self._floor[index], out=limit)
-            limit *= np.float32(1.0 / self._noise.gain[index])
-            limit += np.float32(self._noise.read_noise_adu[index] ** 2)
-            limit *= factor
-            hit = scratch("cosmic_hit", shape, np.bool_)
-            np.greater(variance[lo:hi], limit, out=hit)
-            hit |= npix[lo:hi] < n
-            count = int(np.count_nonzero(hit))
-            with self._lock:
-                self._hits[index] += count
 
     def __call__(self, r0: int, r1: int, combined: Combined) -> None:
         data = combined.data[r0:r1]
-        variance = combined.variance[r0:r1]
-        if self._bias is not None:
-            data -= self._bias[r0:r1]
-        if self._noise is not None:  # the frames' scatter, before the bias's
-            self._count_hits(r0, data, variance, combined.npix[r0:r1])
-        if self._bias_variance is not None:
-            variance += self._bias_variance[r0:r1]
         self._file.write_rows("PRIMARY", r0, data)
-        self._file.write_rows("VARIANCE", r0, variance)
+        self._file.write_rows("VARIANCE", r0, combined.variance[r0:r1])
         self._file.write_rows("MAP", r0, combined.npix[r0:r1])
         if self._darktime_s is not None:
             rate = dark_rate_rows(data, r0, self._darktime_s)

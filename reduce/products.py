@@ -1,4 +1,4 @@
-"""The product files of one block: master FITS, result.json, task.json.
+"""A block's master FITS file before its pixels: headers and layout.
 
 The FITS layout (``docs/products.md``): PRIMARY (ADU, megaradrp's),
 VARIANCE (ADU^2), MAP (frames per pixel), and for darks DARKRATE (e-/s) and
@@ -6,19 +6,18 @@ DQ (bit mask) with a DQBITS table defining the bits. The primary header is
 the first used frame's, with the structural and checksum cards dropped and
 the numina product keywords set (IMAGETYP = MASTER_BIAS / MASTER_DARK so that
 numina accepts the master bias as a ``master_bias`` requirement). Every HDU
-carries a fresh CHECKSUM/DATASUM; files are written atomically.
+carries a fresh CHECKSUM/DATASUM. The file itself is written by
+:class:`reduce.productfile.ProductFile`; the JSON documents beside it come
+from :mod:`reduce.documents`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 import platform
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,6 @@ from reduce.checksum import (
 )
 from reduce.fitsheader import CARD, Card, Header, fits_text
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, TRIMMED_SHAPE
-from reduce.io import write_text_atomic
 from reduce.qc import (
     DQ,
     DQ_DESCRIPTIONS,
@@ -359,29 +357,3 @@ def master_layout(
             dq_table(),
         ]
     return plans
-
-
-def result_document(
-    product: str,
-    filename: str,
-    qa: QAReport,
-    excluded: Sequence[tuple[str, str]] = (),
-) -> dict[str, Any]:
-    """numina's result.json: ``values``, ``qc`` (QC enum name) and ``uuid``.
-
-    Beyond numina's keys (which its readers use, and ignore the rest):
-    ``qc_reasons``, why the flag is not GOOD, and ``excluded``, each frame
-    left out of the master with the reason (``file``, ``reason``).
-    """
-    return {
-        "values": {product: filename},
-        "qc": qa.flag.value,
-        "uuid": str(uuid.uuid1()),
-        "qc_reasons": list(qa.reasons),
-        "excluded": [{"file": name, "reason": why} for name, why in excluded],
-    }
-
-
-def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write a JSON document atomically (indent 2, as numina)."""
-    write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

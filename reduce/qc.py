@@ -513,7 +513,7 @@ def qc_master(
         MAP, for the NO_DATA bit.
     cosmic_ray_pixels
         Per amplifier, pixels hit by cosmic rays in some frame (counted by
-        the combination's sink, :class:`reduce.productfile.MasterSink`);
+        the master's band sink, :class:`reduce.masterband.MasterBand`);
         None when not measured (fewer than 3 frames).
     """
     hot = detect_hot_pixels(master, thresholds, npix)

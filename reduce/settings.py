@@ -1,4 +1,5 @@
-"""QC thresholds and frame-check settings from a TOML file (``--qc-config``).
+"""How to reduce: :class:`Options`, whose QC thresholds and frame-check
+settings come from a TOML file (``--qc-config``, :func:`load_qc_config`).
 
 ::
 
@@ -30,16 +31,69 @@ import dataclasses
 import logging
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from reduce.blocks import shown
 from reduce.checks import FrameCheckConfig
+from reduce.combine import DEFAULT_BAND_ROWS
+from reduce.engine import default_threads
 from reduce.errors import ConfigError, InputError
 from reduce.files import read_text
+from reduce.overscan import SplineBackend
 from reduce.qc import Limit, QCThresholds
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How to reduce.
+
+    Attributes
+    ----------
+    method
+        ``median`` (megaradrp's) or ``noise_clip``.
+    min_frames
+        Fewer usable frames than this is an error.
+    exact
+        FITPACK overscan spline (scipy's, as megaradrp): bit-identical to
+        megaradrp; needs scipy, whose import costs a few tenths of a second.
+    thresholds
+        QC detection settings and QA limits.
+    checks
+        Exposure-time and light-leak check settings.
+    threads
+        Worker threads (None: one per CPU, at most 8).
+    band_rows
+        Rows combined at a time.
+    """
+
+    method: Literal["median", "noise_clip"] = "median"
+    min_frames: int = 3
+    exact: bool = False
+    thresholds: QCThresholds = field(default_factory=QCThresholds)
+    checks: FrameCheckConfig = field(default_factory=FrameCheckConfig)
+    threads: int | None = None
+    band_rows: int = DEFAULT_BAND_ROWS
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1:
+            raise ConfigError(f"min_frames must be >= 1, got {self.min_frames}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+    @property
+    def worker_threads(self) -> int:
+        """``threads``, or one per CPU (at most 8) when None."""
+        return self.threads or default_threads()
+
+    @property
+    def backend(self) -> SplineBackend:
+        """The overscan spline fitter: FITPACK when ``exact``."""
+        return "fitpack" if self.exact else "numpy"
+
 
 MAX_QC_BYTES = 1 << 20
 """Largest QC settings file read (bytes): it is a dozen lines."""

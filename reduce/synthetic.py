@@ -1,5 +1,8 @@
 """Seeded synthetic raw MEGARA frames with known truth, for tests and benchmarks.
 
+:func:`make_frames` writes a set of them as raw files, as the benchmarks
+(``benchmarks/bench_reduce.py``, ``bench_stream.py``) reduce them.
+
 Not a detector simulator (that is ``simulators/``): just enough physics to
 check the reduction against known numbers. Per amplifier: a bias level with a
 smooth drift along the rows (present in the data and the overscan alike), a
@@ -12,15 +15,27 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
+from reduce.io import write_raw
 
 log = logging.getLogger(__name__)
+
+CONFIG_UUID = "4fd05b24-2ed9-457b-b563-a3c618bb1d4c"
+"""megaradrp's instrument configuration (``INSCONF``)."""
+
+DATE_OBS = "2026-11-28T01:00:00.0"
+"""``DATE-OBS`` of the frames :func:`make_frames` writes."""
+
+DARK_EXPTIME_S = 3600.0
+"""Exposure time of the darks :func:`make_frames` writes, seconds."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,3 +183,36 @@ def raw_header(
         "EXPTIME": float(exptime_s),
         "DARKTIME": float(exptime_s),
     }
+
+
+def numina_header(exptime_s: float, obsmode: str, index: int) -> dict[str, object]:
+    """:func:`raw_header` plus what ``numina run`` needs to reduce the frame:
+    DATE-OBS, the instrument configuration, and a UUID made from ``index``."""
+    header = raw_header(exptime_s, obsmode=obsmode)
+    header.update(
+        {
+            "DATE-OBS": DATE_OBS,
+            "INSCONF": CONFIG_UUID,
+            "VPH": "LR-U",
+            "INSMODE": "MOS",
+            "UUID": str(uuid.UUID(int=index + (1 << 64))),
+        }
+    )
+    return header
+
+
+def make_frames(folder: Path, n_darks: int, n_biases: int) -> None:
+    """Write seeded synthetic raw biases and one-hour darks into ``folder``.
+
+    ``bias_00.fits``, ... and ``dark_00.fits``, ...: the same pixels on every
+    call (one detector, one seed), with :func:`numina_header` headers.
+    """
+    truth = DetectorTruth()
+    rng = np.random.default_rng(20261128)
+    for k in range(n_biases):
+        header = numina_header(0.0, "MegaraBiasImage", k)
+        write_raw(folder / f"bias_{k:02d}.fits", make_raw(truth, 0.0, rng), header)
+    for k in range(n_darks):
+        header = numina_header(DARK_EXPTIME_S, "MegaraDarkImage", 100 + k)
+        raw = make_raw(truth, DARK_EXPTIME_S, rng)
+        write_raw(folder / f"dark_{k:02d}.fits", raw, header)

@@ -12,7 +12,7 @@ A killed run started again with ``--resume`` reads the journal, adopts or
 discards what the crash left, and carries on at the next frame.
 
 The reduction is online: each frame, once written, goes to a
-:class:`reduce.pipeline.StreamingReduction` on a worker thread, which checks
+:class:`reduce.online.StreamingReduction` on a worker thread, which checks
 and preprocesses it while the next frame integrates; after the last frame only
 the combination is left. On ``--resume`` the frames already on disk are fed
 first.
@@ -47,7 +47,7 @@ from sequencer.runfolder import check_same_devices, command_line
 from sequencer.session import Session, run_key
 
 if TYPE_CHECKING:
-    from reduce.pipeline import StreamingReduction
+    from reduce.online import StreamingReduction
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class RunSink:
 
     def _streaming(self) -> StreamingReduction:
         if self._reduction is None:
-            from reduce.pipeline import StreamingReduction  # noqa: PLC0415 - heavy
+            from reduce.online import StreamingReduction  # noqa: PLC0415 - heavy
             from reduce.preflight import reduction_options  # noqa: PLC0415
 
             block = self.block

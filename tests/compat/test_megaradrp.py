@@ -18,8 +18,9 @@ import pytest
 import yaml
 from astropy.io import fits
 
+from reduce.batch import run_reduction_file
 from reduce.io import write_raw
-from reduce.pipeline import Options, run_reduction_file
+from reduce.settings import Options
 from reduce.synthetic import DetectorTruth, make_raw, raw_header
 
 pytestmark = pytest.mark.compat

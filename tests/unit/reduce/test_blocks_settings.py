@@ -9,8 +9,8 @@ import pytest
 from astropy.io import fits
 
 from reduce.blocks import Mode, load_blocks
+from reduce.checksum import header_length, ones_complement_sum, verify_checksums
 from reduce.errors import ConfigError, InputError
-from reduce.io import header_length, ones_complement_sum, verify_checksums
 from reduce.settings import load_qc_config
 
 TWO_BLOCKS = """\

@@ -14,9 +14,7 @@ from reduce.combine import (
     NETWORK_MAX_N,
     CombineConfig,
     NoiseModel,
-    combine_band,
     combine_band_into,
-    combine_stack,
     median_network,
     median_planes,
     median_schedule,
@@ -25,6 +23,8 @@ from reduce.combine import (
 )
 from reduce.errors import ConfigError, InputError
 
+from .conftest import combine
+
 
 @pytest.mark.parametrize("n", range(1, 26))
 def test_median_identical_to_numpy(n: int) -> None:
@@ -32,7 +32,7 @@ def test_median_identical_to_numpy(n: int) -> None:
     stack = rng.normal(100.0, 5.0, (n, 9, 11)).astype(np.float32)
     expected = np.median(stack.astype(np.float64), axis=0)
     assert np.array_equal(median_planes(stack), expected)
-    combined = combine_stack(stack, CombineConfig(band_rows=4))
+    combined = combine(stack)
     assert np.array_equal(combined.data, expected.astype(np.float32))
     assert np.all(combined.npix == n)
 
@@ -65,17 +65,19 @@ def test_network_is_pruned_to_the_middle() -> None:
 
 def test_band_size_does_not_change_the_result() -> None:
     stack = np.random.default_rng(3).normal(size=(5, 37, 8)).astype(np.float32)
-    one = combine_stack(stack, CombineConfig(band_rows=1))
-    many = combine_stack(stack, CombineConfig(band_rows=64))
-    assert np.array_equal(one.data, many.data)
-    assert np.array_equal(one.variance, many.variance)
+    whole = combine(stack)
+    for rows in (1, 4, 16):
+        for r0 in range(0, 37, rows):
+            part = combine(stack[:, r0 : r0 + rows], row0=r0)
+            assert np.array_equal(part.data, whole.data[r0 : r0 + rows])
+            assert np.array_equal(part.variance, whole.variance[r0 : r0 + rows])
 
 
 def test_variance_is_that_of_the_median() -> None:
     rng = np.random.default_rng(11)
     n, sigma = 9, 3.0
     stack = rng.normal(0.0, sigma, (n, 200, 200)).astype(np.float32)
-    combined = combine_stack(stack)
+    combined = combine(stack)
     predicted = sigma**2 * math.pi / (2 * n)
     assert np.mean(combined.variance) == pytest.approx(predicted, rel=0.02)
     # and the scatter of many independent medians agrees with it (loosely:
@@ -92,9 +94,9 @@ def test_median_variance_factor() -> None:
 def test_single_frame_variance_comes_from_the_noise_model() -> None:
     frame = np.full((1, 3, 4), 17.3, dtype=np.float32)
     noise = NoiseModel(read_noise_adu=(2.0, 3.0), gain=(1.73, 1.6))
-    out = combine_band(frame, CombineConfig(noise=noise), row0=0)
+    out = combine(frame, CombineConfig(noise=noise), row0=0)
     assert np.allclose(out.variance, 4.0 + 17.3 / 1.73)
-    assert np.all(np.isnan(combine_band(frame, CombineConfig()).variance))
+    assert np.all(np.isnan(combine(frame, CombineConfig()).variance))
 
 
 def test_noise_clip_rejects_a_cosmic_ray() -> None:
@@ -103,11 +105,11 @@ def test_noise_clip_rejects_a_cosmic_ray() -> None:
     stack[2, 4, 5] += 5000.0  # cosmic ray
     stack[4, 4, 5] += 3000.0  # and another, same pixel
     noise = NoiseModel(read_noise_adu=(2.0, 2.0), gain=(1.0, 1.0), nsigma=5.0)
-    out = combine_stack(stack, CombineConfig(method="noise_clip", noise=noise))
+    out = combine(stack, CombineConfig(method="noise_clip", noise=noise))
     assert out.npix[4, 5] == 4
     kept = np.delete(stack[:, 4, 5], [2, 4]).astype(np.float64)
     assert out.data[4, 5] == np.float32(np.median(kept))
-    plain = combine_stack(stack)
+    plain = combine(stack)
     assert plain.data[4, 5] != out.data[4, 5]
 
 
@@ -116,7 +118,7 @@ def test_noise_clip_uses_each_amplifier_noise() -> None:
     stack = np.zeros((5, 2, 1), dtype=np.float32)
     stack[0, :, 0] = 30.0  # 30 ADU off: 15 sigma for amp 1, 3 sigma for amp 2
     noise = NoiseModel(read_noise_adu=(2.0, 10.0), gain=(1e9, 1e9), nsigma=5.0)
-    out = combine_band(stack, CombineConfig(method="noise_clip", noise=noise), 2055)
+    out = combine(stack, CombineConfig(method="noise_clip", noise=noise), 2055)
     assert out.npix.ravel().tolist() == [4, 5]
 
 
@@ -128,7 +130,7 @@ def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="gain"):
         NoiseModel(read_noise_adu=(1.0, 1.0), gain=(0.0, 1.0))
     with pytest.raises(InputError, match="expected"):
-        combine_stack(np.zeros((0, 3, 3), dtype=np.float32))
+        combine(np.zeros((0, 3, 3), dtype=np.float32))
 
 
 @st.composite
@@ -173,7 +175,7 @@ def test_in_place_band_median_matches_numpy_with_ties(n: int) -> None:
     # skipped would show up as a wrong middle value somewhere.
     rng = np.random.default_rng(300 + n)
     stack = rng.integers(0, 5, (n, 9, 11)).astype(np.float32)
-    out = combine_band(stack, CombineConfig())
+    out = combine(stack, CombineConfig())
     assert np.array_equal(out.data, np.median(stack.astype(np.float64), axis=0))
 
 

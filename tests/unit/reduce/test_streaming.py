@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,15 +14,17 @@ import pytest
 from astropy.io import fits
 
 from reduce import pipeline
+from reduce.batch import reduce_block
 from reduce.blocks import Mode
 from reduce.checks import frame_rate
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
 from reduce.io import write_raw
-from reduce.pipeline import Options, StreamingReduction, reduce_block
+from reduce.online import StreamingReduction
 from reduce.productfile import ProductFile
 from reduce.qc import QAReport
+from reduce.settings import Options
 from reduce.synthetic import raw_header
 
 from .conftest import DARK_S, Campaign
@@ -243,12 +245,14 @@ def test_a_header_without_room_moves_the_data_and_stays_valid(
     roomy = reduce_block(**kwargs, workdir=tmp_path / "a")
     # No room kept, and 60 more QA reasons than the provisional header had.
     monkeypatch.setattr("reduce.productfile.PRIMARY_SLACK_CARDS", 0)
-    real = pipeline._with_reasons
+    real = pipeline.final_report
 
-    def many(report: QAReport, extra: Sequence[str]) -> QAReport:
-        return real(report, [*extra, *(f"reason {k}" for k in range(60))])
+    def many(*args: Any) -> QAReport:
+        report = real(*args)
+        more = tuple(f"reason {k}" for k in range(60))
+        return dataclasses.replace(report, reasons=(*report.reasons, *more))
 
-    monkeypatch.setattr(pipeline, "_with_reasons", many)
+    monkeypatch.setattr(pipeline, "final_report", many)
     moved = reduce_block(**kwargs, workdir=tmp_path / "b")
     roomy_hdus, moved_hdus = _hdus(roomy.product), _hdus(moved.product)
     for name, data in roomy_hdus.items():

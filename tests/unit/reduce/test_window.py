@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pytest_mock import MockerFixture
 
-from reduce.combine import DEFAULT_COMBINE, combine_stack
 from reduce.errors import ReductionError
 from reduce.window import MedianWindow, window_ranks
+
+from .conftest import combine
 
 SHAPE = (7, 5)
 
@@ -37,7 +38,7 @@ def test_window_keeps_the_middle_ranks_of_any_prefix(n_total: int) -> None:
 
 
 @pytest.mark.parametrize("n_total", [2, 3, 4, 5, 6, 7, 11, 12, 20, 25])
-def test_window_equals_combine_stack_for_every_prefix(
+def test_window_equals_the_band_combination_for_every_prefix(
     tmp_path: Path, n_total: int
 ) -> None:
     rng = np.random.default_rng(1000 + n_total)
@@ -52,7 +53,7 @@ def test_window_equals_combine_stack_for_every_prefix(
                 assert not window.available()  # one frame: no scatter
                 continue
             got = window.result()
-            want = combine_stack(stack[: k + 1], DEFAULT_COMBINE)
+            want = combine(stack[: k + 1])
             assert np.array_equal(got.data, want.data)
             assert np.array_equal(got.variance, want.variance)
             assert np.array_equal(got.npix, want.npix)
