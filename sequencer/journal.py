@@ -27,7 +27,9 @@ Events and their fields (extra fields are kept and ignored by ``replay``):
 ``frame_written``  ``block``, ``attempt``, ``file``, ``valid``, ``reason``,
                    optional ``sha256``; the interlock readings ``cover_before``,
                    ``cover_after``, ``cover_worst``, ``shutter_before``,
-                   ``shutter_after``, ``shutter_max``, ``cover_close_min_s``
+                   ``shutter_after``, ``shutter_max`` (the strings of the raw
+                   header, see :mod:`sequencer.interlock`), ``shutter_readings``,
+                   ``cover_close_min_s``
                    and ``cover_close_s`` (device seconds the block's cover
                    close took, at least and at most),
                    ``ccd_temp_start_k``, ``ccd_temp_end_k``

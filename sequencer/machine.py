@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from transitions import EventData, Machine
 
 from drivers.errors import DeviceError, MegaraDarkError, SequenceError
-from drivers.interfaces import CcdStatus, ControllerState, Readout, ShutterState
+from drivers.interfaces import CcdStatus, ControllerState, Readout
 from sequencer.blocks import ObservingBlock
 from sequencer.hardware import (
     CCD_BUSY,
@@ -37,6 +37,12 @@ from sequencer.hardware import (
     make_safe,
     read_safety,
     stop_exposure,
+)
+from sequencer.interlock import (
+    COVER_CLOSED,
+    CoverReading,
+    InterlockEvidence,
+    Reading,
 )
 from sequencer.motion import wait_for_cover
 from sequencer.progress import Reporter
@@ -103,19 +109,6 @@ class AbortRequested(SequenceError):
     """The operator asked to stop (Ctrl-C or SIGTERM)."""
 
 
-@dataclass(frozen=True)
-class Interlock:
-    """Cover halves and shutter as read back from the hardware at one moment."""
-
-    cover: str
-    cover_closed: bool
-    shutter: str
-
-    @property
-    def closed(self) -> bool:
-        return self.cover_closed and self.shutter == ShutterState.CLOSED.value
-
-
 @dataclass
 class FrameRecord:
     """Everything known about one exposure, for the writer."""
@@ -125,35 +118,26 @@ class FrameRecord:
     index: int
     date_obs: datetime
     darktime_s: float
-    before: Interlock
-    after: Interlock | None = None
-    cover_worst: str = ""
+    before: Reading
+    after: Reading | None = None
+    cover_worst: CoverReading = COVER_CLOSED
     readout: Readout | None = None
     cover_close_s: float | None = None  # device seconds the close took, at most
     cover_close_min_s: float | None = None  # ... and at least
 
     @property
-    def problems(self) -> list[str]:
-        """Why this frame is not a valid dark (empty if it is)."""
-        found = []
-        if not self.before.closed:
-            found.append(
-                f"before integration: {self.before.cover}, "
-                f"shutter {self.before.shutter}"
-            )
-        if self.after is not None and not self.after.closed:
-            found.append(
-                f"after integration: {self.after.cover}, shutter {self.after.shutter}"
-            )
-        if self.cover_worst and self.cover_worst != "CLOSED":
-            found.append(f"during integration a cover half read {self.cover_worst}")
-        if self.readout is not None:
-            shutmax = self.readout.info.shutter_max
-            if shutmax is not ShutterState.CLOSED:
-                found.append(
-                    f"controller saw the shutter {shutmax.value} during integration"
-                )
-        return found
+    def evidence(self) -> InterlockEvidence:
+        """The frame's interlock evidence, once it has been read out."""
+        assert self.after is not None
+        assert self.readout is not None
+        info = self.readout.info
+        return InterlockEvidence(
+            before=self.before,
+            after=self.after,
+            cover_worst=self.cover_worst,
+            shutter_max=info.shutter_max,
+            shutter_readings=info.shutter_readings,
+        )
 
 
 class FrameSink(Protocol):
@@ -284,16 +268,16 @@ class DarkSequence:
                 f"({self.abort_reason})"
             )
 
-    def interlock(self) -> Interlock:
+    def interlock(self) -> Reading:
         """Read the cover halves and the shutter back from the hardware now."""
-        cover = self.devices.cover.status()
-        shutter = self.devices.ccd.shutter()
-        now = Interlock(cover.describe(), cover.fully_closed, shutter.value)
+        now = Reading(
+            CoverReading.of(self.devices.cover.status()), self.devices.ccd.shutter()
+        )
         self._readback(
             always=True,
-            cover=now.cover,
-            cover_closed=now.cover_closed,
-            shutter=now.shutter,
+            cover=now.cover.render(),
+            cover_closed=now.cover.closed,
+            shutter=now.shutter.value,
         )
         return now
 
@@ -376,9 +360,9 @@ class DarkSequence:
         now = self.interlock()
         if not now.closed:
             raise DeviceError(
-                f"{self.block.id}: after closing, read back {now.cover} and shutter "
-                f"{now.shutter}; expected both cover halves and the shutter CLOSED; "
-                "check the mechanisms before taking darks"
+                f"{self.block.id}: after closing, read back {now.cover.render()} and "
+                f"shutter {now.shutter.value}; expected both cover halves and the "
+                "shutter CLOSED; check the mechanisms before taking darks"
             )
         log.info("%s: cover and shutter closed and verified", self.block.id)
         self.prepared()
@@ -423,7 +407,7 @@ class DarkSequence:
             self.pacing.wall(self.block.exptime) + self.pacing.settings.timeout_margin_s
         )
         next_cover = start + self.pacing.wall(self.pacing.settings.cover_poll_s)
-        worst = "CLOSED"
+        worst = COVER_CLOSED
         while True:
             status = self.devices.ccd.status()
             self._polled(status)
@@ -431,12 +415,14 @@ class DarkSequence:
                 break
             self._exposure_progress(status.elapsed_s)
             if self.pacing.clock() >= next_cover:
-                cover = self.devices.cover.status()
-                self._readback(cover=cover.describe(), cover_closed=cover.fully_closed)
-                if not cover.fully_closed:
-                    worst = cover.describe()
+                cover = CoverReading.of(self.devices.cover.status())
+                self._readback(cover=cover.render(), cover_closed=cover.closed)
+                if not cover.closed:
+                    worst = cover
                     log.warning(
-                        "%s: cover read %s during integration", self.block.id, worst
+                        "%s: cover read %s during integration",
+                        self.block.id,
+                        cover.render(),
                     )
                 next_cover += self.pacing.wall(self.pacing.settings.cover_poll_s)
             if self.pacing.clock() - start > limit:
@@ -525,7 +511,7 @@ class DarkSequence:
         """Hand the frame to the writer; count it valid or retake it."""
         record = self.current
         assert record is not None
-        problems = record.problems
+        problems = record.evidence.problems()
         valid = not problems
         reason = "; ".join(problems)
         self.sink.write(record, valid, reason)
@@ -605,7 +591,7 @@ class DarkSequence:
         self._make_safe()
         try:
             now = self.interlock()
-            self.outcome.safe_state = f"{now.cover}, shutter {now.shutter}"
+            self.outcome.safe_state = now.describe()
             log.warning(
                 "%s: stopped; read back %s", self.block.id, self.outcome.safe_state
             )

@@ -118,6 +118,7 @@ import numpy.typing as npt
 from astropy.io import fits
 
 from drivers.errors import ConfigError, MegaraDarkError, SequenceError
+from sequencer.interlock import InterlockEvidence
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +193,10 @@ class FrameMeta:
         This frame's UUID.
     ccd_temp_start_k, ccd_temp_end_k
         CCD temperature at exposure start and at readout, kelvin.
-    cover_before, cover_after, cover_worst
-        Cover read back before and after the integration
-        (``left=CLOSED right=CLOSED``) and the worst reading polled during it
-        (empty when it was not polled).
-    shutter_before, shutter_after, shutter_max
-        Shutter read back before and after, and the controller's SHUTMAX.
+    interlock
+        Cover and shutter read back before, during and after the integration
+        (:class:`sequencer.interlock.InterlockEvidence`; its cards ``COVBEF``
+        to ``SHUTMAX``).
     valid, invalid_reason
         Whether cover and shutter stayed closed; why not (None when valid).
     simulated
@@ -225,12 +224,7 @@ class FrameMeta:
     uuid: str
     ccd_temp_start_k: float
     ccd_temp_end_k: float
-    cover_before: str
-    cover_after: str
-    cover_worst: str
-    shutter_before: str
-    shutter_after: str
-    shutter_max: str
+    interlock: InterlockEvidence
     valid: bool
     invalid_reason: str | None
     simulated: bool
@@ -415,12 +409,7 @@ def build_header(meta: FrameMeta) -> fits.Header:
         ("ATTEMPT", meta.attempt, "Attempt counter, retakes included"),
         ("INTLKOK", meta.valid, "Cover and shutter closed throughout"),
         ("INTLKWHY", _ascii(meta.invalid_reason or ""), "Why the frame is invalid"),
-        ("COVBEF", _ascii(meta.cover_before), "Cover before integration"),
-        ("COVAFT", _ascii(meta.cover_after), "Cover after integration"),
-        ("COVWORST", _ascii(meta.cover_worst), "Worst cover reading during it"),
-        ("SHUTBEF", _ascii(meta.shutter_before), "Shutter before integration"),
-        ("SHUTAFT", _ascii(meta.shutter_after), "Shutter after integration"),
-        ("SHUTMAX", _ascii(meta.shutter_max), "Most open shutter state seen"),
+        *meta.interlock.header_cards(),
         ("TEMPSTRT", float(meta.ccd_temp_start_k), "[K] CCD temperature at start"),
         ("TEMPEND", float(meta.ccd_temp_end_k), "[K] CCD temperature at readout"),
         ("SIMULATE", meta.simulated, "Pixels from the simulators"),

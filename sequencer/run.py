@@ -176,7 +176,6 @@ class RunSink:
     def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
         readout = record.readout
         assert readout is not None
-        assert record.after is not None
         info = readout.info
         meta = FrameMeta(
             mode=self.block.mode.value,
@@ -190,12 +189,7 @@ class RunSink:
             uuid=str(uuid.uuid4()),
             ccd_temp_start_k=info.temp_start_k,
             ccd_temp_end_k=info.temp_end_k,
-            cover_before=record.before.cover,
-            cover_after=record.after.cover,
-            cover_worst=record.cover_worst,
-            shutter_before=record.before.shutter,
-            shutter_after=record.after.shutter,
-            shutter_max=info.shutter_max.value,
+            interlock=record.evidence,
             valid=valid,
             invalid_reason=reason or None,
             simulated=self.run.simulated,
@@ -233,12 +227,7 @@ class RunSink:
             valid=valid,
             reason=reason,
             uuid=meta.uuid,
-            cover_before=meta.cover_before,
-            cover_after=meta.cover_after,
-            cover_worst=meta.cover_worst,
-            shutter_before=meta.shutter_before,
-            shutter_after=meta.shutter_after,
-            shutter_max=meta.shutter_max,
+            **meta.interlock.journal_fields(),
             cover_close_s=record.cover_close_s,
             cover_close_min_s=record.cover_close_min_s,
             ccd_temp_start_k=meta.ccd_temp_start_k,

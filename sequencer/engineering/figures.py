@@ -28,16 +28,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drivers.errors import ConfigError
 from sequencer.engineering.limits import FIGURES
+from sequencer.interlock import FIELDS, InterlockEvidence
 
 log = logging.getLogger(__name__)
 
-_CLOSED = "CLOSED"
 _PER_AMP_KEYS = {
     "dark_current": "dark_current",
     "read_noise": "read_noise",
@@ -72,33 +73,34 @@ class FrameEvidence:
     file: str
     valid: bool
     reason: str
-    cover_before: str
-    cover_after: str
-    cover_worst: str
-    shutter_before: str
-    shutter_after: str
-    shutter_max: str
+    interlock: InterlockEvidence | None  # None: the header lacks it or is bad
     temperature_k: float | None
     source: str  # "journal" or "header"
 
     @property
     def shutter_closed(self) -> bool:
-        return all(
-            s == _CLOSED
-            for s in (self.shutter_before, self.shutter_after, self.shutter_max)
-        )
+        return self.interlock is not None and self.interlock.shutter_closed
 
     @property
     def cover_closed(self) -> bool:
-        return self.cover_worst == _CLOSED and all(
-            _all_closed(c) for c in (self.cover_before, self.cover_after)
-        )
+        return self.interlock is not None and self.interlock.cover_closed
 
+    def readings(self) -> dict[str, str]:
+        """The readings as the header writes them ("" each when unknown)."""
+        if self.interlock is None:
+            return dict.fromkeys(FIELDS, "")
+        return self.interlock.strings()
 
-def _all_closed(cover: str) -> bool:
-    """``left=CLOSED right=CLOSED`` (any halves, all CLOSED)."""
-    parts = [p.partition("=")[2] for p in cover.split()]
-    return bool(parts) and all(p == _CLOSED for p in parts)
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, for ``verification.json``: the readings as header strings."""
+        return {
+            "file": self.file,
+            "valid": self.valid,
+            "reason": self.reason,
+            **self.readings(),
+            "temperature_k": self.temperature_k,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -145,7 +147,7 @@ class DarkSet:
             "simulated": self.simulated,
             "cover_close_s": self.cover_close_s,
             "cover_close_min_s": self.cover_close_min_s,
-            "frames": [asdict(f) for f in self.frames],
+            "frames": [f.to_dict() for f in self.frames],
         }
 
 
@@ -344,12 +346,7 @@ def _from_journal(name: str, r: dict[str, Any]) -> FrameEvidence:
         file=name,
         valid=bool(r.get("valid")),
         reason=str(r.get("reason", "")),
-        cover_before=str(r["cover_before"]),
-        cover_after=str(r["cover_after"]),
-        cover_worst=str(r["cover_worst"]),
-        shutter_before=str(r["shutter_before"]),
-        shutter_after=str(r["shutter_after"]),
-        shutter_max=str(r["shutter_max"]),
+        interlock=_interlock(name, InterlockEvidence.parse, r),
         temperature_k=_temperature(r.get("ccd_temp_start_k"), r.get("ccd_temp_end_k")),
         source="journal",
     )
@@ -376,15 +373,21 @@ def _from_header(name: str, path: Path, record: dict[str, Any]) -> FrameEvidence
         file=name,
         valid=bool(record.get("valid", header.get("INTLKOK", False))),
         reason=str(record.get("reason", header.get("INTLKWHY", ""))),
-        cover_before=str(header.get("COVBEF", "")),
-        cover_after=str(header.get("COVAFT", "")),
-        cover_worst=str(header.get("COVWORST", "")),
-        shutter_before=str(header.get("SHUTBEF", "")),
-        shutter_after=str(header.get("SHUTAFT", "")),
-        shutter_max=str(header.get("SHUTMAX", "")),
+        interlock=_interlock(str(path), InterlockEvidence.from_header, header),
         temperature_k=_temperature(header.get("TEMPSTRT"), header.get("TEMPEND")),
         source="header",
     )
+
+
+def _interlock(
+    where: str, parse: Callable[[Any], InterlockEvidence], source: Any
+) -> InterlockEvidence | None:
+    """The evidence ``parse`` reads from ``source``; None (logged) if unusable."""
+    try:
+        return parse(source)
+    except ValueError as err:
+        log.warning("%s: no usable interlock evidence (%s)", where, err)
+        return None
 
 
 def _simulated(workdir: Path, names: list[str], inputs: list[str]) -> bool:

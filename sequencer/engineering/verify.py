@@ -33,6 +33,15 @@ from sequencer.engineering.limits import FIGURES, Limit, VerifySettings
 log = logging.getLogger(__name__)
 
 PASS, FAIL, UNMEASURED, UNCHECKED = "pass", "fail", "unmeasured", "unchecked"
+#: Interlock readings in the order of the frame table's columns.
+_READINGS = (
+    "cover_before",
+    "cover_worst",
+    "cover_after",
+    "shutter_before",
+    "shutter_max",
+    "shutter_after",
+)
 _SPLIT_ROW = 2056  # trimmed rows of amplifier 1
 
 
@@ -198,10 +207,9 @@ def render(verdict: Verdict) -> str:
         ["frame", "valid", "cover before", "cover during (worst)", "cover after",
          "shutter before", "shutter max", "shutter after", "CCD K", "from", "reason"],
         [
-            [f.file, f.valid, f.cover_before, f.cover_worst, f.cover_after,
-             f.shutter_before, f.shutter_max, f.shutter_after,
+            [f.file, f.valid, *(r[k] for k in _READINGS),
              report.fmt(f.temperature_k, 6), f.source, f.reason]
-            for f in d.frames
+            for f, r in ((f, f.readings()) for f in d.frames)
         ],
         [{"class": PASS if f.valid else FAIL, "data-frame": f.file} for f in d.frames],
     )  # fmt: skip

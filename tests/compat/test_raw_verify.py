@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from drivers.interfaces import ShutterState
+from sequencer.interlock import COVER_CLOSED, InterlockEvidence, Reading
 from sequencer.rawfits import (
     RAW_SHAPE,
     FrameMeta,
@@ -42,6 +44,16 @@ NUMINA = [
 ]
 
 
+#: A frame taken dark: everything read CLOSED.
+DARK = InterlockEvidence(
+    before=Reading(COVER_CLOSED, ShutterState.CLOSED),
+    after=Reading(COVER_CLOSED, ShutterState.CLOSED),
+    cover_worst=COVER_CLOSED,
+    shutter_max=ShutterState.CLOSED,
+    shutter_readings=3,
+)
+
+
 def frame_meta(mode: str, block: str, attempt: int, start: datetime) -> FrameMeta:
     exptime = 0.0 if mode == "MegaraBiasImage" else 300.0
     return FrameMeta(
@@ -56,12 +68,7 @@ def frame_meta(mode: str, block: str, attempt: int, start: datetime) -> FrameMet
         uuid=str(uuid.uuid4()),
         ccd_temp_start_k=163.5,
         ccd_temp_end_k=163.6,
-        cover_before="left=CLOSED right=CLOSED",
-        cover_after="left=CLOSED right=CLOSED",
-        cover_worst="CLOSED",
-        shutter_before="CLOSED",
-        shutter_after="CLOSED",
-        shutter_max="CLOSED",
+        interlock=DARK,
         valid=True,
         invalid_reason=None,
         simulated=True,

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from drivers.interfaces import ShutterState
+from sequencer.interlock import COVER_CLOSED, InterlockEvidence, Reading
 from sequencer.rawfits import (
     MAX_TEXT,
     RAW_SHAPE,
@@ -43,6 +45,16 @@ HOSTILE = [
 ]
 
 
+#: A frame taken dark: everything read CLOSED.
+DARK = InterlockEvidence(
+    before=Reading(COVER_CLOSED, ShutterState.CLOSED),
+    after=Reading(COVER_CLOSED, ShutterState.CLOSED),
+    cover_worst=COVER_CLOSED,
+    shutter_max=ShutterState.CLOSED,
+    shutter_readings=3,
+)
+
+
 def meta(**changes: Any) -> FrameMeta:
     values: dict[str, Any] = {
         "mode": "MegaraDarkImage",
@@ -56,12 +68,7 @@ def meta(**changes: Any) -> FrameMeta:
         "uuid": "0c7f5d0e-3f55-4c7c-8f6b-5a1e2d3c4b5a",
         "ccd_temp_start_k": 163.15,
         "ccd_temp_end_k": 163.2,
-        "cover_before": "left=CLOSED right=CLOSED",
-        "cover_after": "left=CLOSED right=CLOSED",
-        "cover_worst": "CLOSED",
-        "shutter_before": "CLOSED",
-        "shutter_after": "CLOSED",
-        "shutter_max": "CLOSED",
+        "interlock": DARK,
         "valid": False,
         "invalid_reason": "shutter OPEN after",
         "simulated": True,
@@ -73,15 +80,9 @@ def meta(**changes: Any) -> FrameMeta:
     return FrameMeta(**values)
 
 
-HARDWARE_TEXT = [
-    "cover_before",
-    "cover_after",
-    "cover_worst",
-    "shutter_before",
-    "shutter_after",
-    "shutter_max",
-    "invalid_reason",
-]
+#: Free text from the hardware and the operator. The interlock readings
+#: (COVBEF ... SHUTMAX) are typed (sequencer.interlock): no text reaches them.
+HARDWARE_TEXT = ["invalid_reason"]
 
 
 def hostile_meta(value: str) -> FrameMeta:
@@ -109,7 +110,7 @@ def test_hostile_text_stays_in_its_card(value: str) -> None:
     assert list(header.keys()) == list(benign.keys())
     image = header.tostring(sep="\n", endcard=True, padding=False).split("\n")
     assert [card[:8].rstrip() for card in image] == [*benign.keys(), "END"]
-    for key in ("COVBEF", "SHUTMAX", "INTLKWHY", "OBSERVER", "OBJECT"):
+    for key in ("INTLKWHY", "OBSERVER", "OBJECT"):
         text = header[key]
         assert text.isascii()
         assert text.isprintable()
@@ -134,6 +135,6 @@ def test_a_forged_end_card_in_a_written_frame(tmp_path: Path) -> None:
     header = verify_raw_frame(hostile)
     assert header["SIMPLE"] is True
     assert header["INTLKOK"] is False
-    assert header["SHUTMAX"].startswith("CLOSED'?END")
-    assert header["SHUTMAX"].endswith("...")
+    assert header["INTLKWHY"].startswith("CLOSED'?END")
+    assert header["INTLKWHY"].endswith("...")
     assert hostile.stat().st_size == benign.stat().st_size

@@ -20,7 +20,9 @@ import pytest
 from astropy.io import fits
 
 from drivers.errors import ConfigError
+from drivers.interfaces import ShutterState
 from sequencer import rawfits
+from sequencer.interlock import COVER_CLOSED, InterlockEvidence, Reading
 from sequencer.rawfits import (
     RAW_SHAPE,
     FrameMeta,
@@ -39,6 +41,16 @@ from tests import killpoints
 DATE = datetime(2026, 11, 28, 13, 40, 5, 123456, tzinfo=UTC)
 
 
+#: A frame taken dark: everything read CLOSED.
+DARK = InterlockEvidence(
+    before=Reading(COVER_CLOSED, ShutterState.CLOSED),
+    after=Reading(COVER_CLOSED, ShutterState.CLOSED),
+    cover_worst=COVER_CLOSED,
+    shutter_max=ShutterState.CLOSED,
+    shutter_readings=3,
+)
+
+
 def make_meta(**changes: Any) -> FrameMeta:
     values: dict[str, Any] = {
         "mode": "MegaraDarkImage",
@@ -52,12 +64,7 @@ def make_meta(**changes: Any) -> FrameMeta:
         "uuid": "0c7f5d0e-3f55-4c7c-8f6b-5a1e2d3c4b5a",
         "ccd_temp_start_k": 163.5,
         "ccd_temp_end_k": 163.75,
-        "cover_before": "left=CLOSED right=CLOSED",
-        "cover_after": "left=CLOSED right=CLOSED",
-        "cover_worst": "CLOSED",
-        "shutter_before": "CLOSED",
-        "shutter_after": "CLOSED",
-        "shutter_max": "CLOSED",
+        "interlock": DARK,
         "valid": True,
         "invalid_reason": None,
         "simulated": True,
