@@ -107,7 +107,7 @@ def compare(theirs: Path, ours: Path) -> str:
     return f"PRIMARY max|diff| {diff.max():.3g} ADU, MAP equal: {same_map}"
 
 
-def _warm(folder: Path) -> None:
+def warm_page_cache(folder: Path) -> None:
     """Read every frame once, so that both pipelines find them in the page cache."""
     for path in sorted(folder.glob("*.fits")):
         with path.open("rb") as handle:
@@ -164,7 +164,7 @@ def main() -> int:
         data = work / "data"
         data.mkdir(parents=True, exist_ok=True)
         make_frames(data, max(sizes), args.biases)
-        _warm(data)
+        warm_page_cache(data)
         sides = ["ours"] + (["numina"] if numina is not None else [])
         figures: dict[tuple[str, str, int], dict[str, float]] = {}
         for who in sides:

@@ -44,7 +44,7 @@ from drivers.archon import ArchonCcdController
 from drivers.config import CcdConfig
 from drivers.interfaces import ControllerState
 from reduce.batch import reduce_block
-from sequencer.simlaunch import start_simulators
+from sequencer.simlaunch import megara_dark, start_simulators
 
 TIME_SCALE = 1000.0
 EXPTIME_S = 1800.0
@@ -74,11 +74,6 @@ transport = "{transport}"
 [run]
 readout_s = {readout}
 """
-
-
-def megara_dark() -> list[str]:
-    beside = Path(sys.executable).with_name("megara-dark")
-    return [str(beside)] if beside.exists() else ["megara-dark"]
 
 
 def run_sequencer(folder: Path, n: int, transport: str) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ configure_process()  # before numpy: the settings megara-dark itself runs with
 
 import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
-from bench_reduce import _warm  # noqa: E402  (run beside it)
+from bench_reduce import warm_page_cache  # noqa: E402  (run beside it)
 
 from reduce.batch import reduce_block  # noqa: E402
 from reduce.online import StreamingReduction  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> int:
         data = work / "data"
         data.mkdir(parents=True, exist_ok=True)
         make_frames(data, args.darks, args.biases)
-        _warm(data)
+        warm_page_cache(data)
         darks = [data / f"dark_{k:02d}.fits" for k in range(args.darks)]
         bias = reduce_block(
             block_id="bias",

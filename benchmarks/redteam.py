@@ -4,19 +4,20 @@ Usage, from the repository root with the project installed::
 
     python benchmarks/redteam.py [--only SUBSTRING] [--category A|B|C|D|E|F]
 
-The tables are those of the red-team tests (``tests/redteam/``): category A,
+Each category is a selection of the red-team tests, run by pytest in a
+subprocess (each test a case; a benchmark does not import ``tests/``): A,
 hostile FITS built from real frames into ``megara-dark reduce`` (frames and
-master biases; fresh work folders and folders holding products); category
-B, hostile observing blocks, instrument configurations, reduction blocks and
-QC settings into ``megara-dark run`` and ``megara-dark reduce``. Categories
-C to F run as the red-team tests that exercise a whole process (a pytest
-subprocess; each test a case): C, damaged, missing and planted frames on
-resume; D, concurrent runs on one folder; E, signals in every phase of a
-run; F, the simulators' control port and device ports. A case is
+master biases; fresh work folders and folders holding products;
+``tests/redteam/hostile_fits.py``); B, hostile observing blocks, instrument
+configurations, reduction blocks and QC settings into ``megara-dark run`` and
+``megara-dark reduce`` (``tests/redteam/hostile_inputs.py``); C, damaged,
+missing and planted frames on resume; D, concurrent runs on one folder; E,
+signals in every phase of a run; F, the simulators' control port and device
+ports. ``--only`` selects cases of A and B by name (pytest ``-k``). A case is
 *handled* when the command ends with the documented exit status, one line on
 stderr naming the file or key, no traceback, no hang, and nothing written.
-Prints one line per failure (a failure known to need a fix outside the
-files this suite may change says where), then the table; exits 1 unless
+Prints one line per failure (a known failure, an xfail in the tests, gives
+its reason: where the fix belongs), then the table; exits 1 unless
 every case was handled. Scratch files (about 1 GB: full frames and their
 products) go to a temporary folder that is deleted at the end. Takes a few
 minutes.
@@ -25,30 +26,18 @@ minutes.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pytest_outcomes import run_pytest  # run beside it
 
-from tests.redteam.cases import Case
-from tests.redteam.hostile_fits import build_fits_world, fits_cases
-from tests.redteam.hostile_inputs import build_input_world, input_cases
-
-#: Per category: its cases and how to build what they run against.
-CATEGORIES: dict[str, tuple[Callable[[], list[Case]], Callable[[Path], Any]]] = {
-    "A": (fits_cases, build_fits_world),
-    "B": (input_cases, build_input_world),
-}
-
-
-#: Categories whose cases are whole-process tests, run by pytest.
-PROCESS_CATEGORIES: dict[str, tuple[str, list[str]]] = {
+#: Per category: its label and the pytest selection whose tests are its cases.
+CATEGORIES: dict[str, tuple[str, list[str]]] = {
+    "A": ("A: hostile FITS into reduce", ["tests/redteam/test_hostile_fits.py"]),
+    "B": (
+        "B: hostile blocks and configurations",
+        ["tests/redteam/test_hostile_inputs.py"],
+    ),
     "C": (
         "C: damaged and planted frames on resume",
         ["tests/reliability/test_planted_frames.py", "-k", "bad_frames_aside"],
@@ -69,73 +58,43 @@ PROCESS_CATEGORIES: dict[str, tuple[str, list[str]]] = {
         ["tests/security/test_control_port.py", "tests/security/test_ports.py"],
     ),
 }
-_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|XPASS|XFAIL) (\S+)", re.MULTILINE)
+#: Categories whose cases ``--only`` selects by name.
+NAMED = ("A", "B")
 
 
-def _run_tests(label: str, selection: list[str]) -> tuple[int, int]:
-    """Run a pytest selection in a subprocess; print failures; (tried, failed)."""
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rA", "--tb=line", "-p",
-         "no:cacheprovider", *selection],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    outcomes = _OUTCOME.findall(done.stdout)
-    failed = [node for what, node in outcomes if what not in ("PASSED", "XFAIL")]
-    for node in failed:
-        print(f"FAILED {label} / {node}")
+def _run_tests(label: str, selection: list[str]) -> tuple[int, int, int]:
+    """Run a pytest selection; print failures; (tried, failed, known)."""
+    outcomes = run_pytest(selection)
     if not outcomes:
-        print(f"FAILED {label}: pytest ran nothing ({done.returncode})")
-        return 1, 1
-    return len(outcomes), len(failed)
-
-
-def _run(cases: Sequence[Case], world: Any) -> list[tuple[Case, list[str]]]:
-    failures = []
-    for case in cases:
-        try:
-            problems = case.check(world)
-        except Exception as err:
-            problems = [f"the case itself failed: {type(err).__name__}: {err}"]
-        if problems:
-            failures.append((case, problems))
-            known = f" [known: {case.known}]" if case.known else ""
-            print(f"FAILED {case.category} / {case.name}: {'; '.join(problems)}{known}")
-    return failures
+        print(f"FAILED {label}: pytest ran nothing")
+        return 1, 1, 0
+    failed = known = 0
+    for outcome in outcomes:
+        if outcome.what == "PASSED":
+            continue
+        failed += 1
+        if outcome.what == "XFAIL":
+            known += 1
+            print(f"FAILED {label} / {outcome.param} [known: {outcome.message}]")
+        else:
+            print(f"FAILED {label} / {outcome.param}: {outcome.what} {outcome.message}")
+    return len(outcomes), failed, known
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run cases whose name holds this")
-    parser.add_argument(
-        "--category", choices=sorted({*CATEGORIES, *PROCESS_CATEGORIES}), default=None
-    )
+    parser.add_argument("--category", choices=sorted(CATEGORIES), default=None)
     args = parser.parse_args(argv)
     rows = []
-    for key, (make_cases, build) in CATEGORIES.items():
-        if args.category not in (None, key):
+    for key, (label, selection) in CATEGORIES.items():
+        if args.category not in (None, key) or (args.only and key not in NAMED):
             continue
-        cases = [c for c in make_cases() if args.only in c.name]
-        if not cases:
-            continue
+        only = ["-k", args.only] if args.only else []
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix=f"redteam-{key}-") as name:
-            failures = _run(cases, build(Path(name)))
+        tried, failed, known = _run_tests(label, [*selection, *only])
         seconds = time.perf_counter() - started
-        tried, failed = len(cases), len(failures)
-        known = sum(1 for case, _ in failures if case.known)
-        rows.append((cases[0].category, tried, tried - failed, failed, known, seconds))
-    for key, (label, selection) in PROCESS_CATEGORIES.items():
-        if args.category not in (None, key) or args.only:
-            continue
-        started = time.perf_counter()
-        tried, failed = _run_tests(label, selection)
-        rows.append(
-            (label, tried, tried - failed, failed, 0, time.perf_counter() - started)
-        )
+        rows.append((label, tried, tried - failed, failed, known, seconds))
     _table(rows)
     return 0 if all(row[3] == 0 for row in rows) else 1
 

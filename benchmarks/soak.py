@@ -41,9 +41,7 @@ import collections
 import json
 import random
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -53,7 +51,7 @@ from typing import Any
 from drivers.errors import ConfigError
 from sequencer.journal import Journal
 from sequencer.rawfits import verify_raw_frame
-from sequencer.simlaunch import SimulatorProcess, start_simulators
+from sequencer.simlaunch import SimulatorProcess, megara_dark, start_simulators
 from simulators.control import send_request
 from simulators.control_token import read_token
 
@@ -71,17 +69,6 @@ RETRY = re.compile(
 )
 ATTEMPT = re.compile(r"INFO +(\S+): frame \d+/\d+ \(attempt (\d+)\): exposing")
 DEVICES = ("ccd", "cover_left", "cover_right")
-
-
-def megara_dark() -> list[str]:
-    """The installed ``megara-dark`` command beside this interpreter."""
-    beside = Path(sys.executable).with_name("megara-dark")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("megara-dark")
-    if found is None:
-        raise SystemExit("soak: megara-dark is not installed: pip install -e .")
-    return [found]
 
 
 def draw_fault(rng: random.Random) -> dict[str, Any]:

@@ -5,7 +5,7 @@ table, the built-in simulators are started as a subprocess and their URLs
 used; with ``[devices]`` the run talks to real ports::
 
     [devices]
-    ccd = "/dev/ttyUSB0"
+    ccd = "socket://megara-archon:4242"   # the STA Archon, on the network
     cover_left = "/dev/ttyUSB1"
     cover_right = "/dev/ttyUSB2"
 

@@ -10,6 +10,10 @@ write end only this process holds; when this process dies the kernel closes
 it and the simulators see end of file and stop (see
 :mod:`simulators.launcher`). Their stderr is drained by a thread, so that a
 chatty simulator can never block on a full pipe.
+
+:func:`megara_dark` finds the installed ``megara-dark`` command, for the
+programs (tests, benchmarks) that run it, or ``megara-dark simulate``, as a
+user would.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +30,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
-from drivers.errors import DeviceError
+from drivers.errors import DeviceError, MegaraDarkError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,28 @@ class SimulatorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def megara_dark() -> list[str]:
+    """The installed ``megara-dark`` command: beside this interpreter, else on PATH.
+
+    For programs that run the command as a user would (tests, benchmarks).
+
+    Raises
+    ------
+    MegaraDarkError
+        The command is installed in neither place.
+    """
+    beside = Path(sys.executable).with_name("megara-dark")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("megara-dark")
+    if found is None:
+        raise MegaraDarkError(
+            f"megara-dark is not installed beside {sys.executable} nor on PATH; "
+            "install the project: pip install -e ."
+        )
+    return [found]
 
 
 def default_command() -> list[str]:

@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from sequencer.simlaunch import SimulatorProcess
+from sequencer.simlaunch import SimulatorProcess, megara_dark
 from sequencer.simlaunch import start_simulators as _start
 from simulators.control import send_request
 from simulators.control_token import read_token
@@ -34,17 +32,6 @@ mode: MegaraDarkImage
 exptime: 60.0
 nframes: 3
 """
-
-
-def megara_dark() -> list[str]:
-    """The installed ``megara-dark`` command beside this interpreter."""
-    beside = Path(sys.executable).with_name("megara-dark")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("megara-dark")
-    if found is None:
-        raise RuntimeError("megara-dark is not installed: pip install -e '.[test]'")
-    return [found]
 
 
 def megara(

@@ -15,7 +15,8 @@ from astropy.io import fits
 
 from sequencer.journal import Journal, replay
 from sequencer.rawfits import verify_raw_frame
-from tests.simproc import BIAS3_DARK60, megara_dark
+from sequencer.simlaunch import megara_dark
+from tests.simproc import BIAS3_DARK60
 
 pytestmark = pytest.mark.e2e
 

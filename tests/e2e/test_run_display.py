@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.simproc import BIAS3_DARK60, megara_dark
+from sequencer.simlaunch import megara_dark
+from tests.simproc import BIAS3_DARK60
 
 pytestmark = pytest.mark.e2e
 

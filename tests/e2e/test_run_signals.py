@@ -26,7 +26,8 @@ from drivers.config import CcdConfig, CoverConfig
 from drivers.cover import SerialCoverHalf, SerialFocalPlaneCover
 from sequencer.journal import Journal
 from sequencer.rawfits import verify_raw_frame
-from tests.simproc import megara_dark, start_simulators
+from sequencer.simlaunch import megara_dark
+from tests.simproc import start_simulators
 
 pytestmark = pytest.mark.e2e
 

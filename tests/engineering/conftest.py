@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.simproc import megara_dark
+from sequencer.simlaunch import megara_dark
 
 # Runs after load (so every data: image has been decoded or has failed).
 _PROBE = """

@@ -21,6 +21,7 @@ import pytest
 
 from sequencer.engineering.history import History
 from sequencer.journal import Journal
+from sequencer.simlaunch import megara_dark
 from simulators.synthesis import dark_current_scale
 from tests.engineering.conftest import (
     SWEEP_TEMPERATURES,
@@ -29,7 +30,6 @@ from tests.engineering.conftest import (
     cli,
     render,
 )
-from tests.simproc import megara_dark
 
 pytestmark = pytest.mark.e2e
 

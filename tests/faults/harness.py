@@ -8,17 +8,15 @@ process, its own simulator processes, real pseudo-terminals), then
 :func:`observe` reads back everything the run left behind and
 :func:`mismatches` lists every way it differs from the row's expectation.
 
-Used by ``tests/faults/test_matrix.py`` (one test per row) and by
-``benchmarks/fault_matrix.py`` (the whole matrix, with a table).
+Used by ``tests/faults/test_matrix.py`` (one test per row), which
+``benchmarks/fault_matrix.py`` runs to print the whole matrix as a table.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ import yaml
 from drivers.errors import ConfigError
 from sequencer.journal import Journal
 from sequencer.rawfits import verify_raw_frame
+from sequencer.simlaunch import megara_dark
 from simulators.faults import FaultKind, fault_from_dict
 
 MATRIX = Path(__file__).with_name("matrix.yaml")
@@ -52,17 +51,6 @@ _SUMMARY = re.compile(
     r"retaken; (?P<verdict>.*?)(?:; products in .*)?$",
     re.MULTILINE,
 )
-
-
-def megara_dark() -> list[str]:
-    """The installed ``megara-dark`` command beside this interpreter."""
-    beside = Path(sys.executable).with_name("megara-dark")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("megara-dark")
-    if found is None:
-        raise RuntimeError("megara-dark is not installed: pip install -e '.[test]'")
-    return [found]
 
 
 # -- the catalogue -------------------------------------------------------------

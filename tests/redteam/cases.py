@@ -5,8 +5,8 @@ its ``check`` returns the problems seen (an empty list: handled). The
 tables live in :mod:`tests.redteam.hostile_fits` (category A: hostile FITS
 into ``megara-dark reduce``) and :mod:`tests.redteam.hostile_inputs`
 (category B: hostile blocks and configurations into ``megara-dark run`` and
-``megara-dark reduce``). The tests (``tests/redteam/test_*.py``) and
-``benchmarks/redteam.py`` run the same tables.
+``megara-dark reduce``). The tests (``tests/redteam/test_*.py``) run the
+tables; ``benchmarks/redteam.py`` runs those tests.
 
 Every refusal of bad input must be judged the same way (:func:`judge`): the
 documented exit status (2), exactly one line on stderr that names the file
@@ -31,7 +31,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from tests.simproc import megara_dark
+from sequencer.simlaunch import megara_dark
 
 #: Seconds a command may take before it counts as hung (refusals take ~1 s).
 TIME_LIMIT_S = 30.0

@@ -26,8 +26,8 @@ from astropy.io import fits
 
 from sequencer.journal import read_records, replay
 from sequencer.rawfits import parse_file_name, verify_raw_frame
+from sequencer.simlaunch import megara_dark
 from tests import killpoints
-from tests.simproc import megara_dark
 
 NFRAMES = 3
 BLOCK = "dark50"

@@ -20,7 +20,8 @@ import pytest
 from astropy.io import fits
 
 from sequencer.journal import Journal, replay
-from tests.simproc import BIAS3_DARK60, megara, megara_dark, stop_when
+from sequencer.simlaunch import megara_dark
+from tests.simproc import BIAS3_DARK60, megara, stop_when
 
 pytestmark = pytest.mark.e2e
 

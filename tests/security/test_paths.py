@@ -20,7 +20,7 @@ from drivers.errors import ConfigError
 from reduce import blocks as reduce_blocks
 from reduce.errors import InputError
 from sequencer.blocks import parse_blocks
-from tests.simproc import megara_dark
+from sequencer.simlaunch import megara_dark
 
 HOSTILE_IDS = [
     "../../evil",

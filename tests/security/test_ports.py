@@ -25,12 +25,13 @@ from pathlib import Path
 import pytest
 
 from drivers.transport import LinkError, open_port
+from sequencer.simlaunch import megara_dark
 from simulators.clock import SimClock
 from simulators.control import ControlServer
 from simulators.cover import CoverModel
 from simulators.faults import FaultBook
 from simulators.server import DeviceServer
-from tests.simproc import SimProcess, megara_dark, start_simulators
+from tests.simproc import SimProcess, start_simulators
 
 pytestmark = pytest.mark.sim
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import serial
 
+from sequencer.simlaunch import megara_dark
 from simulators.faults import load_scenario
-from tests.simproc import SimProcess, control, megara_dark
+from tests.simproc import SimProcess, control
 
 pytestmark = pytest.mark.sim
 

@@ -53,11 +53,11 @@ def test_examples_load() -> None:
     assert sim.simulated
     assert not hw.simulated
     assert hw.devices == {
-        "ccd": "/dev/ttyUSB0",
+        "ccd": "socket://megara-archon:4242",
         "cover_left": "/dev/ttyUSB1",
         "cover_right": "/dev/ttyUSB2",
     }
-    assert hw.ccd_config("x").baudrate == 921600
+    assert hw.ccd_config("x").block_timeout_s == 5.0
     assert hw.cover_config("y", "left").motion_timeout_s == 30.0
     assert hw.time_scale == 1.0
     assert "--time-scale" in sim.simulator.argv()
