@@ -219,9 +219,9 @@ class ArchonCcdController:
         status = self.archon.query(
             "FRAME", lambda text: FrameStatus.from_key_values(parse_key_values(text))
         )
-        if status.timer is None:
-            timer = parse_key_values(self.archon.command("TIMER")).get("TIMER", "0")
-            status = replace(status, timer=int(timer, 16))
+        if status.timer is None:  # a FRAME without TIMER: ask for it
+            timer = self.archon.query("TIMER", _timer)
+            status = replace(status, timer=timer)
         return status
 
     def shutter(self) -> ShutterState:
@@ -434,3 +434,14 @@ class ArchonCcdController:
 
 #: Longest exposure the timing parameters can hold, seconds.
 MAX_EXPTIME_S = protocol.MAX_INTEGRATION_S
+
+
+def _timer(text: str) -> int:
+    """The ticks of a ``TIMER=<16 hex digits>`` reply."""
+    value = parse_key_values(text).get("TIMER", "")
+    try:
+        return int(value, 16)
+    except ValueError as err:
+        raise ProtocolError(
+            f"ccd: TIMER reply {text[:40]!r}; expected TIMER=<hexadecimal ticks>"
+        ) from err
