@@ -143,14 +143,22 @@ def examples() -> list[str]:
     return TOML_BLOCK.findall(section())
 
 
+COVERS = ("cover_left", "cover_right")
+
+
 def test_the_section_has_both_examples() -> None:
     devices = [tomllib.loads(text).get("devices", {}) for text in examples()]
     assert any(
         d and all(str(v).startswith("socket://") for v in d.values()) for d in devices
     ), "no example of the simulators on TCP"
     assert any(
-        d and all(str(v).startswith("/dev/") for v in d.values()) for d in devices
-    ), "no example of real serial ports"
+        str(d.get("ccd", "")).startswith("socket://")
+        and "127.0.0.1" not in str(d["ccd"])
+        and all(str(d.get(half, "")).startswith("/dev/") for half in COVERS)
+        for d in devices
+    ), (
+        "no example of the real devices (the Archon on the network, covers on serial lines)"
+    )
 
 
 @pytest.mark.parametrize("index", range(len(examples())))
