@@ -313,18 +313,11 @@ class ArchonLink:
         self.link.write(protocol.encode_command(command))
         return self._id
 
-    def _await(
-        self,
-        reply_id: int,
-        text: str,
-        *,
-        stall_s: float | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> protocol.Reply:
-        """Read until the reply to ``reply_id``; others are dropped as stale.
+    def _await(self, reply_id: int, text: str) -> protocol.Reply:
+        """Read until the reply to ``reply_id`` (within ``reply_timeout_s``).
 
-        Without ``stall_s`` the reply must come within ``reply_timeout_s``;
-        with it, the first bytes must, and then each burst within ``stall_s``.
+        Replies to other commands still outstanding (pipelined) are kept for
+        their turn; any other id is a late answer, dropped as stale.
         """
         timeout = self.config.reply_timeout_s
         deadline = time.monotonic() + timeout
@@ -334,12 +327,8 @@ class ArchonLink:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                got = self.framer.blocks_received(reply_id)
                 raise DeviceTimeout(
                     f"ccd: no reply to {text} within {timeout:g} s on {self.url}"
-                    if stall_s is None
-                    else f"ccd: transfer stalled on {self.url}: nothing for"
-                    f" {timeout:g} s after {got} blocks of {text}"
                 )
             data = self.link.read_some(wait_s=min(left, _SLICE_S))
             if not data:
@@ -354,11 +343,6 @@ class ArchonLink:
                     log.warning("ccd: dropping a stale reply (id %02X)", reply.id)
             if found is not None:
                 return self._answer(found, text)
-            if stall_s is not None:
-                timeout = stall_s
-                deadline = time.monotonic() + stall_s
-                if progress is not None:
-                    progress(self.framer.blocks_received(reply_id))
 
     def _answer(self, reply: protocol.Reply, text: str) -> protocol.Reply:
         self._outstanding.discard(reply.id)

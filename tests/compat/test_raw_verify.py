@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from drivers.interfaces import ShutterState
-from sequencer.interlock import COVER_CLOSED, InterlockEvidence, Reading
 from sequencer.rawfits import (
     RAW_SHAPE,
     FrameMeta,
@@ -28,6 +26,7 @@ from sequencer.rawfits import (
     file_name,
     write_raw_frame,
 )
+from tests.unit.sequencer.test_rawfits import DARK
 
 pytestmark = pytest.mark.compat
 
@@ -42,16 +41,6 @@ NUMINA = [
     "-c",
     "import sys; from numina.user.cli import main; sys.exit(main())",
 ]
-
-
-#: A frame taken dark: everything read CLOSED.
-DARK = InterlockEvidence(
-    before=Reading(COVER_CLOSED, ShutterState.CLOSED),
-    after=Reading(COVER_CLOSED, ShutterState.CLOSED),
-    cover_worst=COVER_CLOSED,
-    shutter_max=ShutterState.CLOSED,
-    shutter_readings=3,
-)
 
 
 def frame_meta(mode: str, block: str, attempt: int, start: datetime) -> FrameMeta:

@@ -16,8 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers.interfaces import ShutterState
-from sequencer.interlock import COVER_CLOSED, InterlockEvidence, Reading
 from sequencer.rawfits import (
     MAX_TEXT,
     RAW_SHAPE,
@@ -26,6 +24,7 @@ from sequencer.rawfits import (
     verify_raw_frame,
     write_raw_frame,
 )
+from tests.unit.sequencer.test_rawfits import DARK
 
 CARD = 80
 #: A value crafted to end the header early and start a forged one.
@@ -43,16 +42,6 @@ HOSTILE = [
     "x" * 1000,
     " " * 90 + "END",
 ]
-
-
-#: A frame taken dark: everything read CLOSED.
-DARK = InterlockEvidence(
-    before=Reading(COVER_CLOSED, ShutterState.CLOSED),
-    after=Reading(COVER_CLOSED, ShutterState.CLOSED),
-    cover_worst=COVER_CLOSED,
-    shutter_max=ShutterState.CLOSED,
-    shutter_readings=3,
-)
 
 
 def meta(**changes: Any) -> FrameMeta:

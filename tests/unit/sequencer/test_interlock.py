@@ -13,15 +13,9 @@ from sequencer.interlock import (
     InterlockEvidence,
     Reading,
 )
+from tests.unit.sequencer.test_rawfits import DARK
 
 LEFT_OPEN = CoverReading(HalfState.OPEN, HalfState.CLOSED)
-DARK = InterlockEvidence(
-    before=Reading(COVER_CLOSED, ShutterState.CLOSED),
-    after=Reading(COVER_CLOSED, ShutterState.CLOSED),
-    cover_worst=COVER_CLOSED,
-    shutter_max=ShutterState.CLOSED,
-    shutter_readings=4,
-)
 LEAKY = InterlockEvidence(
     before=Reading(COVER_CLOSED, ShutterState.CLOSED),
     after=Reading(
