@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from reduce.blocks import Mode, ReductionBlock, load_blocks, mode_named
+from reduce.blocks import ReductionBlock, load_blocks, mode_named
 from reduce.checks import require_frames
 from reduce.digests import DigestPrefetch
 from reduce.documents import utc_now
@@ -35,6 +35,7 @@ from reduce.io import ProcessingLog
 from reduce.masters import Master, MasterKind, load_master
 from reduce.pipeline import BlockRun, Clock, Result, reduce_inspected
 from reduce.preflight import check_blocks, resolve_frames
+from reduce.rawframe import Mode
 from reduce.settings import Options
 
 log = logging.getLogger(__name__)

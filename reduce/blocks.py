@@ -22,7 +22,6 @@ in the data folder. Parsing is pure: no file is opened here except the YAML.
 
 from __future__ import annotations
 
-import enum
 import logging
 import re
 import reprlib
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reduce.errors import InputError
+from reduce.rawframe import Mode
 from reduce.safeyaml import load_yaml_file
 
 log = logging.getLogger(__name__)
@@ -43,23 +43,6 @@ _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
 _KEYS = {"id", "instrument", "mode", "frames", "requirements"}
 _OPTIONAL_KEYS = {"children", "enabled", "pipeline", "profile", "insconf"}
-
-
-class Mode(enum.Enum):
-    """Observing modes this reduction handles (megaradrp's names)."""
-
-    BIAS = "MegaraBiasImage"
-    DARK = "MegaraDarkImage"
-
-    @property
-    def imagetyp(self) -> str:
-        """IMAGETYP of the raw frames of this mode."""
-        return "IMAGE_BIAS" if self is Mode.BIAS else "IMAGE_DARK"
-
-    @property
-    def product(self) -> str:
-        """Name of the product (numina's result key and file stem)."""
-        return "master_bias" if self is Mode.BIAS else "master_dark"
 
 
 @dataclass(frozen=True)

@@ -26,23 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reduce.errors import InputError
-from reduce.files import open_regular
+from reduce.files import Identity, identity, open_regular
 
 log = logging.getLogger(__name__)
-
-Identity = tuple[int, int, int, int, int]
-"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
-
-
-def identity(stat: os.stat_result) -> Identity:
-    """The fields that change when a file is replaced or rewritten."""
-    return (
-        stat.st_dev,
-        stat.st_ino,
-        stat.st_size,
-        stat.st_mtime_ns,
-        stat.st_ctime_ns,
-    )
 
 
 class DigestPrefetch:

@@ -19,13 +19,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reduce.blocks import Mode, ReductionBlock
+from reduce.blocks import ReductionBlock
 from reduce.checks import Excluded, Selection, frame_rate
 from reduce.frames import FrameInspection
 from reduce.io import write_text_atomic
 from reduce.masters import Master
 from reduce.products import software_versions
 from reduce.qc import QAReport
+from reduce.rawframe import Mode
 from reduce.settings import Options
 
 log = logging.getLogger(__name__)

@@ -37,6 +37,21 @@ _KINDS = (
 )
 
 
+Identity = tuple[int, int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
+
+
+def identity(stat: os.stat_result) -> Identity:
+    """The fields that change when a file is replaced or rewritten."""
+    return (
+        stat.st_dev,
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+    )
+
+
 def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 

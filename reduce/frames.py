@@ -36,22 +36,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reduce.blocks import Mode
-from reduce.checksum import ones_complement_sum, verify_checksums
 from reduce.digests import DigestPrefetch
 from reduce.errors import InputError
-from reduce.fitsfile import FitsFile, Hdu
+from reduce.fits.checksum import ones_complement_sum, verify_checksums
+from reduce.fits.reader import FitsFile, Hdu
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
 from reduce.overscan import OverscanModel, SplineBackend, clip_window, fit_overscan
+from reduce.rawframe import (
+    INTERLOCK_OK,
+    INTERLOCK_WHY,
+    REQUIRED_KEYWORDS,
+    SIMULATED,
+    TEMPERATURE_KEYS,
+    Mode,
+    check_layout,
+)
 
 log = logging.getLogger(__name__)
-
-# IMAGETYP is optional: megaradrp derives a raw frame's type from OBSMODE, and
-# MEGARA raw frames written by the sequencer omit it (a raw IMAGETYP copied
-# into megaradrp's master bias makes numina refuse that master). When present
-# it must agree with the block.
-REQUIRED_KEYWORDS = ("INSTRUME", "OBSMODE", "EXPTIME")
-"""Keywords every raw frame must carry (DARKTIME defaults to EXPTIME)."""
 
 SATURATION_ADU = 65535
 """Largest raw count: the ADC's full scale."""
@@ -72,9 +73,6 @@ LEVEL_STEP = 64
 
 # TEMPSTRT: the sequencer's CCD temperature at exposure start; SENTEMP4: the
 # keyword megaradrp reads as the frame temperature.
-TEMPERATURE_KEYS = ("TEMPSTRT", "SENTEMP4", "CCDTEMP", "SENSTEMP", "DETTEMP")
-"""Detector-temperature keywords, in order of preference (kelvin)."""
-
 
 FrameSink = Callable[
     [npt.NDArray[np.uint16], tuple[OverscanModel, OverscanModel]], None
@@ -94,7 +92,7 @@ class FrameInspection:
     path
         The file.
     header
-        Its primary header (:class:`reduce.fitsheader.Header`).
+        Its primary header (:class:`reduce.fits.cards.Header`).
     exptime, darktime
         EXPTIME and DARKTIME (EXPTIME when absent), seconds.
     temperature
@@ -161,7 +159,7 @@ def _open_primary(path: Path) -> tuple[FitsFile, Hdu]:
 
     The memory map (or the read) that follows is of a file whose header,
     data unit and padding are known to be there: a truncated file, a FIFO, a
-    device or a directory is refused first (:mod:`reduce.fitsfile`). A file
+    device or a directory is refused first (:mod:`reduce.fits.reader`). A file
     truncated while it is mapped would make reading past its new end fatal
     (SIGBUS), as in any memory-mapped FITS reader; raw frames are written
     once and renamed into place, never truncated.
@@ -172,28 +170,6 @@ def _open_primary(path: Path) -> tuple[FitsFile, Hdu]:
     except BaseException:
         fits.close()
         raise
-
-
-def _check_layout(header: Any, source: str) -> None:
-    shape = (header.get("NAXIS2"), header.get("NAXIS1"))
-    if header.get("NAXIS") != 2 or shape != RAW_SHAPE:
-        raise InputError(
-            source,
-            f"primary HDU has NAXIS={header.get('NAXIS')} shape {shape}; expected "
-            f"a 2-D raw frame of {RAW_SHAPE} (rows, columns) in the primary HDU",
-        )
-    if header.get("BITPIX") != 16:
-        raise InputError(
-            source,
-            f"BITPIX={header.get('BITPIX')}, expected 16 for a raw frame "
-            "(is it a processed or float image?)",
-        )
-    if header.get("BZERO", 0) != RAW_BZERO or header.get("BSCALE", 1) != 1:
-        raise InputError(
-            source,
-            f"BZERO={header.get('BZERO')} BSCALE={header.get('BSCALE', 1)}; expected "
-            f"BZERO={RAW_BZERO}, BSCALE=1 (unsigned 16-bit counts)",
-        )
 
 
 def _check_keywords(header: Any, mode: Mode, source: str) -> tuple[float, float]:
@@ -338,7 +314,7 @@ def inspect_frame(
     fits, hdu = _open_primary(Path(path))
     try:
         header, offset = hdu.header, hdu.data_start
-        _check_layout(header, source)
+        check_layout(header, source)
         exptime, darktime = _check_keywords(header, mode, source)
         # The streaming reduction's sink modifies the words: they are read
         # into a buffer. Otherwise the file is mapped, not copied.
@@ -363,7 +339,7 @@ def inspect_frame(
         fit_overscan(_counts(stored[amp2.raw_overscan]), amp2, backend),
     )
     levels = _sample_levels(stored, models, bias)
-    interlock_ok = _flag(header, "INTLKOK", True)
+    interlock_ok = _flag(header, INTERLOCK_OK, True)
     if sink is not None and interlock_ok:
         sink(stored.view(np.uint16), models)
     return FrameInspection(
@@ -373,9 +349,9 @@ def inspect_frame(
         exptime=exptime,
         darktime=darktime,
         temperature=_temperature(header),
-        simulated=_flag(header, "SIMULATE", False),
+        simulated=_flag(header, SIMULATED, False),
         interlock_ok=interlock_ok,
-        interlock_reason=str(header.get("INTLKWHY", "")),
+        interlock_reason=str(header.get(INTERLOCK_WHY, "")),
         data_offset=offset,
         sha256=sha,
         checksum=checksum,

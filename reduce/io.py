@@ -1,10 +1,7 @@
-"""Atomic writes, the processing log, and raw frames written for tests and
-benchmarks (:func:`write_raw`, which imports astropy when called).
+"""Atomic writes and the processing log.
 
-Raw frames and master calibrations are read elsewhere, through
-:class:`reduce.fitsfile.FitsFile`: by :func:`reduce.frames.inspect_frame` and
-:func:`reduce.masters.load_master`, so that ``megara-dark reduce`` never
-imports astropy.
+Raw frames are written and verified by :mod:`reduce.rawframe`; FITS files
+are read through :class:`reduce.fits.reader.FitsFile`.
 """
 
 from __future__ import annotations
@@ -14,37 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from reduce.checksum import FITS_BLOCK
-from reduce.errors import InputError
-from reduce.geometry import RAW_SHAPE
-
 log = logging.getLogger(__name__)
-
-
-def write_raw(path: str | Path, counts: npt.NDArray[np.integer], header: Any) -> None:
-    """Write counts as a raw MEGARA frame (BITPIX=16, BZERO=32768).
-
-    Parameters
-    ----------
-    path
-        Destination (overwritten).
-    counts
-        ``(4212, 4196)`` integer counts in 0..65535, ADU.
-    header
-        Header cards to copy (an astropy Header or a mapping).
-    """
-    arr = np.asarray(counts)
-    if arr.shape != RAW_SHAPE or arr.min() < 0 or arr.max() > 65535:
-        raise InputError(
-            str(path), f"counts must be {RAW_SHAPE} in 0..65535, got {arr.shape}"
-        )
-    from astropy.io import fits  # noqa: PLC0415 (not on the CLI's path)
-
-    hdu = fits.PrimaryHDU(arr.astype(np.uint16), header=fits.Header(header))
-    hdu.writeto(path, overwrite=True, checksum=True)
 
 
 # --- Atomic writes and the processing log ------------------------------------
@@ -81,11 +48,6 @@ def write_atomic(path: str | Path, writer: Any) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write UTF-8 text atomically (see :func:`write_atomic`)."""
     write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
-def padded_size(nbytes: int) -> int:
-    """Bytes of ``nbytes`` padded to whole FITS blocks."""
-    return -(-nbytes // FITS_BLOCK) * FITS_BLOCK
 
 
 class ProcessingLog:

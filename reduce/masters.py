@@ -5,7 +5,7 @@ reduction's master bias (:mod:`reduce.batch` and :mod:`reduce.online`
 alike) and the pre-flight checks (:mod:`reduce.preflight`). A master is
 accepted only when:
 
-* it is a regular, well-formed FITS file (:class:`reduce.fitsfile.FitsFile`:
+* it is a regular, well-formed FITS file (:class:`reduce.fits.reader.FitsFile`:
   every size bounded by the file's);
 * it is the product asked for: ``NUMTYPE`` (when present) ``MasterBias`` or
   ``MasterDark``, ``OBSMODE`` (when present) the matching mode;
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from reduce.blocks import Mode
 from reduce.errors import InputError
-from reduce.fitsfile import FitsFile, Hdu
-from reduce.fitsheader import Header
+from reduce.fits.cards import Header
+from reduce.fits.reader import FitsFile, Hdu
 from reduce.geometry import TRIMMED_SHAPE
+from reduce.rawframe import Mode
 
 log = logging.getLogger(__name__)
 

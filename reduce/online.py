@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from reduce.blocks import Mode, ReductionBlock, mode_named
+from reduce.blocks import ReductionBlock, mode_named
 from reduce.checks import require_frames
 from reduce.combine import NETWORK_MAX_N, BandSink, CombineConfig, Combined
 from reduce.documents import utc_now
@@ -29,6 +29,7 @@ from reduce.io import ProcessingLog
 from reduce.masters import MasterKind, load_master
 from reduce.overscan import OverscanModel
 from reduce.pipeline import BlockRun, Clock, Result, reduce_inspected
+from reduce.rawframe import Mode
 from reduce.settings import Options
 from reduce.window import MedianWindow
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reduce.blocks import Mode, ReductionBlock
+from reduce.blocks import ReductionBlock
 from reduce.checks import Excluded, Selection, require_frames, select_frames
 from reduce.combine import BandSink, CombineConfig, Combined
 from reduce.documents import result_document, task_document, write_json
@@ -47,6 +47,7 @@ from reduce.products import (
     provisional_report,
 )
 from reduce.qc import HotPixels, QAReport, qc_master
+from reduce.rawframe import Mode
 from reduce.settings import Options
 from reduce.steps import combine_config, cosmic_ray_model, final_report
 

@@ -12,12 +12,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from reduce.blocks import Mode, ReductionBlock
+from reduce.blocks import ReductionBlock
 from reduce.checks import FrameCheckConfig, require_frames
 from reduce.errors import InputError
 from reduce.files import check_regular
 from reduce.masters import Master, MasterKind, load_master
 from reduce.qc import QCThresholds
+from reduce.rawframe import Mode
 from reduce.settings import Options, load_qc_config
 
 

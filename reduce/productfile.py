@@ -39,11 +39,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reduce.checksum import CARD, ones_complement_sum
 from reduce.combine import Combined
-from reduce.fitsheader import Header
-from reduce.io import padded_size
-from reduce.products import ImagePlan, checksummed_header
+from reduce.fits.cards import CARD, Header, padded
+from reduce.fits.checksum import checksummed_header, ones_complement_sum
+from reduce.products import ImagePlan
 from reduce.qc import dark_rate_rows
 
 log = logging.getLogger(__name__)
@@ -108,10 +107,10 @@ class ProductFile:
                     raise ValueError(f"{plan.name}: rows of {image.row_bytes} bytes")
                 size = len(checksummed_header(plan.header, 0))
                 if index == 0:
-                    size = padded_size(size + PRIMARY_SLACK_CARDS * CARD)
+                    size = padded(size + PRIMARY_SLACK_CARDS * CARD)
                 image.offset, image.header_size = offset, size
                 self._images[plan.name] = image
-                offset += size + padded_size(image.nbytes)
+                offset += size + padded(image.nbytes)
             else:
                 self._tables.append((offset, plan))
                 offset += len(plan)

@@ -22,14 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from reduce.blocks import Mode
-from reduce.checksum import (
-    CHECKSUM_PLACEHOLDER,
-    FITS_BLOCK,
-    encode_checksum,
-    ones_complement_sum,
-)
-from reduce.fitsheader import CARD, Card, Header, fits_text
+from reduce.fits.cards import BLOCK, Card, Header, fits_text
+from reduce.fits.checksum import checksummed_header, ones_complement_sum
+from reduce.fits.writer import STRUCTURAL, image_header
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, TRIMMED_SHAPE
 from reduce.qc import (
     DQ,
@@ -40,6 +35,7 @@ from reduce.qc import (
     QAReport,
     QCThresholds,
 )
+from reduce.rawframe import Mode
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +45,8 @@ REDUCER = "megara-dark"
 DETECTOR_UUID = "2e02e135-2325-47c9-9975-466b445b0b8b"
 """megaradrp's detector component (NUM-OVPE / NUM-TRIM)."""
 
-_STRUCTURAL = {
-    "SIMPLE",
-    "BITPIX",
-    "NAXIS",
-    "NAXIS1",
-    "NAXIS2",
-    "EXTEND",
-    "BZERO",
-    "BSCALE",
-    "CHECKSUM",
-    "DATASUM",
-    "UUID",
-    "NUM-NCOM",
-}
+_NOT_COPIED = STRUCTURAL | {"UUID", "NUM-NCOM", "HISTORY", ""}
+"""Cards of the first frame that a master does not copy."""
 
 
 def _distribution_version(name: str) -> str:
@@ -81,7 +65,7 @@ def software_versions() -> dict[str, str]:
     """Versions of the software that computed the products.
 
     astropy's is that of the installed distribution: the reduction itself
-    no longer imports it (headers: :mod:`reduce.fitsheader`).
+    no longer imports it (headers: :mod:`reduce.fits.cards`).
     """
     return {
         "megara-dark": software_version(),
@@ -104,13 +88,13 @@ def product_header(
 ) -> Header:
     """Primary header of a master: the first frame's cards plus product keys.
 
-    ``first`` is the first frame's header (:class:`reduce.fitsheader.Header`);
+    ``first`` is the first frame's header (:class:`reduce.fits.cards.Header`);
     its cards are copied as they were written. Structural cards are not
     included (:func:`master_layout` adds them).
     """
     header = Header()
     for card in first.cards:
-        if card.keyword not in _STRUCTURAL and card.keyword not in ("HISTORY", ""):
+        if card.keyword not in _NOT_COPIED:
             header.append(card)
     dark = mode is Mode.DARK
     version = software_version()
@@ -189,33 +173,6 @@ def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> Q
     )
 
 
-def checksummed_header(header: Header, datasum: int, size: int | None = None) -> bytes:
-    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0.
-
-    With ``size``, blank cards are added before END so that the header
-    fills ``size`` bytes (a multiple of 2880), when it fits.
-    """
-    header = header.copy()
-    header["CHECKSUM"] = (CHECKSUM_PLACEHOLDER, "HDU checksum (FITS 4.0 appendix J)")
-    header["DATASUM"] = (str(datasum), "data unit checksum")
-    if size is not None:
-        used = len(header) + 1  # + END
-        for _ in range(max(0, size // CARD - FITS_BLOCK // CARD - used + 1)):
-            header.add_blank()  # END goes in the last block of the room
-    total = ones_complement_sum(header.tostring().encode("ascii"), datasum)
-    header["CHECKSUM"] = (encode_checksum(total), header.comment("CHECKSUM"))
-    return header.tostring().encode("ascii")
-
-
-_BITPIX = {
-    np.dtype(np.float32): -32,
-    np.dtype(np.float64): -64,
-    np.dtype(np.int16): 16,
-    np.dtype(np.int32): 32,
-    np.dtype(np.uint8): 8,
-}
-
-
 @dataclass(frozen=True)
 class ImagePlan:
     """An image HDU of a product before its pixels: header, dtype, shape.
@@ -245,26 +202,8 @@ def image_plan(
     cards: Iterable[Card] = (),
 ) -> ImagePlan:
     """An image HDU's plan; ``name`` ``PRIMARY`` makes the primary HDU."""
-    primary = name == "PRIMARY"
-    kind = np.dtype(dtype)
-    header = Header()
-    if primary:
-        header["SIMPLE"] = (True, "conforms to FITS standard")
-    else:
-        header["XTENSION"] = ("IMAGE", "Image extension")
-    header["BITPIX"] = (_BITPIX[kind], "array data type")
-    header["NAXIS"] = (2, "number of array dimensions")
-    header["NAXIS1"] = shape[1]
-    header["NAXIS2"] = shape[0]
-    if primary:
-        header["EXTEND"] = True
-    else:
-        header["PCOUNT"] = (0, "number of parameters")
-        header["GCOUNT"] = (1, "number of groups")
-        header["EXTNAME"] = (name, "extension name")
-    for card in cards:
-        header.append(card)
-    return ImagePlan(name, header, kind, shape)
+    header = image_header(name, dtype, shape, cards)
+    return ImagePlan(name, header, np.dtype(dtype), shape)
 
 
 def dq_table() -> bytes:
@@ -306,7 +245,7 @@ def dq_table() -> bytes:
     ]:
         header[keyword] = (value, comment)
     data = rows.tobytes()
-    data += b"\0" * (-len(data) % FITS_BLOCK)
+    data += b"\0" * (-len(data) % BLOCK)
     return checksummed_header(header, ones_complement_sum(data)) + data
 
 

@@ -16,15 +16,20 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from reduce.errors import InputError
+from reduce.fits import writer
+from reduce.fits.cards import Header, make_card
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_SHAPE, TRIMMED_SHAPE
-from reduce.io import write_raw
+from reduce.rawframe import frame_header
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +221,37 @@ def make_frames(folder: Path, n_darks: int, n_biases: int) -> None:
         header = numina_header(DARK_EXPTIME_S, "MegaraDarkImage", 100 + k)
         raw = make_raw(truth, DARK_EXPTIME_S, rng)
         write_raw(folder / f"dark_{k:02d}.fits", raw, header)
+
+
+def write_raw(
+    path: str | Path, counts: npt.NDArray[np.integer], header: Mapping[str, Any]
+) -> None:
+    """Write counts as a raw MEGARA frame (BITPIX=16, BZERO=32768), overwriting.
+
+    For tests and benchmarks; a run writes its frames with
+    :func:`reduce.rawframe.write_raw_frame`.
+
+    Parameters
+    ----------
+    path
+        Destination (overwritten).
+    counts
+        ``(4212, 4196)`` integer counts in 0..65535, ADU.
+    header
+        Keyword to value, or to ``(value, comment)``; structural keywords
+        are set from the data.
+    """
+    arr = np.asarray(counts)
+    if arr.shape != RAW_SHAPE or arr.min() < 0 or arr.max() > 65535:
+        raise InputError(
+            str(path), f"counts must be {RAW_SHAPE} in 0..65535, got {arr.shape}"
+        )
+    cards = Header()
+    for key, value in header.items():
+        if key not in writer.STRUCTURAL:
+            cards.append(
+                make_card(key, *(value if isinstance(value, tuple) else (value,)))
+            )
+    pixels = arr.astype(np.uint16, copy=False)
+    with open(path, "wb") as stream:
+        writer.write_image(stream, frame_header(cards), pixels)

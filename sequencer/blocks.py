@@ -23,7 +23,6 @@ and reported with the document, key, value and what is allowed.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 import reprlib
@@ -36,6 +35,7 @@ from drivers.errors import ConfigError
 from drivers.files import check_user_file, read_user_text, resolved
 from drivers.protocol.archon import MAX_INTEGRATION_S
 from drivers.safeyaml import load_yaml_documents
+from reduce.rawframe import Mode
 
 #: Longest dark exposure accepted (seconds): the longest the CCD controller's
 #: timing parameters hold (2.9 h; longer ones are also almost certainly a unit
@@ -49,13 +49,6 @@ _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
 _KEYS = {"id", "instrument", "mode", "exptime", "nframes", "requirements"}
 _REQUIREMENT_KEYS = {"master_bias"}
-
-
-class Mode(enum.Enum):
-    """Observing modes this suite runs."""
-
-    DARK = "MegaraDarkImage"
-    BIAS = "MegaraBiasImage"
 
 
 @dataclass(frozen=True, kw_only=True)

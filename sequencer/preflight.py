@@ -19,9 +19,10 @@ import shutil
 from pathlib import Path
 
 from drivers.errors import ConfigError
-from sequencer.blocks import Mode, ObservingBlock
+from reduce.geometry import RAW_SHAPE
+from reduce.rawframe import Mode
+from sequencer.blocks import ObservingBlock
 from sequencer.config import InstrumentConfig
-from sequencer.rawfits import RAW_SHAPE
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""MEGARA raw FITS frames: the header, the atomic writer and the verifier.
+"""What a run records in each MEGARA raw frame: the header's cards.
 
-A raw frame is one primary HDU (no extensions), 4212 x 4196 pixels, BITPIX=16
-with BZERO=32768 so that the stored signed integers are the controller's
-unsigned ADU, with CHECKSUM and DATASUM. This is what megaradrp 0.22 checks for
+The frame itself (one primary HDU of 4212 x 4196 pixels, BITPIX=16 with
+BZERO=32768, CHECKSUM and DATASUM), its atomic write and its verification
+belong to :mod:`reduce.rawframe`; this module turns a frame's metadata
+(:class:`FrameMeta`) into cards, names the files, and says what went wrong
+in the sequencer's terms. The frame is what megaradrp 0.22 checks for
 the observing modes ``MegaraDarkImage`` and ``MegaraBiasImage``
 (``megaradrp.validators.check_as_datatype``: ``ExtChecker`` with the schema
 definitions ``raw_hdu_values`` + ``dark_hdu_values`` / ``bias_hdu_values`` of
@@ -91,48 +93,41 @@ its partial file and raises :class:`FrameWriteError`, one line naming the
 file, the reason and what to do: no file that looks whole but is not is ever
 left under a frame's name.
 
-Fault injection (tests only). With the environment variable
-``MEGARA_DARK_FAULT_KILL_FITS=NAME:BYTES`` set, the process writing frame
-``NAME`` (e.g. ``dark1_0002.fits``) kills itself with SIGKILL once BYTES bytes
-of its partial file are written and fsync'd: a crash in the middle of a FITS
-write, on demand. Unset (the default), nothing changes. See
-``tests/reliability``.
+Text from outside (the reason a frame is invalid, the observer's name) is
+written through :func:`reduce.fits.cards.fits_text`, cut to one card.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import re
 import uuid as uuidlib
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
 
-from drivers.errors import ConfigError, MegaraDarkError, SequenceError
+from drivers.errors import ConfigError, SequenceError
+from reduce import rawframe
+from reduce.errors import InputError
+from reduce.fits.cards import Header, fits_text
+from reduce.rawframe import Mode
 from sequencer.interlock import InterlockEvidence
 
 log = logging.getLogger(__name__)
 
-#: Rows and columns of a MEGARA raw frame (NAXIS2, NAXIS1).
-RAW_SHAPE = (4212, 4196)
 #: Gains of amplifiers 1 and 2, e-/ADU (megaradrp detector component).
 GAINS = (1.73, 1.6)
 #: Nominal read noise of amplifiers 1 and 2, e- (megaradrp schema defaults).
 READ_NOISES = (3.4, 3.4)
 DETECTOR = "CCD2231-84-0-E74"
 
-#: Observing modes and the megaradrp datatype it infers for their raw images.
-MODES = {"MegaraDarkImage": "IMAGE_DARK", "MegaraBiasImage": "IMAGE_BIAS"}
-Mode = Literal["MegaraDarkImage", "MegaraBiasImage"]
+#: The values of OBSMODE (:class:`reduce.rawframe.Mode`).
+MODES = frozenset(mode.value for mode in Mode)
 
 #: Grating names of MEGARA (megaradrp's pseudo-slit box positions).
 VPH_NAMES = frozenset(
@@ -162,7 +157,6 @@ _BLOCK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _FILE_RE = re.compile(
     r"(?P<block>[A-Za-z0-9][A-Za-z0-9._-]*)_(?P<attempt>\d{4,})\.fits"
 )
-_PARTIAL_SUFFIX = ".partial"
 
 
 class FrameWriteError(SequenceError):
@@ -213,7 +207,7 @@ class FrameMeta:
         Instrument configuration UUID; None picks it from ``date_obs``.
     """
 
-    mode: Mode
+    mode: str
     exptime_s: float
     darktime_s: float
     date_obs: datetime
@@ -335,50 +329,27 @@ def format_date_obs(date_obs: datetime) -> str:
 MAX_TEXT = 68
 
 
-def _ascii(text: str) -> str:
-    """``text`` as a value that stays inside its own card.
-
-    Text in the header may come from the hardware (cover and shutter
-    read-backs, the reason a frame is invalid). Anything but printable ASCII
-    becomes ``?`` (no line break, NUL or byte of another card can get in) and
-    the text is cut to :data:`MAX_TEXT` characters, ending in ``...``.
-    """
-    clean = "".join(c if " " <= c <= "~" else "?" for c in text)
-    if len(clean) + clean.count("'") > MAX_TEXT:
-        while len(clean) + clean.count("'") > MAX_TEXT - 3:
-            clean = clean[:-1]
-        clean += "..."
+def _text(text: str) -> str:
+    """``text`` (from the hardware or a person) as a value on one card."""
+    clean = fits_text(text, MAX_TEXT)
     if clean != text:
         log.warning("raw header: text %r written as %r", text[:200], clean)
     return clean
 
 
-def _comment_room(value: object) -> int:
-    """Characters left for the comment on the card of ``value``.
-
-    The card is ``KEYWORD = `` (10 columns), the value in a field of at least
-    20 columns, `` / `` and the comment: 80 in all. A longer comment would be
-    cut by astropy with a warning.
-    """
-    width = 20
-    if isinstance(value, str):
-        width = max(width, len(value) + value.count("'") + 2, 10)
-    return max(0, 80 - 10 - width - 3)
-
-
-def build_header(meta: FrameMeta) -> fits.Header:
+def build_header(meta: FrameMeta) -> Header:
     """The primary header of a raw frame (without the structural keywords).
 
     See the module docstring for the keywords and where they come from.
     """
     bias = meta.mode == "MegaraBiasImage"
-    hdr = fits.Header()
+    hdr = Header()
     cards: list[tuple[str, object, str]] = [
         ("INSTRUME", "MEGARA", "Name of the instrument"),
         ("ORIGIN", "megara-dark", "FITS file originator"),
         ("OBSMODE", meta.mode, "Observing mode"),
         ("OBSTYPE", "CALIBRATION", "Type of observation"),
-        ("OBJECT", _ascii(meta.object or ("BIAS" if bias else "DARK")), "Object"),
+        ("OBJECT", _text(meta.object or ("BIAS" if bias else "DARK")), "Object"),
         ("DATE-OBS", format_date_obs(meta.date_obs), "UTC start of the exposure"),
         ("EXPTIME", float(meta.exptime_s), "[s] Requested exposure time"),
         (
@@ -408,19 +379,19 @@ def build_header(meta: FrameMeta) -> fits.Header:
         ("FRAMEIDX", meta.frame_index, "Index among the block's valid frames"),
         ("ATTEMPT", meta.attempt, "Attempt counter, retakes included"),
         ("INTLKOK", meta.valid, "Cover and shutter closed throughout"),
-        ("INTLKWHY", _ascii(meta.invalid_reason or ""), "Why the frame is invalid"),
+        ("INTLKWHY", _text(meta.invalid_reason or ""), "Why the frame is invalid"),
         *meta.interlock.header_cards(),
         ("TEMPSTRT", float(meta.ccd_temp_start_k), "[K] CCD temperature at start"),
         ("TEMPEND", float(meta.ccd_temp_end_k), "[K] CCD temperature at readout"),
         ("SIMULATE", meta.simulated, "Pixels from the simulators"),
         ("RDBADBLK", meta.readout_bad_blocks, "Readout blocks re-fetched (bad CRC)"),
         ("RDROUNDS", meta.readout_rounds, "Readout rounds needed"),
-        ("MDSWVER", _ascii(meta.software_version), "megara-dark version"),
+        ("MDSWVER", _text(meta.software_version), "megara-dark version"),
     ]
     if meta.observer is not None:
-        cards.append(("OBSERVER", _ascii(meta.observer), "Observer"))
+        cards.append(("OBSERVER", _text(meta.observer), "Observer"))
     for key, value, comment in cards:
-        hdr[key] = (value, comment[: _comment_room(value)])
+        hdr[key] = (value, comment)  # a comment too long is cut at column 80
     return hdr
 
 
@@ -442,112 +413,35 @@ def parse_file_name(name: str) -> tuple[str, int] | None:
     return match["block"], int(match["attempt"])
 
 
-def partial_name(name: str) -> str:
-    """The name of the temporary file while ``name`` is being written."""
-    return f".{name}{_PARTIAL_SUFFIX}"
-
-
-def _check_pixels(path: Path, pixels: npt.NDArray[np.generic]) -> None:
-    if pixels.shape != RAW_SHAPE or pixels.dtype.kind != "u" or pixels.itemsize != 2:
-        raise ConfigError(
-            f"{path.name}: pixels are {pixels.dtype} {pixels.shape}; expected "
-            f"uint16 {RAW_SHAPE} (MEGARA raw)"
-        )
-
-
 def write_raw_frame(
     path: Path, pixels: npt.NDArray[np.uint16], meta: FrameMeta
 ) -> Path:
-    """Write a raw frame atomically; refuse to overwrite.
+    """Write a raw frame with ``meta``'s header, atomically; never overwrite.
 
-    The frame goes to ``.<name>.partial`` in the same folder, which is flushed
-    and fsync'd, renamed to ``path`` and the folder fsync'd: after a crash
-    there is either no ``path`` or the complete file.
-
-    Parameters
-    ----------
-    path
-        Final file name (see ``file_name``).
-    pixels
-        4212 x 4196 uint16 ADU, either byte order; not modified.
-    meta
-        Header contents.
-
-    Returns
-    -------
-    Path
-        ``path``.
+    See :func:`reduce.rawframe.write_raw_frame` (the partial file, the fsyncs,
+    the rename).
 
     Raises
     ------
     ConfigError
-        ``path`` (or a leftover temporary file for it) exists, or the pixels
+        ``path`` (or a leftover partial file of it) exists, or the pixels
         are not a MEGARA raw frame.
     FrameWriteError
         The file system refused the write (no space, a file-size limit, a
-        read-only folder); the temporary file is removed first.
+        read-only folder); nothing of it was kept.
     """
     path = Path(path)
-    _check_pixels(path, pixels)
     header = build_header(meta)
-    if path.exists():
-        raise ConfigError(
-            f"{path}: a frame with this name exists; frames are never "
-            "overwritten: check the run journal (resume) or the attempt counter"
-        )
-    tmp = path.with_name(partial_name(path.name))
-    hdu = fits.PrimaryHDU(data=pixels, header=header)
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        # Reopened by name (not from the descriptor): astropy's own report of
-        # a failed write needs the name, and it does not know mode "xb".
-        stream = open(tmp, "wb")  # noqa: SIM115 - closed below, in every case
-    except FileExistsError as err:
-        raise ConfigError(
-            f"{tmp}: a leftover partial write of {path.name} exists; it is not a "
-            "frame: remove it, then write again"
-        ) from err
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise _write_error(path, err) from err
-    try:
-        with stream:
-            hdu.writeto(stream, checksum=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if path.exists():  # appeared while we wrote: never replace a frame
-            raise ConfigError(f"{path}: appeared during the write; not replaced")
-        os.replace(tmp, path)
-    except MegaraDarkError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        cause = _os_error(err)
-        if cause is None:
-            raise
-        raise _write_error(path, cause) from err
-    try:
-        _fsync_dir(path.parent)
+        return rawframe.write_raw_frame(path, pixels, header)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     except OSError as err:
         raise _write_error(path, err) from err
-    log.debug("wrote %s", path)
-    return path
-
-
-def _os_error(err: BaseException) -> OSError | None:
-    """The OSError behind ``err`` (astropy may wrap one in another exception)."""
-    seen: BaseException | None = err
-    for _ in range(8):
-        if seen is None or isinstance(seen, OSError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _write_error(path: Path, err: OSError) -> FrameWriteError:
-    if err.errno is None:  # numpy's short write carries no errno
+    if err.errno is None:  # a short write carries no errno
         reason = f"short write, {err}: the disk is full or a file-size limit hit"
     else:
         reason = err.strerror or str(err)
@@ -558,109 +452,24 @@ def _write_error(path: Path, err: OSError) -> FrameWriteError:
     )
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def verify_raw_frame(path: Path) -> fits.Header:
+def verify_raw_frame(path: Path) -> Header:
     """Check a raw frame's integrity; return its primary header.
 
-    Checks: one HDU, the file is complete, CHECKSUM and DATASUM match, the
-    image is 4212 x 4196 BITPIX=16 BZERO=32768, INSTRUME and OBSMODE.
-
-    The file is opened by the one FITS reader (:class:`reduce.fitsfile.FitsFile`):
-    a FIFO, a device, a directory or a link loop is refused without being
-    opened for reading, and every size the headers declare is checked
-    against the file's before anything is read. astropy then verifies the
-    checksums reading the same descriptor: what was checked is what is read.
+    See :func:`reduce.rawframe.verify_raw_frame`: one HDU, complete, CHECKSUM
+    and DATASUM matching, the layout of a raw frame, INSTRUME and OBSMODE.
 
     Raises
     ------
     ConfigError
         Naming the file and what is wrong.
     """
-    from reduce.errors import InputError  # noqa: PLC0415 - light, but not needed first
-    from reduce.fitsfile import FitsFile  # noqa: PLC0415
-
-    path = Path(path)
     try:
-        with FitsFile(path, "raw frame") as frame:
-            _check_shape(path, frame.primary().header)  # before any offset is used
-            count = len(frame.hdus())
-            if count != 1:
-                raise ConfigError(f"{path}: {count} HDUs; a MEGARA raw frame has one")
-            header = _read_checked(path, frame.fd)
-            size = frame.size
+        return rawframe.verify_raw_frame(Path(path))
     except InputError as err:
         raise ConfigError(
             f"{_one_line(err)}; the frame is damaged or not one of ours: keep it "
             "aside, take it again"
         ) from None
-    _check_frame_header(path, header, size)
-    return header
-
-
-def _read_checked(path: Path, fd: int) -> fits.Header:
-    """The primary header, read by astropy from ``fd`` with its checksums."""
-    with warnings.catch_warnings(record=True) as caught:
-        # astropy reports checksum mismatches and short files as warnings
-        warnings.simplefilter("always")
-        try:
-            with (
-                os.fdopen(os.dup(fd), "rb") as handle,
-                fits.open(handle, checksum=True, memmap=False) as hdul,
-            ):
-                hdu = hdul[0]
-                header = hdu.header.copy()
-                _ = hdu.data  # read it all, so that a short file shows up here
-        except (OSError, ValueError, TypeError, IndexError) as err:
-            seen = "; ".join(_one_line(w.message) for w in caught)
-            raise ConfigError(
-                f"{path}: not a complete FITS file ({_one_line(err)}"
-                f"{'; ' if seen else ''}"
-                f"{seen}); the frame is damaged: keep it aside, take it again"
-            ) from err
-    problems = [_one_line(w.message) for w in caught]
-    if problems:
-        raise ConfigError(
-            f"{path}: {'; '.join(problems)}; the frame is damaged or was changed "
-            "after it was written: keep it aside, take it again"
-        )
-    return header
-
-
-def _check_shape(path: Path, header: Any) -> None:
-    """Refuse a primary header that is not a raw frame's image (any header
-    with ``get``: the reader's or astropy's)."""
-    shape = (header.get("NAXIS2"), header.get("NAXIS1"))
-    if header.get("NAXIS") != 2 or shape != RAW_SHAPE:
-        raise ConfigError(
-            f"{path}: image shape {shape}; expected a raw frame of {RAW_SHAPE}"
-        )
-    if header.get("BITPIX") != 16 or header.get("BZERO") != 32768:
-        raise ConfigError(
-            f"{path}: BITPIX={header.get('BITPIX')} BZERO={header.get('BZERO')}; "
-            "expected 16 and 32768"
-        )
-
-
-def _check_frame_header(path: Path, header: fits.Header, size: int) -> None:
-    expected = len(header.tostring()) + 2 * RAW_SHAPE[0] * RAW_SHAPE[1] + 2879
-    expected = expected // 2880 * 2880
-    _check_shape(path, header)
-    if size < expected:
-        raise ConfigError(f"{path}: {size} bytes; truncated (expected {expected})")
-    if "CHECKSUM" not in header or "DATASUM" not in header:
-        raise ConfigError(f"{path}: no CHECKSUM/DATASUM; not written by us")
-    if header.get("OBSMODE") not in MODES or header.get("INSTRUME") != "MEGARA":
-        raise ConfigError(
-            f"{path}: INSTRUME {header.get('INSTRUME')!r} OBSMODE "
-            f"{header.get('OBSMODE')!r}; expected MEGARA and one of {sorted(MODES)}"
-        )
 
 
 def _one_line(message: object) -> str:

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import ConfigError
+from reduce.rawframe import partial_name
 from sequencer.journal import BlockState, Journal, RunState, apply_record
-from sequencer.rawfits import parse_file_name, partial_name, verify_raw_frame
+from sequencer.rawfits import parse_file_name, verify_raw_frame
 
 log = logging.getLogger(__name__)
 

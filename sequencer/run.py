@@ -35,8 +35,9 @@ import yaml
 
 from drivers.errors import MegaraDarkError, SequenceError
 from reduce.io import write_text_atomic
+from reduce.rawframe import Mode
 from sequencer import __version__
-from sequencer.blocks import Mode, ObservingBlock
+from sequencer.blocks import ObservingBlock
 from sequencer.devices import Connected, devices_for
 from sequencer.hardware import Devices, Pacing
 from sequencer.machine import DarkSequence, FrameRecord, Outcome, Step

@@ -77,21 +77,21 @@ class _KillAfter:
 
 def kill_in_frame(spec: str) -> None:
     """Wrap the raw-frame writer's stream for the frame ``spec`` names."""
-    from astropy.io import fits  # noqa: PLC0415
-
-    from sequencer.rawfits import partial_name  # noqa: PLC0415
+    from reduce.fits import writer  # noqa: PLC0415
+    from reduce.rawframe import partial_name  # noqa: PLC0415
 
     name, _, size = spec.rpartition(":")
     target, limit = partial_name(name), int(size)
-    writeto = fits.PrimaryHDU.writeto
+    write_image = writer.write_image
 
-    @functools.wraps(writeto)
-    def dying(self: Any, fileobj: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(getattr(fileobj, "name", "")).name == target:
-            fileobj = _KillAfter(fileobj, limit)
-        writeto(self, fileobj, *args, **kwargs)
+    @functools.wraps(write_image)
+    def dying(stream: Any, *args: Any, **kwargs: Any) -> int:
+        opened = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        if Path(opened).name == target:
+            stream = _KillAfter(stream, limit)
+        return write_image(stream, *args, **kwargs)
 
-    fits.PrimaryHDU.writeto = dying  # type: ignore[method-assign]
+    writer.write_image = dying
 
 
 def kill_in_journal(spec: str) -> None:

@@ -68,7 +68,8 @@ def _run_blocks(
     not finish ends verification with its exit status. With ``quiet_stdout``
     the run's stdout goes to stderr (stdout is for the JSON verdict).
     """
-    from sequencer.blocks import Mode, load_blocks  # noqa: PLC0415
+    from reduce.rawframe import Mode  # noqa: PLC0415
+    from sequencer.blocks import load_blocks  # noqa: PLC0415
 
     plan = load_blocks(blocks)  # refuse bad blocks before anything runs
     darks = [b for b in plan if b.mode is Mode.DARK]

@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import ConfigError
+from reduce.errors import InputError
+from reduce.fits.reader import read_header
+from reduce.rawframe import SIMULATED
 from sequencer.engineering.limits import FIGURES
 from sequencer.interlock import FIELDS, InterlockEvidence
 
@@ -287,13 +290,11 @@ def _median(values: list[float]) -> float:
 
 
 def _date_obs(master: Path) -> str | None:
-    from astropy.io import fits  # noqa: PLC0415 - heavy, on demand
-
     try:
-        value = fits.getval(master, "DATE-OBS", ext=0)
-    except (OSError, KeyError):
+        value = read_header(master, "master dark").get("DATE-OBS")
+    except InputError:
         return None
-    return str(value)
+    return None if value is None else str(value)
 
 
 def _journal_frames(workdir: Path) -> list[dict[str, Any]] | None:
@@ -360,14 +361,12 @@ def _raw_path(workdir: Path, name: str, inputs: list[str]) -> Path:
 
 
 def _from_header(name: str, path: Path, record: dict[str, Any]) -> FrameEvidence:
-    from astropy.io import fits  # noqa: PLC0415 - heavy, on demand
-
     try:
-        header = fits.getheader(path, ext=0)
-    except OSError as err:
+        header = read_header(path, "raw frame")
+    except InputError as err:
         raise ConfigError(
-            f"{path}: cannot read the frame's header ({err}); expected the raw "
-            "frame of the journal or of task.json"
+            f"{err.detail}: cannot read the frame's header of {path}; expected "
+            "the raw frame of the journal or of task.json"
         ) from err
     return FrameEvidence(
         file=name,
@@ -391,11 +390,10 @@ def _interlock(
 
 
 def _simulated(workdir: Path, names: list[str], inputs: list[str]) -> bool:
-    from astropy.io import fits  # noqa: PLC0415 - heavy, on demand
-
     for name in names[:1]:
         try:
-            return bool(fits.getval(_raw_path(workdir, name, inputs), "SIMULATE"))
-        except (OSError, KeyError):
+            header = read_header(_raw_path(workdir, name, inputs), "raw frame")
+        except InputError:
             return False
+        return header.get(SIMULATED) is True
     return False

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from reduce.fits.reader import FitsFile
 from sequencer import __version__
 from sequencer.engineering import plots, report
 from sequencer.engineering.figures import DarkSet, Figure
@@ -165,12 +166,10 @@ def _load_images(
     master: Path,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[float]]:
     """Dark rate (e-/pix/h), DQ mask, and one ADU in e-/pix/h per amplifier."""
-    from astropy.io import fits  # noqa: PLC0415 - heavy, on demand
-
-    with fits.open(master, memmap=False) as hdul:
-        rate = np.asarray(hdul["DARKRATE"].data, dtype=np.float32) * np.float32(3600)
-        dq = np.asarray(hdul["DQ"].data, dtype=np.uint8)
-        header = hdul[0].header
+    with FitsFile(master, "master dark") as product:
+        rate = product.image("DARKRATE").astype(np.float32) * np.float32(3600)
+        dq = product.image("DQ").astype(np.uint8)
+        header = product.primary().header
         darktime = float(header.get("DARKTIME") or header.get("EXPTIME") or 1.0)
         gains = [float(header.get(f"GAIN{n}", 1.0)) for n in (1, 2)]
     return rate, dq, [g * 3600.0 / darktime for g in gains]

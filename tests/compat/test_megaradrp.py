@@ -19,9 +19,8 @@ import yaml
 from astropy.io import fits
 
 from reduce.batch import run_reduction_file
-from reduce.io import write_raw
 from reduce.settings import Options
-from reduce.synthetic import DetectorTruth, make_raw, raw_header
+from reduce.synthetic import DetectorTruth, make_raw, raw_header, write_raw
 
 pytestmark = pytest.mark.compat
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from reduce.geometry import RAW_SHAPE
 from sequencer.rawfits import (
-    RAW_SHAPE,
     FrameMeta,
     build_header,
     file_name,
@@ -134,7 +134,7 @@ def test_megaradrp_checker_in_python(frames: dict[str, list[Path]]) -> None:
 def test_numina_verify_needs_what_we_write(tmp_path: Path, drop: str) -> None:
     """The keywords megaradrp requires really are required (the check bites)."""
     meta = frame_meta("MegaraDarkImage", "x", 1, datetime(2026, 1, 1, tzinfo=UTC))
-    header = build_header(meta)
+    header = fits.Header.fromstring(build_header(meta).tostring())
     del header[drop]
     path = tmp_path / "x.fits"
     fits.PrimaryHDU(np.zeros(RAW_SHAPE, np.uint16), header=header).writeto(path)

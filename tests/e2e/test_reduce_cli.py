@@ -28,8 +28,7 @@ from click.testing import CliRunner
 
 from reduce.cli import reduce_command
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS
-from reduce.io import write_raw
-from reduce.synthetic import DetectorTruth, make_raw, raw_header
+from reduce.synthetic import DetectorTruth, make_raw, raw_header, write_raw
 
 pytestmark = pytest.mark.e2e
 
@@ -426,7 +425,7 @@ def test_interlock_and_light_leak_frames_are_excluded(
 
 def test_the_reduction_never_imports_astropy(raws: RawSet, tmp_path: Path) -> None:
     # Importing astropy.io.fits costs ~0.2 s of CPU; the reduction reads and
-    # writes its headers itself (reduce.fitsheader). A bias and a dark block,
+    # writes its headers itself (reduce.fits.cards). A bias and a dark block,
     # the dark reading the master bias back, in a fresh interpreter.
     ob = write_blocks(tmp_path / "ob.yaml", BIAS_BLOCK, DARK_BLOCK)
     script = (

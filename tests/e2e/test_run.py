@@ -6,10 +6,12 @@ import itertools
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from astropy.io import fits
 
@@ -96,6 +98,42 @@ def test_clean_run_writes_valid_frames_and_products(tmp_path: Path) -> None:
     state = replay(Journal(work / "run.journal").records())
     assert state.done
     assert state.block("dark60").valid_files == [f.name for f in frames[3:]]
+
+
+NO_ASTROPY = """\
+import sys
+sys.modules["astropy"] = None  # any import of astropy now raises ImportError
+from sequencer.cli import main
+sys.argv = ["megara-dark", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_run_never_imports_astropy(tmp_path: Path) -> None:
+    # The raw frames are written and verified, and the products reduced, by
+    # the project's own FITS code (reduce.fits, reduce.rawframe): a run, its
+    # reductions included, works in an interpreter where astropy cannot be
+    # imported at all. What it writes is then checked with astropy.
+    blocks, config = write_setup(tmp_path)
+    work = tmp_path / "work"
+    argv = ["run", str(blocks), "--config", str(config), "--workdir", str(work)]
+    done = subprocess.run(
+        [sys.executable, "-c", NO_ASTROPY, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    frames = sorted((work / "data").glob("*.fits"))
+    assert len(frames) == 6
+    for path in frames:
+        with fits.open(path, checksum=True) as hdul:
+            assert len(hdul) == 1
+            assert hdul[0].data.dtype == np.uint16
+            assert hdul[0].header["INTLKOK"] is True
+    assert json.loads((work / "obsiddark60_results" / "result.json").read_text())
 
 
 def check_events(events: list[dict[str, Any]], work: Path) -> None:

@@ -85,8 +85,11 @@ def _header(exptime: float, obsmode: str, k: int) -> dict[str, Any]:
 def build_fits_world(root: Path) -> FitsWorld:
     """Write 3 bias and 3 dark frames and reduce them (about 10 s, 0.7 GB)."""
     from reduce.batch import run_reduction_file  # noqa: PLC0415
-    from reduce.io import write_raw  # noqa: PLC0415
-    from reduce.synthetic import DetectorTruth, make_raw  # noqa: PLC0415
+    from reduce.synthetic import (  # noqa: PLC0415
+        DetectorTruth,
+        make_raw,
+        write_raw,
+    )
 
     data, ref = root / "raw", root / "ref"
     data.mkdir(parents=True)

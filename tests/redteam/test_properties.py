@@ -22,12 +22,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.errors import ConfigError
-from reduce.blocks import Mode as ReduceMode
 from reduce.blocks import load_blocks as load_reduction_blocks
 from reduce.errors import ConfigError as ReduceConfigError
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
 from reduce.masters import MasterKind, load_master
+from reduce.rawframe import Mode as ReduceMode
 from reduce.settings import load_qc_config
 from sequencer.blocks import load_blocks
 from sequencer.config import load_config

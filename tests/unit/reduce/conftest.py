@@ -10,13 +10,12 @@ import pytest
 from astropy.io import fits
 
 from reduce.batch import reduce_block
-from reduce.blocks import Mode
 from reduce.combine import CombineConfig, Combined, combine_band_into
 from reduce.frames import FrameInspection, inspect_frame
-from reduce.io import write_raw
 from reduce.masters import MasterKind, load_master
 from reduce.qc import HotPixels, detect_hot_pixels
-from reduce.synthetic import DetectorTruth, make_raw, raw_header
+from reduce.rawframe import Mode
+from reduce.synthetic import DetectorTruth, make_raw, raw_header, write_raw
 
 DARK_S = 3600.0
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from reduce.blocks import Mode, load_blocks
-from reduce.checksum import header_length, ones_complement_sum, verify_checksums
+from reduce.blocks import load_blocks
 from reduce.errors import ConfigError, InputError
+from reduce.fits.checksum import header_length, ones_complement_sum, verify_checksums
+from reduce.rawframe import Mode
 from reduce.settings import load_qc_config
 
 TWO_BLOCKS = """\

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reduce.digests import DigestPrefetch, identity
+from reduce.digests import DigestPrefetch
+from reduce.files import identity
 
 
 def _write(path: Path, seed: int, size: int = 1 << 20) -> bytes:

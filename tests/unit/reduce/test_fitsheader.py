@@ -13,7 +13,7 @@ from astropy.io import fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reduce.fitsheader import (
+from reduce.fits.cards import (
     CARD,
     FitsHeaderError,
     Header,

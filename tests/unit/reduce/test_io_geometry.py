@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from reduce.blocks import Mode
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
 from reduce.geometry import (
@@ -19,9 +18,9 @@ from reduce.geometry import (
     TRIMMED_SHAPE,
     amplifier_of_trimmed_row,
 )
-from reduce.io import write_raw
 from reduce.masters import load_master
-from reduce.synthetic import raw_header
+from reduce.rawframe import Mode
+from reduce.synthetic import raw_header, write_raw
 
 
 def test_geometry_adds_up() -> None:

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from reduce.combine import CombineConfig, Combined, NoiseModel, combine_band_into
-from reduce.fitsheader import Header
+from reduce.fits.cards import Header
 from reduce.geometry import AMP1, AMP2, TRIMMED_SHAPE
 from reduce.masterband import CosmicRayModel, MasterBand
 from reduce.productfile import MasterSink, ProductFile

@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 from pytest_mock import MockerFixture
 
-from reduce.fitsheader import Header, make_card
+from reduce.fits.cards import Header, make_card
 from reduce.productfile import ProductFile
 from reduce.products import ImagePlan, dq_table, image_plan
 

@@ -15,17 +15,16 @@ from astropy.io import fits
 
 from reduce import pipeline
 from reduce.batch import reduce_block
-from reduce.blocks import Mode
 from reduce.checks import frame_rate
 from reduce.errors import InputError
 from reduce.frames import inspect_frame
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, TRIMMED_SHAPE
-from reduce.io import write_raw
 from reduce.online import StreamingReduction
 from reduce.productfile import ProductFile
 from reduce.qc import QAReport
+from reduce.rawframe import Mode
 from reduce.settings import Options
-from reduce.synthetic import raw_header
+from reduce.synthetic import raw_header, write_raw
 
 from .conftest import DARK_S, Campaign
 

@@ -16,13 +16,15 @@ import numpy as np
 import pytest
 
 from drivers.errors import ConfigError
+from reduce.geometry import RAW_SHAPE
+from reduce.rawframe import partial_name
 from sequencer.journal import (
     Journal,
     JournalError,
     read_records,
     replay,
 )
-from sequencer.rawfits import RAW_SHAPE, file_name, partial_name, write_raw_frame
+from sequencer.rawfits import file_name, write_raw_frame
 from sequencer.recovery import exposures_done, orphan_frames, resume_block
 from tests import killpoints
 from tests.unit.sequencer.test_rawfits import make_meta

@@ -34,6 +34,12 @@ CARD = 80
 BLOCK = 2880
 """Bytes per FITS block."""
 
+
+def padded(nbytes: int) -> int:
+    """Bytes of ``nbytes`` padded to whole FITS blocks."""
+    return -(-nbytes // BLOCK) * BLOCK
+
+
 COMMENTARY = frozenset({"COMMENT", "HISTORY", ""})
 """Keywords whose cards hold free text, not a value."""
 
@@ -202,14 +208,23 @@ def _check_text(text: str, what: str) -> None:
         raise FitsHeaderError(f"{what} {text!r}: FITS allows printable ASCII only")
 
 
-def fits_text(text: str) -> str:
-    """``text`` made writable in a card, characters beyond printable ASCII escaped.
+def fits_text(text: str, limit: int | None = None) -> str:
+    """``text`` made writable in a card: the one policy for text from outside.
 
-    Escaped as Python does (``\\xed``, ``\\n``): free text from outside (a
-    file name in a QA reason) is recorded, not refused.
+    Characters beyond printable ASCII are escaped as Python does (``\\xed``,
+    ``\\n``): free text from outside (a file name in a QA reason, a
+    read-back of the hardware) is recorded, never refused, and no line
+    break, NUL or byte of another card gets in. With ``limit``, the result
+    is cut so that, quotes doubled, it takes at most ``limit`` characters,
+    ending in ``...``: a value that must stay on one card.
     """
     escaped = text.encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+    clean = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+    if limit is not None and len(clean) + clean.count("'") > limit:
+        while len(clean) + clean.count("'") > limit - 3:
+            clean = clean[:-1]
+        clean += "..."
+    return clean
 
 
 def format_real(value: float) -> str:
@@ -344,6 +359,10 @@ class Header:
             if card.keyword == key and not card.commentary:
                 return index
         return None
+
+    def __iter__(self) -> Iterator[str]:
+        """Keywords of the value cards, in order (commentary cards skipped)."""
+        return (card.keyword for card in self._cards if not card.commentary)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._index(key) is not None

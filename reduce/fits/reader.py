@@ -28,15 +28,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from reduce.checksum import FITS_BLOCK, ones_complement_sum, verify_checksums
-from reduce.digests import Identity, identity
 from reduce.errors import InputError
-from reduce.files import open_regular
-from reduce.fitsheader import CARD, FitsHeaderError, Header
+from reduce.files import Identity, identity, open_regular
+from reduce.fits.cards import BLOCK, CARD, FitsHeaderError, Header, padded
+from reduce.fits.checksum import ones_complement_sum, verify_checksums
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,11 @@ MAX_HEADER_BLOCKS = 1000
 _CHUNK_BLOCKS = 4
 """Header blocks read per ``pread`` (a raw frame's header takes two or three)."""
 
-BITPIX_VALUES = frozenset({8, 16, 32, 64, -32, -64})
-"""The values FITS allows for BITPIX (table 8 of the standard)."""
+STORED_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+"""The pixel type stored for each BITPIX (table 8 of the standard)."""
 
-
-def padded(nbytes: int) -> int:
-    """Bytes of ``nbytes`` padded to whole FITS blocks."""
-    return -(-nbytes // FITS_BLOCK) * FITS_BLOCK
+BITPIX_VALUES = frozenset(STORED_DTYPES)
+"""The values FITS allows for BITPIX."""
 
 
 @dataclass(frozen=True)
@@ -187,11 +185,11 @@ class FitsFile:
 
     def _header_text(self, start: int, where: str) -> tuple[bytes, int]:
         """Header bytes at ``start``, to the end of END's block; their length."""
-        room = min(self.size - start, MAX_HEADER_BLOCKS * FITS_BLOCK)
-        limit = room // FITS_BLOCK * FITS_BLOCK  # a header is whole blocks
+        room = min(self.size - start, MAX_HEADER_BLOCKS * BLOCK)
+        limit = room // BLOCK * BLOCK  # a header is whole blocks
         text = b""
         while len(text) < limit:
-            want = min(_CHUNK_BLOCKS * FITS_BLOCK, limit - len(text))
+            want = min(_CHUNK_BLOCKS * BLOCK, limit - len(text))
             chunk = os.pread(self.fd, want, start + len(text))
             if len(chunk) < want:
                 break  # the file shrank
@@ -200,7 +198,7 @@ class FitsFile:
                 text += chunk[: padded(found)]
                 return text, len(text)
             text += chunk
-        if room < MAX_HEADER_BLOCKS * FITS_BLOCK:
+        if room < MAX_HEADER_BLOCKS * BLOCK:
             raise InputError(
                 where,
                 f"header without END card before the end of the file "
@@ -289,6 +287,28 @@ class FitsFile:
         if got != self.size or len(view) != self.size:
             raise InputError(self.source, f"short read ({got} of {self.size} bytes)")
 
+    def image(self, name: str, verify: bool = True) -> npt.NDArray[Any]:
+        """The pixels of the image HDU called ``name`` (``PRIMARY`` or its
+        EXTNAME), as stored: big-endian, BZERO and BSCALE not applied.
+
+        ``verify``: check DATASUM and CHECKSUM (when present) on the way.
+
+        Raises
+        ------
+        InputError
+            No HDU of that name, or a checksum mismatch.
+        """
+        hdus = self.hdus()
+        hdu = next((h for h in hdus if h.name == name), None)
+        if hdu is None:
+            raise InputError(
+                self.source, f"no HDU named {name}; it has {[h.name for h in hdus]}"
+            )
+        dtype = np.dtype(STORED_DTYPES[int(hdu.header["BITPIX"])])
+        raw = self.read_data(hdu, verify)
+        count = hdu.data_bytes // dtype.itemsize
+        return np.frombuffer(raw, dtype, count).reshape(hdu.shape)
+
     def read_data(self, hdu: Hdu, verify: bool) -> npt.NDArray[np.uint8]:
         """The data unit of ``hdu`` with its padding, as stored (bytes).
 
@@ -305,3 +325,15 @@ class FitsFile:
             )
             verify_checksums(hdu.header, head, ones_complement_sum(raw.data), where)
         return raw
+
+
+def read_header(path: str | Path, what: str) -> Header:
+    """The primary header of the FITS file ``path`` (``what`` names it in errors).
+
+    Raises
+    ------
+    InputError
+        Not a regular, readable FITS file.
+    """
+    with FitsFile(path, what) as fits:
+        return fits.primary().header

@@ -22,14 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from reduce.errors import InputError
+from reduce.fits.cards import BLOCK, CARD, Header
 
 log = logging.getLogger(__name__)
-
-FITS_BLOCK = 2880
-"""FITS files are made of 2880-byte blocks."""
-
-CARD = 80
-"""Bytes per header card."""
 
 
 def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
@@ -38,7 +33,9 @@ def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) ->
     Parameters
     ----------
     data
-        Bytes, a multiple of 4 long (FITS blocks always are).
+        Bytes, starting on a 4-byte boundary of the data unit. A length that
+        is not a multiple of 4 is summed as if padded with zeros, as FITS
+        pads a data unit: only the last piece of a data unit may be so.
     start
         Running sum to continue from.
 
@@ -47,8 +44,12 @@ def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) ->
     int
         The folded sum, 0..0xFFFFFFFF.
     """
-    words = np.frombuffer(data, dtype=">u4")
+    view = memoryview(data).cast("B")
+    whole = len(view) - len(view) % 4
+    words = np.frombuffer(view[:whole], dtype=">u4")
     total = int(words.sum(dtype=np.uint64)) + start
+    if whole < len(view):
+        total += int.from_bytes(bytes(view[whole:]).ljust(4, b"\0"), "big")
     while total >> 32:
         total = (total & 0xFFFFFFFF) + (total >> 32)
     return total
@@ -59,7 +60,7 @@ def header_length(buf: bytes | bytearray | memoryview, source: str) -> int:
     view = memoryview(buf)
     for pos in range(0, len(view) - CARD + 1, CARD):
         if bytes(view[pos : pos + 8]) == b"END     ":
-            return (pos // FITS_BLOCK + 1) * FITS_BLOCK
+            return (pos // BLOCK + 1) * BLOCK
     raise InputError(source, "no END card in the primary header: not a FITS file?")
 
 
@@ -147,3 +148,21 @@ def encode_checksum(total: int) -> str:
         for j in range(4):
             chars[4 * j + i] = group[j]
     return bytes(chars[15:] + chars[:15]).decode("ascii")
+
+
+def checksummed_header(header: Header, datasum: int, size: int | None = None) -> bytes:
+    """Header bytes with DATASUM and the CHECKSUM that makes the HDU sum to -0.
+
+    With ``size``, blank cards are added before END so that the header
+    fills ``size`` bytes (a multiple of 2880), when it fits.
+    """
+    header = header.copy()
+    header["CHECKSUM"] = (CHECKSUM_PLACEHOLDER, "HDU checksum (FITS 4.0 appendix J)")
+    header["DATASUM"] = (str(datasum), "data unit checksum")
+    if size is not None:
+        used = len(header) + 1  # + END
+        for _ in range(max(0, size // CARD - BLOCK // CARD - used + 1)):
+            header.add_blank()  # END goes in the last block of the room
+    total = ones_complement_sum(header.tostring().encode("ascii"), datasum)
+    header["CHECKSUM"] = (encode_checksum(total), header.comment("CHECKSUM"))
+    return header.tostring().encode("ascii")
