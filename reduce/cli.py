@@ -114,9 +114,7 @@ def reduce_command(
     # are made, then they are frozen out of every later collection.
     gc.disable()
     from reduce.batch import run_reduction_file  # noqa: PLC0415
-    from reduce.checks import FrameCheckConfig  # noqa: PLC0415
-    from reduce.qc import QCThresholds  # noqa: PLC0415
-    from reduce.settings import Options, load_qc_config  # noqa: PLC0415
+    from reduce.settings import Options  # noqa: PLC0415
 
     gc.freeze()
     gc.enable()
@@ -129,16 +127,12 @@ def reduce_command(
     try:
         if exact and importlib.util.find_spec("scipy") is None:
             raise ConfigError("--exact needs scipy, which is not installed")
-        thresholds, checks = QCThresholds(), FrameCheckConfig()
-        if qc_config is not None:
-            thresholds, checks = load_qc_config(qc_config)
-        options = Options(
+        options = Options.from_qc_file(
+            qc_config,
             method="noise_clip" if method == "noise_clip" else "median",
             min_frames=min_frames,
             exact=exact,
             threads=threads,
-            thresholds=thresholds,
-            checks=checks,
         )
         results = run_reduction_file(
             ob_file, datadir, workdir, options, digests, overwrite=overwrite

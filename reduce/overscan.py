@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from reduce.errors import ConfigError, InputError
-from reduce.geometry import AMPLIFIERS, RAW_SHAPE, TRIMMED_SHAPE, Amplifier
+from reduce.errors import ConfigError
+from reduce.geometry import Amplifier
 
 log = logging.getLogger(__name__)
 
@@ -274,16 +274,6 @@ def clipped_std(values: npt.ArrayLike, nsigma: float = 5.0) -> float:
     return float(np.std(kept, ddof=1)) if kept.size > 1 else 0.0
 
 
-def check_raw(raw: npt.NDArray[np.generic], source: str = "frame") -> None:
-    """Raise :class:`InputError` unless ``raw`` has the raw MEGARA shape."""
-    if raw.shape != RAW_SHAPE:
-        raise InputError(
-            source,
-            f"raw frame has shape {raw.shape}, expected {RAW_SHAPE}; "
-            "is it an unbinned MEGARA raw frame (not a trimmed product)?",
-        )
-
-
 ROBUST_ROW_STEP = 4
 """Every this-many-th overscan row (and the last) feeds ``level_model``."""
 
@@ -347,66 +337,3 @@ def fit_overscan(
         level_model=level_spline(rows),
         residual_rms=rms,
     )
-
-
-def fit_frame_overscan(
-    raw: npt.NDArray[np.generic],
-    source: str = "frame",
-    backend: SplineBackend = "numpy",
-) -> tuple[OverscanModel, OverscanModel]:
-    """Fit both amplifiers' overscan models of one raw frame."""
-    check_raw(raw, source)
-    amp1, amp2 = AMPLIFIERS
-    return (
-        fit_overscan(raw[amp1.raw_overscan], amp1, backend),
-        fit_overscan(raw[amp2.raw_overscan], amp2, backend),
-    )
-
-
-def subtract_rows(
-    data: npt.NDArray[np.generic], model: Float64Array, out: Float32Array
-) -> None:
-    """``out = float32(float64(data) - model[:, None])``, the pipeline's rounding.
-
-    numpy's in-place ``float32 -= float64`` computes in float64 and rounds
-    once to float32; doing it explicitly gives the same bits.
-    """
-    np.subtract(data, model[:, np.newaxis], out=out, dtype=np.float64, casting="unsafe")
-
-
-def preprocess(
-    raw: npt.NDArray[np.generic],
-    out: Float32Array | None = None,
-    source: str = "frame",
-    backend: SplineBackend = "numpy",
-) -> tuple[Float32Array, tuple[OverscanModel, OverscanModel]]:
-    """Overscan-correct and trim one raw frame.
-
-    Parameters
-    ----------
-    raw
-        Raw frame, ``(4212, 4196)``, ADU (unsigned 16-bit as read, or float).
-    out
-        Optional ``(4112, 4096)`` float32 destination (e.g. one plane of a
-        preallocated stack); allocated when omitted.
-    source
-        Name of the frame, for error messages.
-    backend
-        Spline fitter, see :func:`fit_lsq_spline`.
-
-    Returns
-    -------
-    tuple
-        The trimmed float32 frame (ADU) and the two overscan models.
-    """
-    models = fit_frame_overscan(raw, source, backend)
-    if out is None:
-        out = np.empty(TRIMMED_SHAPE, dtype=np.float32)
-    elif out.shape != TRIMMED_SHAPE or out.dtype != np.float32:
-        raise InputError(
-            source,
-            f"destination is {out.dtype}{out.shape}, expected float32{TRIMMED_SHAPE}",
-        )
-    for amp, model in zip(AMPLIFIERS, models, strict=True):
-        subtract_rows(raw[amp.raw_data], model.model, out[amp.trimmed_rows])
-    return out, models

@@ -13,28 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reduce.blocks import ReductionBlock
-from reduce.checks import FrameCheckConfig, require_frames
+from reduce.checks import require_frames
 from reduce.errors import InputError
 from reduce.files import check_regular
 from reduce.masters import Master, MasterKind, load_master
-from reduce.qc import QCThresholds
 from reduce.rawframe import Mode
-from reduce.settings import Options, load_qc_config
-
-
-def reduction_options(qc_config: Path | None, min_frames: int) -> Options:
-    """The reduction's options from a QC file (None: the defaults).
-
-    Raises
-    ------
-    ConfigError
-        The QC file cannot be read, or a key in it is unknown or invalid, or
-        ``min_frames`` is below 1.
-    """
-    thresholds, checks = QCThresholds(), FrameCheckConfig()
-    if qc_config is not None:
-        thresholds, checks = load_qc_config(qc_config)
-    return Options(min_frames=min_frames, thresholds=thresholds, checks=checks)
+from reduce.settings import Options
 
 
 def check_master_bias(path: Path) -> Master:

@@ -84,6 +84,23 @@ class Options:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
 
+    @classmethod
+    def from_qc_file(cls, qc_config: str | Path | None, **fields: Any) -> Options:
+        """Options with the QC settings of ``qc_config`` (None: the defaults).
+
+        ``fields``: any other attribute (``min_frames``, ``method`` ...).
+
+        Raises
+        ------
+        ConfigError
+            The QC file cannot be read, a key in it is unknown or invalid, or
+            a field is out of range.
+        """
+        if qc_config is None:
+            return cls(**fields)
+        thresholds, checks = load_qc_config(qc_config)
+        return cls(thresholds=thresholds, checks=checks, **fields)
+
     @property
     def worker_threads(self) -> int:
         """``threads``, or one per CPU (at most 8) when None."""

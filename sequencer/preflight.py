@@ -106,10 +106,13 @@ def check_reduction_inputs(
 ) -> None:
     """Refuse invalid QC settings or a master bias that is not one."""
     from reduce.errors import ReductionError  # noqa: PLC0415 - heavy
-    from reduce.preflight import check_master_bias, reduction_options  # noqa: PLC0415
+    from reduce.preflight import check_master_bias  # noqa: PLC0415
+    from reduce.settings import Options  # noqa: PLC0415
 
     try:
-        reduction_options(config.reduce.qc_config, config.reduce.min_frames)
+        Options.from_qc_file(
+            config.reduce.qc_config, min_frames=config.reduce.min_frames
+        )
     except ReductionError as err:
         raise ConfigError(f"{config.source}: [reduce] qc_config: {err}") from err
     for block in blocks:

@@ -34,6 +34,7 @@ import numpy.typing as npt
 import yaml
 
 from drivers.errors import MegaraDarkError, SequenceError
+from reduce.errors import ReductionError
 from reduce.io import write_text_atomic
 from reduce.rawframe import Mode
 from sequencer import __version__
@@ -123,7 +124,7 @@ class RunSink:
     def _streaming(self) -> StreamingReduction:
         if self._reduction is None:
             from reduce.online import StreamingReduction  # noqa: PLC0415 - heavy
-            from reduce.preflight import reduction_options  # noqa: PLC0415
+            from reduce.settings import Options  # noqa: PLC0415
 
             block = self.block
             try:
@@ -135,12 +136,12 @@ class RunSink:
                     if block.mode is Mode.DARK
                     else None,
                     workdir=self.run.workdir,
-                    options=reduction_options(
+                    options=Options.from_qc_file(
                         self.run.config.reduce.qc_config,
-                        self.run.config.reduce.min_frames,
+                        min_frames=self.run.config.reduce.min_frames,
                     ),
                 )
-            except Exception as err:  # the reduction has its own error hierarchy
+            except (ReductionError, OSError) as err:
                 raise SequenceError(
                     f"{block.id}: cannot start the reduction: {err}"
                 ) from err
@@ -155,7 +156,7 @@ class RunSink:
         reduction = self._streaming()
         try:
             reduction.add(path)
-        except Exception as err:  # the reduction has its own error hierarchy
+        except (ReductionError, OSError) as err:
             raise SequenceError(
                 f"{self.block.id}: reduction of {path.name} failed: {_why(err)}"
             ) from err
@@ -255,9 +256,7 @@ class RunSink:
         self.run.write_reduction_blocks()
         try:
             product = self._streaming().finish()
-        except MegaraDarkError:
-            raise
-        except Exception as err:  # the reduction has its own error hierarchy
+        except (ReductionError, OSError) as err:
             raise SequenceError(
                 f"{self.block.id}: reduction failed: {_why(err)}"
             ) from err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reduce.overscan import preprocess
+from tests.unit.reduce.trimming import preprocess
 
 from .conftest import DARK_S, Campaign
 

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from reduce.errors import ConfigError, InputError
+from reduce.errors import ConfigError
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import (
     bspline_basis,
@@ -17,8 +17,8 @@ from reduce.overscan import (
     clipped_std,
     fit_lsq_spline,
     fit_overscan,
-    preprocess,
 )
+from tests.unit.reduce.trimming import preprocess
 
 
 def power_basis_fit(
@@ -95,11 +95,6 @@ def test_residual_rms_estimates_the_read_noise() -> None:
     # quantisation adds 1/12 ADU^2
     assert model.residual_rms == pytest.approx(np.sqrt(16 + 1 / 12), rel=0.02)
     assert model.level == pytest.approx(1500.0, abs=0.05)
-
-
-def test_wrong_shape_names_the_frame() -> None:
-    with pytest.raises(InputError, match=r"dark_07\.fits.*4212, 4196"):
-        preprocess(np.zeros((4112, 4096), dtype=np.uint16), source="dark_07.fits")
 
 
 def test_fitpack_backend_without_scipy_says_what_to_do(

@@ -7,7 +7,7 @@ import pytest
 
 from reduce.errors import ConfigError, InputError
 from reduce.geometry import AMPLIFIERS
-from reduce.overscan import OverscanModel, preprocess
+from reduce.overscan import OverscanModel
 from reduce.qc import (
     DQ,
     AmplifierQC,
@@ -24,6 +24,7 @@ from reduce.qc import (
     read_noise_from_difference,
     read_noise_from_overscan,
 )
+from tests.unit.reduce.trimming import preprocess
 
 from .conftest import DARK_S, Campaign
 
