@@ -252,7 +252,8 @@ class ArchonLink:
                 self.retries_used += number - 1
                 log.warning("ccd: recovered after %d failed attempt(s)", number - 1)
             return result
-        assert last is not None
+        if last is None:  # attempts >= 1: only when retries < 0
+            raise ValueError(f"ccd: {attempts} attempts configured; expected >= 1")
         raise _give_up(last, what, attempts, self.url, self.config.reply_timeout_s)
 
     def recover(self, err: Exception) -> None:

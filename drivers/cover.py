@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 from drivers.config import CoverConfig
 from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
@@ -23,6 +24,9 @@ from drivers.protocol import cover as proto
 from drivers.transport import LinkError, SerialLink
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R", proto.Ack, proto.Firmware, proto.Status)
+"""The reply a command expects."""
 
 
 class SerialCoverHalf:
@@ -74,8 +78,7 @@ class SerialCoverHalf:
 
     def ping(self) -> None:
         """Check that the controller answers and is a dust cover without light."""
-        reply = self._transact(proto.Command.PING)
-        assert isinstance(reply, proto.Ack)
+        reply = self._transact(proto.Command.PING, proto.Ack)
         if reply.product_id != proto.PRODUCT_ID:
             raise DeviceError(
                 f"{self.name}: controller on {self.url} is Alnitak product "
@@ -85,8 +88,7 @@ class SerialCoverHalf:
 
     def firmware(self) -> int:
         """The controller's firmware version (three digits)."""
-        reply = self._transact(proto.Command.FIRMWARE)
-        assert isinstance(reply, proto.Firmware)
+        reply = self._transact(proto.Command.FIRMWARE, proto.Firmware)
         return reply.version
 
     def identity(self) -> DeviceIdentity:
@@ -120,27 +122,25 @@ class SerialCoverHalf:
 
     def open(self) -> None:
         """Start opening this half (returns once the controller acknowledged)."""
-        self._transact(proto.Command.OPEN)
+        self._transact(proto.Command.OPEN, proto.Ack)
 
     def close(self) -> None:
         """Start closing this half (returns once the controller acknowledged)."""
-        self._transact(proto.Command.CLOSE)
+        self._transact(proto.Command.CLOSE, proto.Ack)
 
     def status(self) -> proto.Status:
         """Motor, light and cover state, read from the controller."""
-        reply = self._transact(proto.Command.STATUS)
-        assert isinstance(reply, proto.Status)
-        return reply
+        return self._transact(proto.Command.STATUS, proto.Status)
 
     # -- the exchange --------------------------------------------------------
 
-    def _transact(self, command: proto.Command) -> proto.CoverReply:
+    def _transact(self, command: proto.Command, kind: type[_R]) -> _R:
         frame = proto.encode_command(command)
         attempts = self.config.retries + 1
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
-                reply = self._attempt(frame, command)
+                reply = self._attempt(frame, command, kind)
             except (DeviceTimeout, ProtocolError, LinkError) as err:
                 last = err
                 log.warning(
@@ -158,7 +158,6 @@ class SerialCoverHalf:
                 self.retries_used += attempt - 1
                 log.warning("%s: %r recovered on attempt %d", self.name, frame, attempt)
             return reply
-        assert last is not None
         if isinstance(last, DeviceTimeout):
             raise DeviceTimeout(
                 f"{self.name}: no valid reply to {frame!r} on {self.url} after "
@@ -183,7 +182,7 @@ class SerialCoverHalf:
         except LinkError as err:
             log.warning("%s: reconnect failed: %s", self.name, err)
 
-    def _attempt(self, frame: bytes, command: proto.Command) -> proto.CoverReply:
+    def _attempt(self, frame: bytes, command: proto.Command, kind: type[_R]) -> _R:
         self._link.discard_input()
         self._framer = proto.Framer()
         self._link.write(frame)
@@ -201,6 +200,11 @@ class SerialCoverHalf:
                         "driver/firmware mismatch: report it with the log"
                     )
                 if _answers(reply, command):
+                    if not isinstance(reply, kind):
+                        raise ProtocolError(
+                            f"{self.name}: got {reply_frame!r} in answer to "
+                            f"{frame!r}; expected a {kind.__name__} reply"
+                        )
                     return reply
                 log.warning(
                     "%s: ignoring stale reply %r to an earlier command",

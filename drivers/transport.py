@@ -169,7 +169,8 @@ class SerialLink:
     def _require(self) -> BytePort:
         if self._port is None:
             self.open()
-        assert self._port is not None
+        if self._port is None:
+            raise LinkError(f"{self.url}: the line did not open")
         return self._port
 
     def write(self, data: bytes) -> None:

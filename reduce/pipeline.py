@@ -246,7 +246,8 @@ def _write_master(
         if run.dark:
             out.write_image("DQ", hot.mask)
         primary = _layout(run, chosen, product_uuid, report)[0]
-        assert isinstance(primary, ImagePlan)
+        if not isinstance(primary, ImagePlan):  # master_layout's first is one
+            raise TypeError("a master's first HDU must be its primary image")
         grown = out.finish(primary.header)
         if grown:  # many QA reasons
             run.plog.add(

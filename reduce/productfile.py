@@ -150,11 +150,17 @@ class ProductFile:
                 self._flush_error = err
                 return
 
+    def _open_fd(self) -> int:
+        """The open descriptor; ValueError once the file is finished or aborted."""
+        if self._fd is None:
+            raise ValueError(f"{self.path}: product file already closed")
+        return self._fd
+
     def _pwrite(self, data: memoryview, at: int) -> None:
-        assert self._fd is not None, "product file closed"
+        fd = self._open_fd()
         done = 0
         while done < len(data):
-            done += os.pwrite(self._fd, data[done:], at + done)
+            done += os.pwrite(fd, data[done:], at + done)
 
     def _big_endian(
         self, rows: npt.NDArray[Any], big: np.dtype[Any]
@@ -226,9 +232,9 @@ class ProductFile:
             heads.append((image.offset, checksummed_header(image.header, datasum)))
         for at, blob in [*heads, *self._tables]:
             self._pwrite(memoryview(blob), at)
-        assert self._fd is not None, "product file closed"
-        os.fsync(self._fd)
-        os.close(self._fd)
+        fd = self._open_fd()
+        os.fsync(fd)
+        os.close(fd)
         self._fd = None
         os.replace(self._tmp, self.path)
         folder = os.open(self.path.parent, os.O_RDONLY)
@@ -241,19 +247,19 @@ class ProductFile:
     def _move_after_primary(self, shift: int) -> None:
         """Copy everything after the primary header ``shift`` bytes further,
         into a new temporary that replaces the current one."""
-        assert self._fd is not None, "product file closed"
+        old = self._open_fd()
         primary = next(iter(self._images.values()))
         start = primary.offset + primary.header_size
         moved = self._tmp.with_name(self._tmp.name + ".grown")
         fd = os.open(moved, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, self.size + shift)
-            _copy_range(self._fd, fd, start, start + shift, self.size - start)
+            _copy_range(old, fd, start, start + shift, self.size - start)
         except OSError:
             os.close(fd)
             moved.unlink(missing_ok=True)
             raise
-        os.close(self._fd)
+        os.close(old)
         self._tmp.unlink(missing_ok=True)
         self._fd, self._tmp = fd, moved
         primary.header_size += shift

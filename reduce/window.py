@@ -142,9 +142,11 @@ class MedianWindow:
         A short write is a full disk or a size limit: writing the rest makes
         the kernel say which (ENOSPC, EFBIG), so the user reads the real cause.
         """
-        assert self._fd is not None
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"{self.path}: scratch file already closed")
         while done < len(data):
-            written = os.pwrite(self._fd, data[done:], at + done)
+            written = os.pwrite(fd, data[done:], at + done)
             if written == 0:
                 raise ReductionError(
                     f"{self.path}: the scratch file takes no more bytes "

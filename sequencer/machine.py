@@ -128,8 +128,8 @@ class FrameRecord:
     @property
     def evidence(self) -> InterlockEvidence:
         """The frame's interlock evidence, once it has been read out."""
-        assert self.after is not None
-        assert self.readout is not None
+        if self.after is None or self.readout is None:
+            raise SequenceError(f"attempt {self.attempt}: not read out, no evidence")
         info = self.readout.info
         return InterlockEvidence(
             before=self.before,
@@ -444,9 +444,14 @@ class DarkSequence:
         record.darktime_s = max(self.block.exptime, status.elapsed_s)
         self.exposed()
 
+    def _current(self) -> FrameRecord:
+        """The frame being taken; SequenceError between frames."""
+        if self.current is None:
+            raise SequenceError(f"{self.block.id}: no frame is being taken")
+        return self.current
+
     def _exposure_progress(self, elapsed_s: float, *, edge: bool = False) -> None:
-        record = self.current
-        assert record is not None
+        record = self._current()
         elapsed_s = min(max(elapsed_s, 0.0), self.block.exptime)
         self.report.progress(
             "exposure",
@@ -460,8 +465,7 @@ class DarkSequence:
 
     def _readout_progress(self, percent: float, *, edge: bool = False) -> None:
         """The controller's readout into its memory (an estimate from the time)."""
-        record = self.current
-        assert record is not None
+        record = self._current()
         self.report.progress(
             "readout",
             edge=edge,
@@ -498,8 +502,7 @@ class DarkSequence:
                 min(99.0, 100.0 * (self.pacing.clock() - start) / expected)
             )
             self._wait(self.pacing.poll_s)
-        record = self.current
-        assert record is not None
+        record = self._current()
         record.readout = self.devices.ccd.read_frame(
             self.report.readout_callback(self.block.id, record.index)
             if self.report.active
@@ -509,8 +512,7 @@ class DarkSequence:
 
     def write_frame(self, event: EventData) -> None:
         """Hand the frame to the writer; count it valid or retake it."""
-        record = self.current
-        assert record is not None
+        record = self._current()
         problems = record.evidence.problems()
         valid = not problems
         reason = "; ".join(problems)

@@ -196,7 +196,8 @@ def resume_block(
             _discard(journal, state, block_id, attempt, path, str(err))
     for path in orphan_frames(state, block_id, datadir):
         parsed = parse_file_name(path.name)
-        assert parsed is not None
+        if parsed is None:  # orphan_frames yields frame names only
+            continue
         _adopt(journal, state, block_id, path, parsed[1], block_uuid, uuids)
     return state.block(block_id)
 

@@ -177,7 +177,8 @@ class RunSink:
 
     def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
         readout = record.readout
-        assert readout is not None
+        if readout is None:
+            raise SequenceError(f"{self.block.id}: {record.attempt} not read out")
         info = readout.info
         meta = FrameMeta(
             mode=self.block.mode.value,

@@ -186,7 +186,8 @@ def start_simulators(
     finally:
         for fd in pass_fds:
             os.close(fd)  # the child holds its copy; ours would keep the pipe open
-    assert proc.stdout is not None
+    if proc.stdout is None:  # Popen(stdout=PIPE) always gives one
+        raise RuntimeError("simulator started without its stdout pipe")
     sim = SimulatorProcess(proc, lifeline=lifeline)
     if proc.stderr is not None:
         sim.drain = _Drain(proc.stderr)

@@ -267,13 +267,15 @@ class DeviceServer:
 
     def _doorman(self) -> None:
         """Admit a client when the device is free; refuse one while it is not."""
-        assert self._listener is not None
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError(f"{self.model.name}: the doorman runs before listen()")
         while not self.stop_event.is_set():
-            ready, _, _ = select.select([self._listener], [], [], _POLL_S)
+            ready, _, _ = select.select([listener], [], [], _POLL_S)
             if not ready:
                 continue
             try:
-                conn, peer = self._listener.accept()
+                conn, peer = listener.accept()
             except OSError:  # BlockingIOError, or gone before we took it
                 continue
             with self._door_lock:

@@ -44,6 +44,7 @@ import enum
 import logging
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 from drivers.errors import ProtocolError
 
@@ -254,6 +255,7 @@ class ErrorReply:
 
 
 CoverReply = Ack | Brightness | Status | Firmware | ErrorReply
+_R = TypeVar("_R", Ack, Brightness, Status, Firmware)
 
 _COMMAND_SHAPE = "b'>' + command letter + 3 characters + LF, e.g. b'>S000\\n'"
 _REPLY_RE = re.compile(rb"\*(?P<letter>[A-Z?])(?P<product>\d\d)(?P<data>[0-9O]{3})")
@@ -446,7 +448,7 @@ def _decode_error(frame: bytes, data: bytes, product: int) -> ErrorReply:
         ) from None
 
 
-def _expect(frame: bytes, kind: type, what: str) -> CoverReply:
+def _expect(frame: bytes, kind: type[_R], what: str) -> _R:
     reply = decode_reply(frame)
     if isinstance(reply, ErrorReply):
         raise ProtocolError(
@@ -462,14 +464,12 @@ def _expect(frame: bytes, kind: type, what: str) -> CoverReply:
 def decode_status(frame: bytes) -> Status:
     """Parse a status reply, or raise ProtocolError naming what came instead."""
     reply = _expect(frame, Status, "a status reply like b'*S98001\\n'")
-    assert isinstance(reply, Status)
     return reply
 
 
 def decode_firmware(frame: bytes) -> Firmware:
     """Parse a firmware-version reply ``*Viivvv``."""
     reply = _expect(frame, Firmware, "a firmware reply like b'*V98213\\n'")
-    assert isinstance(reply, Firmware)
     return reply
 
 
@@ -477,7 +477,6 @@ def decode_brightness(frame: bytes, command: Command) -> Brightness:
     """Parse the brightness reply to ``command`` (set- or get-brightness)."""
     what = f"a brightness reply b'*{command.value.decode()}98xxx\\n'"
     reply = _expect(frame, Brightness, what)
-    assert isinstance(reply, Brightness)
     if reply.command is not command:
         raise ProtocolError(f"{_DEVICE}: got {frame!r}; expected {what}")
     return reply
@@ -487,7 +486,6 @@ def decode_ack(frame: bytes, command: Command) -> Ack:
     """Parse the acknowledgement of ``command`` (ping, open, close, light)."""
     what = f"the acknowledgement b'*{command.value.decode()}98000\\n'"
     reply = _expect(frame, Ack, what)
-    assert isinstance(reply, Ack)
     if reply.command is not command:
         raise ProtocolError(f"{_DEVICE}: got {frame!r}; expected {what}")
     return reply
