@@ -64,8 +64,12 @@ class QAFlag(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Limit:
-    """A warn / bad pair of upper limits on one figure (None: not checked)."""
+class QALimit:
+    """The QA's warn / bad pair of upper limits on one figure (None: not checked).
+
+    Not :class:`sequencer.engineering.limits.Limit`, which bounds a figure of
+    `megara-dark verify` from both sides.
+    """
 
     warn: float | None
     bad: float | None
@@ -102,10 +106,10 @@ class QCThresholds:
 
     hot_nsigma: float = 5.0
     hot_column_min_adu: float = 1.0
-    dark_current: Limit = Limit(warn=5.0, bad=20.0)
-    read_noise: Limit = Limit(warn=4.5, bad=8.0)
-    hot_fraction: Limit = Limit(warn=0.001, bad=0.01)
-    overscan_drift: Limit = Limit(warn=5.0, bad=20.0)
+    dark_current: QALimit = QALimit(warn=5.0, bad=20.0)
+    read_noise: QALimit = QALimit(warn=4.5, bad=8.0)
+    hot_fraction: QALimit = QALimit(warn=0.001, bad=0.01)
+    overscan_drift: QALimit = QALimit(warn=5.0, bad=20.0)
 
     def __post_init__(self) -> None:
         if self.hot_nsigma <= 0:
@@ -439,7 +443,9 @@ class QAReport:
         }
 
 
-def _judge(name: str, value: float | None, limit: Limit, unit: str) -> tuple[int, str]:
+def _judge(
+    name: str, value: float | None, limit: QALimit, unit: str
+) -> tuple[int, str]:
     """0 = fine, 1 = warn, 2 = bad, with the sentence saying why."""
     if value is None or not math.isfinite(value):
         return 0, ""

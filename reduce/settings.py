@@ -42,7 +42,7 @@ from reduce.engine import default_threads
 from reduce.errors import ConfigError, InputError
 from reduce.files import read_text
 from reduce.overscan import SplineBackend
-from reduce.qc import Limit, QCThresholds
+from reduce.qc import QALimit, QCThresholds
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +150,13 @@ def _number(value: Any, where: str, key: str) -> float:
     return float(value)
 
 
-def _limit(value: Any, default: Limit, here: str, key: str) -> Limit:
+def _limit(value: Any, default: QALimit, here: str, key: str) -> QALimit:
     if not isinstance(value, Mapping) or set(value) - {"warn", "bad"}:
         raise ConfigError(f"{here}: expected a table {{ warn = x, bad = y }}")
     warn = _number(value["warn"], f"{here}.warn", key) if "warn" in value else None
     bad = _number(value["bad"], f"{here}.bad", key) if "bad" in value else None
     try:
-        return Limit(
+        return QALimit(
             warn=default.warn if warn is None else warn,
             bad=default.bad if bad is None else bad,
         )
@@ -178,7 +178,7 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
         if key not in fields:
             raise ConfigError(f"{here}: unknown key; expected one of {sorted(fields)}")
         default = getattr(cls(), key)
-        if isinstance(default, Limit):
+        if isinstance(default, QALimit):
             values[key] = _limit(value, default, here, key)
         else:
             values[key] = _number(value, here, key)

@@ -44,8 +44,12 @@ DARK_EXPTIME_S = 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectorTruth:
+class SyntheticDetector:
     """The true properties of a synthetic detector.
+
+    The reduction's own test detector, written apart from the simulators'
+    (:class:`simulators.synthesis.DetectorTruth`): judgements are tested on
+    both, so that none is right only on the model it was written against.
 
     Attributes
     ----------
@@ -145,7 +149,7 @@ def poisson_uniform_rate(
 
 
 def make_raw(
-    truth: DetectorTruth, exptime_s: float, rng: np.random.Generator
+    truth: SyntheticDetector, exptime_s: float, rng: np.random.Generator
 ) -> npt.NDArray[np.uint16]:
     """One raw frame (4212 x 4196 uint16 counts) of ``exptime_s`` seconds dark."""
     raw = np.empty(RAW_SHAPE, dtype=np.float32)
@@ -212,7 +216,7 @@ def make_frames(folder: Path, n_darks: int, n_biases: int) -> None:
     ``bias_00.fits``, ... and ``dark_00.fits``, ...: the same pixels on every
     call (one detector, one seed), with :func:`numina_header` headers.
     """
-    truth = DetectorTruth()
+    truth = SyntheticDetector()
     rng = np.random.default_rng(20261128)
     for k in range(n_biases):
         header = numina_header(0.0, "MegaraBiasImage", k)

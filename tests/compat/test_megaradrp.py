@@ -20,7 +20,7 @@ from astropy.io import fits
 
 from reduce.batch import run_reduction_file
 from reduce.settings import Options
-from reduce.synthetic import DetectorTruth, make_raw, raw_header, write_raw
+from reduce.synthetic import SyntheticDetector, make_raw, raw_header, write_raw
 
 pytestmark = pytest.mark.compat
 
@@ -91,7 +91,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("compat")
     data = root / "data"
     data.mkdir()
-    truth, rng = DetectorTruth(), np.random.default_rng(77)
+    truth, rng = SyntheticDetector(), np.random.default_rng(77)
     for k in range(N):
         bias = make_raw(truth, 0.0, rng)
         write_raw(data / f"bias_{k}.fits", bias, _header(0.0, "MegaraBiasImage", k))

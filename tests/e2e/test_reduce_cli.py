@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from reduce.cli import reduce_command
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS
-from reduce.synthetic import DetectorTruth, make_raw, raw_header, write_raw
+from reduce.synthetic import SyntheticDetector, make_raw, raw_header, write_raw
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def frame_header(exptime: float, obsmode: str, k: int) -> dict[str, Any]:
 @dataclass(frozen=True)
 class RawSet:
     folder: Path
-    truth: DetectorTruth
+    truth: SyntheticDetector
     dark: npt.NDArray[np.uint16]  # one more dark, for mutated copies
     bias: npt.NDArray[np.uint16]
 
@@ -61,7 +61,7 @@ class RawSet:
 @pytest.fixture(scope="module")
 def raws(tmp_path_factory: pytest.TempPathFactory) -> RawSet:
     folder = tmp_path_factory.mktemp("raw")
-    truth = DetectorTruth()
+    truth = SyntheticDetector()
     rng = np.random.default_rng(20261128)
     for k in range(N_BIAS):
         header = frame_header(0.0, "MegaraBiasImage", k)

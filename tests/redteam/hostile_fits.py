@@ -86,14 +86,14 @@ def build_fits_world(root: Path) -> FitsWorld:
     """Write 3 bias and 3 dark frames and reduce them (about 10 s, 0.7 GB)."""
     from reduce.batch import run_reduction_file  # noqa: PLC0415
     from reduce.synthetic import (  # noqa: PLC0415
-        DetectorTruth,
+        SyntheticDetector,
         make_raw,
         write_raw,
     )
 
     data, ref = root / "raw", root / "ref"
     data.mkdir(parents=True)
-    truth, rng = DetectorTruth(), np.random.default_rng(20261206)
+    truth, rng = SyntheticDetector(), np.random.default_rng(20261206)
     for k in range(3):
         bias = _header(0.0, "MegaraBiasImage", k)
         write_raw(data / f"bias_{k}.fits", make_raw(truth, 0.0, rng), bias)

@@ -316,7 +316,7 @@ def _reduce(ob: str | bytes, *names: str, qc: str | None = None) -> Input:
 def reduction_inputs() -> list[Input]:
     """Hostile reduction blocks and QC settings into ``megara-dark reduce``."""
     from reduce.checks import FrameCheckConfig  # noqa: PLC0415
-    from reduce.qc import Limit, QCThresholds  # noqa: PLC0415
+    from reduce.qc import QALimit, QCThresholds  # noqa: PLC0415
 
     obs = {
         "dup-frames": (REDUCE + "frames: [x.fits]\n", "frames", ("duplicate",)),
@@ -337,7 +337,7 @@ def reduction_inputs() -> list[Input]:
     keys: list[tuple[str, str, str]] = []
     for section, cls in (("qc", QCThresholds), ("checks", FrameCheckConfig)):
         for field, default in vars(cls()).items():
-            bounds = ("warn", "bad") if isinstance(default, Limit) else ("",)
+            bounds = ("warn", "bad") if isinstance(default, QALimit) else ("",)
             keys += [(section, field, bound) for bound in bounds]
     for section, field, bound in keys:
         for label, value in {**BIG, **NONFINITE}.items():

@@ -15,7 +15,7 @@ from reduce.frames import FrameInspection, inspect_frame
 from reduce.masters import MasterKind, load_master
 from reduce.qc import HotPixels, detect_hot_pixels
 from reduce.rawframe import Mode
-from reduce.synthetic import DetectorTruth, make_raw, raw_header, write_raw
+from reduce.synthetic import SyntheticDetector, make_raw, raw_header, write_raw
 
 DARK_S = 3600.0
 
@@ -43,7 +43,7 @@ class MasterDark:
 class Campaign:
     """Three biases and three one-hour darks of a known detector, reduced."""
 
-    truth: DetectorTruth
+    truth: SyntheticDetector
     biases: list[npt.NDArray[np.uint16]]
     darks: list[npt.NDArray[np.uint16]]
     master_bias: npt.NDArray[np.float32]  # its PRIMARY, ADU
@@ -54,7 +54,7 @@ class Campaign:
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
     """The frames written as raw files and reduced by the production path
     (:func:`reduce.batch.reduce_block`: bias block, then dark block)."""
-    truth = DetectorTruth()
+    truth = SyntheticDetector()
     rng = np.random.default_rng(12345)
     biases = [make_raw(truth, 0.0, rng) for _ in range(3)]
     darks = [make_raw(truth, DARK_S, rng) for _ in range(3)]

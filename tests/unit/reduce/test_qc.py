@@ -12,9 +12,9 @@ from reduce.qc import (
     DQ,
     AmplifierQC,
     HotPixels,
-    Limit,
     OverscanStats,
     QAFlag,
+    QALimit,
     QCThresholds,
     assess,
     dark_current,
@@ -94,7 +94,7 @@ def test_qc_master_report(campaign: Campaign) -> None:
         models(campaign),
         n_frames=3,
         darktime_s=DARK_S,
-        thresholds=QCThresholds(dark_current=Limit(warn=15.0, bad=30.0)),
+        thresholds=QCThresholds(dark_current=QALimit(warn=15.0, bad=30.0)),
     )
     assert report.flag is QAFlag.GOOD, report.reasons
     assert report.reasons == ()
@@ -141,7 +141,7 @@ def test_assess_flags_and_reasons() -> None:
 
 def test_threshold_errors() -> None:
     with pytest.raises(ConfigError, match="exceeds"):
-        Limit(warn=5.0, bad=1.0)
+        QALimit(warn=5.0, bad=1.0)
     with pytest.raises(ConfigError, match="hot_nsigma"):
         QCThresholds(hot_nsigma=0)
     with pytest.raises(InputError, match="DARKTIME"):
