@@ -21,15 +21,15 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from transitions import EventData, Machine
 
 from drivers.errors import DeviceError, MegaraDarkError, SequenceError
-from drivers.interfaces import CcdStatus, ControllerState, Readout
+from drivers.interfaces import CcdStatus, ControllerState
 from sequencer.blocks import ObservingBlock
+from sequencer.frame_record import FrameRecord, FrameSink, Outcome
 from sequencer.hardware import (
     CCD_BUSY,
     Devices,
@@ -41,7 +41,6 @@ from sequencer.hardware import (
 from sequencer.interlock import (
     COVER_CLOSED,
     CoverReading,
-    InterlockEvidence,
     Reading,
 )
 from sequencer.motion import wait_for_cover
@@ -107,64 +106,6 @@ STATES: list[dict[str, Any]] = [
 
 class AbortRequested(SequenceError):
     """The operator asked to stop (Ctrl-C or SIGTERM)."""
-
-
-@dataclass
-class FrameRecord:
-    """Everything known about one exposure, for the writer."""
-
-    block: ObservingBlock
-    attempt: int
-    index: int
-    date_obs: datetime
-    darktime_s: float
-    before: Reading
-    after: Reading | None = None
-    cover_worst: CoverReading = COVER_CLOSED
-    readout: Readout | None = None
-    cover_close_s: float | None = None  # device seconds the close took, at most
-    cover_close_min_s: float | None = None  # ... and at least
-
-    @property
-    def evidence(self) -> InterlockEvidence:
-        """The frame's interlock evidence, once it has been read out."""
-        if self.after is None or self.readout is None:
-            raise SequenceError(f"attempt {self.attempt}: not read out, no evidence")
-        info = self.readout.info
-        return InterlockEvidence(
-            before=self.before,
-            after=self.after,
-            cover_worst=self.cover_worst,
-            shutter_max=info.shutter_max,
-            shutter_readings=info.shutter_readings,
-        )
-
-
-class FrameSink(Protocol):
-    """Writes frames and hands them to the reduction (supplied by the run)."""
-
-    def write(self, record: FrameRecord, valid: bool, reason: str) -> str:
-        """Write the frame (now or soon, in order); return its file name.
-
-        The sink reports ``frame_written`` or ``frame_invalid`` once the file
-        is on disk.
-        """
-        ...
-
-    def reduce(self) -> None: ...
-
-
-@dataclass
-class Outcome:
-    """What a finished (or failed) sequence reports."""
-
-    valid_frames: int = 0
-    attempts: int = 0
-    retaken: int = 0
-    error: MegaraDarkError | None = None
-    aborted: bool = False
-    invalid_reasons: list[str] = field(default_factory=list)
-    safe_state: str = ""  # cover and shutter read back after an abort
 
 
 class DarkSequence:
@@ -402,6 +343,16 @@ class DarkSequence:
         )
         self.devices.ccd.expose(self.block.exptime, dark=True)
         self._exposure_progress(0.0, edge=True)
+        status, worst = self._watch_exposure()
+        self._exposure_progress(self.block.exptime, edge=True)
+        record.after = self.interlock()
+        record.cover_worst = worst
+        record.darktime_s = max(self.block.exptime, status.elapsed_s)
+        self.exposed()
+
+    def _watch_exposure(self) -> tuple[CcdStatus, CoverReading]:
+        """Poll the controller until the exposure ends, the cover on its own
+        interval; the final status and the worst cover reading."""
         start = self.pacing.clock()
         limit = (
             self.pacing.wall(self.block.exptime) + self.pacing.settings.timeout_margin_s
@@ -438,11 +389,7 @@ class DarkSequence:
                 f"ccd: controller on {self.devices.ccd.url} went to ERROR during the "
                 "exposure; expected READING; send CLEAR and check its log"
             )
-        self._exposure_progress(self.block.exptime, edge=True)
-        record.after = self.interlock()
-        record.cover_worst = worst
-        record.darktime_s = max(self.block.exptime, status.elapsed_s)
-        self.exposed()
+        return status, worst
 
     def _current(self) -> FrameRecord:
         """The frame being taken; SequenceError between frames."""

@@ -40,8 +40,9 @@ from reduce.rawframe import Mode
 from sequencer import __version__
 from sequencer.blocks import ObservingBlock
 from sequencer.devices import Connected, devices_for
+from sequencer.frame_record import FrameRecord, Outcome
 from sequencer.hardware import Devices, Pacing
-from sequencer.machine import DarkSequence, FrameRecord, Outcome, Step
+from sequencer.machine import DarkSequence, Step
 from sequencer.progress import Reporter
 from sequencer.rawfits import FrameMeta, file_name, write_raw_frame
 from sequencer.recovery import exposures_done, resume_block

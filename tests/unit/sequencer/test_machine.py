@@ -15,13 +15,13 @@ from drivers.interfaces import FocalPlaneCover
 from drivers.protocol import cover as pv
 from sequencer.blocks import Mode, ObservingBlock
 from sequencer.config import RunSettings
+from sequencer.frame_record import FrameRecord
 from sequencer.hardware import Devices, Pacing
 from sequencer.machine import (
     BUSY,
     STATES,
     TRANSITIONS,
     DarkSequence,
-    FrameRecord,
     Step,
 )
 from sequencer.progress import Reporter
