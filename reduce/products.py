@@ -18,6 +18,7 @@ import logging
 import platform
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,11 @@ def product_header(
             header.append(card)
     dark = mode is Mode.DARK
     version = software_version()
-    header["BUNIT"] = ("adu", "PRIMARY unit: ADU (megaradrp-compatible)")
+    header["BUNIT"] = ("ADU", "PRIMARY unit (as the raw frames and megaradrp)")
+    header["DATE"] = (
+        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "UTC date this product was written",
+    )
     header["IMAGETYP"] = "MASTER_DARK" if dark else "MASTER_BIAS"
     if not dark:
         header["IMGTYPE"] = "MASTER_BIAS"
@@ -134,7 +139,7 @@ def product_header(
         if amp.cosmic_ray_pixels is not None:
             header[f"NCRPIX{n}"] = (
                 amp.cosmic_ray_pixels,
-                f"pixels hit by cosmic rays (rejected), amp {n}",
+                f"pixels hit by a cosmic ray in a frame, amp {n}",
             )
     header.add_history(f"Combined {len(frame_uuids)} images using '{method}'")
     for frame_uuid in frame_uuids:

@@ -16,6 +16,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,12 @@ def test_every_product_exists_and_validates(
         assert header["IMAGETYP"] == f"MASTER_{product.upper()}"
         assert header["NUM-NCOM"] == 3
         assert header["QAFLAG"] == result["qc"]
-        assert header["BUNIT"] == "adu"
+        assert header["BUNIT"] == "ADU"
+        # DATE is the product's own (a raw frame's would be the night's)
+        written = datetime.fromisoformat(header["DATE"]).replace(tzinfo=UTC)
+        assert abs(datetime.now(UTC) - written) < timedelta(hours=6)
+        if "NCRPIX1" in header:
+            assert "rejected" not in header.comments["NCRPIX1"]
         uuid.UUID(header["UUID"])
 
 
