@@ -66,7 +66,12 @@ def _inspect_all(
 ) -> list[FrameInspection]:
     def one(path: Path) -> FrameInspection:
         return inspect_frame(
-            path, mode, bias=bias, backend=options.backend, digests=digests
+            path,
+            mode,
+            bias=bias,
+            backend=options.backend,
+            digests=digests,
+            temperature_keys=options.checks.temperature_keys,
         )
 
     if options.worker_threads == 1:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,8 +35,11 @@ import numpy as np
 from reduce.errors import ConfigError, InputError
 from reduce.frames import FrameInspection
 from reduce.geometry import AMPLIFIERS
+from reduce.rawframe import CCD_TEMPERATURE_KEYS
 
 log = logging.getLogger(__name__)
+
+_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
 
 
 class Exclusion(enum.Enum):
@@ -71,6 +75,10 @@ class FrameCheckConfig:
         Temperature at which ``leak_rate_e_s`` applies, kelvin.
     doubling_k
         Dark current doubles every this many kelvin.
+    temperature_keys
+        Header keywords of the CCD temperature, searched in order
+        (:func:`reduce.rawframe.ccd_temperature`: the unit from the card's
+        ``[K]``/``[C]`` comment or the keyword's definition).
     """
 
     exptime_rtol: float = 1e-3
@@ -78,8 +86,15 @@ class FrameCheckConfig:
     leak_excess_e_s: float = 0.002
     reference_k: float = 163.0
     doubling_k: float = 2.7
+    temperature_keys: tuple[str, ...] = CCD_TEMPERATURE_KEYS
 
     def __post_init__(self) -> None:
+        bad = [k for k in self.temperature_keys if not _KEYWORD.fullmatch(k)]
+        if bad or not self.temperature_keys:
+            raise ConfigError(
+                f"checks.temperature_keys {list(self.temperature_keys)}; expected "
+                "1 or more FITS keywords (up to 8 of A-Z 0-9 _ -), e.g. ['CCDTEMP0']"
+            )
         for name in ("exptime_rtol", "leak_rate_e_s", "leak_excess_e_s", "doubling_k"):
             if not getattr(self, name) > 0:
                 raise ConfigError(

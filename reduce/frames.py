@@ -43,12 +43,13 @@ from reduce.fits.reader import FitsFile, Hdu
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
 from reduce.overscan import OverscanModel, SplineBackend, clip_window, fit_overscan
 from reduce.rawframe import (
+    CCD_TEMPERATURE_KEYS,
     INTERLOCK_OK,
     INTERLOCK_WHY,
     REQUIRED_KEYWORDS,
     SIMULATED,
-    TEMPERATURE_KEYS,
     Mode,
+    ccd_temperature,
     check_layout,
 )
 
@@ -70,9 +71,6 @@ SAMPLE_STEP = 16
 LEVEL_STEP = 64
 """Every LEVEL_STEP-th row of each amplifier is sampled for the frame level
 (33 rows x 4096 columns; a clipped mean, good to ~1% of the read noise)."""
-
-# TEMPSTRT: the sequencer's CCD temperature at exposure start; SENTEMP4: the
-# keyword megaradrp reads as the frame temperature.
 
 FrameSink = Callable[
     [npt.NDArray[np.uint16], tuple[OverscanModel, OverscanModel]], None
@@ -211,14 +209,6 @@ def _flag(header: Any, key: str, default: bool) -> bool:
     return bool(value) if isinstance(value, bool) else default
 
 
-def _temperature(header: Any) -> float | None:
-    for key in TEMPERATURE_KEYS:
-        value = header.get(key)
-        if isinstance(value, int | float) and math.isfinite(value):
-            return float(value)
-    return None
-
-
 def _check_garbage(stored: npt.NDArray[np.uint16], source: str) -> None:
     # On the stored (signed) words: 0 ADU is -32768, full scale is 32767.
     sample = stored[::SAMPLE_STEP, DATA_COLUMNS]
@@ -281,6 +271,7 @@ def inspect_frame(
     backend: SplineBackend = "numpy",
     sink: FrameSink | None = None,
     digests: DigestPrefetch | None = None,
+    temperature_keys: tuple[str, ...] = CCD_TEMPERATURE_KEYS,
 ) -> FrameInspection:
     """Read, check and characterise one raw frame (see the module docstring).
 
@@ -304,6 +295,9 @@ def inspect_frame(
     digests
         SHA-256 digests hashed ahead (:mod:`reduce.digests`); used when the
         file read here is the one hashed, else the buffer is hashed here.
+    temperature_keys
+        Keywords of the CCD temperature, searched in order
+        (:func:`reduce.rawframe.ccd_temperature`).
 
     Raises
     ------
@@ -348,7 +342,7 @@ def inspect_frame(
         header=header,
         exptime=exptime,
         darktime=darktime,
-        temperature=_temperature(header),
+        temperature=ccd_temperature(header, temperature_keys),
         simulated=_flag(header, SIMULATED, False),
         interlock_ok=interlock_ok,
         interlock_reason=str(header.get(INTERLOCK_WHY, "")),

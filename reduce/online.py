@@ -180,6 +180,7 @@ class StreamingReduction:
             bias=self._bias.data if self._bias is not None else None,
             backend=self._options.backend,
             sink=self._preprocess,
+            temperature_keys=self._options.checks.temperature_keys,
         )
         if self._window is not None and self._window.n > n_before:
             self._combined.append(frame.path)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -76,8 +77,57 @@ INTERLOCK_WHY = "INTLKWHY"
 SIMULATED = "SIMULATE"
 """``T`` on frames from the simulators: never combined with real frames."""
 
-TEMPERATURE_KEYS = ("TEMPSTRT", "SENTEMP4", "CCDTEMP", "SENSTEMP", "DETTEMP")
-"""Keywords searched, in order, for the CCD temperature (K)."""
+CCD_TEMPERATURE_KEYS = ("TEMPSTRT", "CCDTEMP0", "CCDTEMP1", "CCDTEMP2", "CCDTEMP3")
+"""Keywords searched, in order, for the CCD's temperature.
+
+``TEMPSTRT``: this suite's raw writer, kelvin, at exposure start.
+``CCDTEMP0``-``CCDTEMP3``: the CCD temperatures of a MEGARA raw frame,
+kelvin (megaradrp 0.22, ``schemas/baseimage.json``, ``primary_hdu_values``:
+``"minimum": 0``). Never ``SENTEMPn``: those are other sensors of the
+instrument, in degrees C (``SENTEMP4 = 12.5 / [C] sensor temperature``).
+"""
+
+TEMPERATURE_UNITS = {"TEMPSTRT": "K", "TEMPEND": "K"} | {
+    f"CCDTEMP{n}": "K" for n in range(4)
+}
+"""The unit of each temperature keyword whose definition we know. A card's
+own ``[unit]`` comment (FITS 4.0, section 4.3.2) takes precedence."""
+
+_UNIT_NAMES = {"K": "K", "KELVIN": "K", "C": "C", "DEG C": "C", "CELSIUS": "C"}
+
+
+def ccd_temperature(
+    header: Header, keys: tuple[str, ...] = CCD_TEMPERATURE_KEYS
+) -> float | None:
+    """The CCD temperature in kelvin from the first of ``keys`` present, or None.
+
+    The unit is the card's ``[K]``/``[C]`` comment, else the keyword's
+    definition (:data:`TEMPERATURE_UNITS`); a value whose unit is neither
+    known nor stated is skipped, never guessed.
+    """
+    for key in keys:
+        value = header.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not math.isfinite(value):
+            continue
+        unit = _stated_unit(header.comment(key)) or TEMPERATURE_UNITS.get(key)
+        if unit == "C":
+            value += 273.15
+        elif unit != "K":
+            log.warning("%s = %r: unit unknown; not read as a temperature", key, value)
+            continue
+        if value > 0:
+            return float(value)
+    return None
+
+
+def _stated_unit(comment: str) -> str | None:
+    if not comment.startswith("["):
+        return None
+    stated = comment[1 : comment.find("]")].strip().upper()
+    return _UNIT_NAMES.get(stated)
+
 
 PARTIAL_SUFFIX = ".partial"
 """Suffix of a frame being written (``.<name>.partial``)."""

@@ -130,9 +130,12 @@ RANGES: dict[str, tuple[float, float, bool, str]] = {
 }
 """Per setting: lowest, highest, whether the lowest is excluded, the unit."""
 
+KEYWORD_LISTS = frozenset({"temperature_keys"})
+"""Settings that are lists of header keywords, not numbers."""
+
 _FIELDS = {
     f.name for cls in (QCThresholds, FrameCheckConfig) for f in dataclasses.fields(cls)
-}
+} - KEYWORD_LISTS
 if set(RANGES) != _FIELDS:  # a programming error, found by any import
     raise TypeError(f"reduce.settings.RANGES must cover exactly {sorted(_FIELDS)}")
 
@@ -164,6 +167,15 @@ def _limit(value: Any, default: QALimit, here: str, key: str) -> QALimit:
         raise ConfigError(f"{here}: {err}") from None
 
 
+def _keywords(value: Any, here: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{here}: {shown(value)}; expected a list of header keywords, "
+            'e.g. ["CCDTEMP0", "CCDTEMP1"]'
+        )
+    return tuple(v.upper() for v in value)
+
+
 def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -180,6 +192,8 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
         default = getattr(cls(), key)
         if isinstance(default, QALimit):
             values[key] = _limit(value, default, here, key)
+        elif isinstance(default, tuple):
+            values[key] = _keywords(value, here)
         else:
             values[key] = _number(value, here, key)
     return values

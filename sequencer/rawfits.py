@@ -43,8 +43,9 @@ GAIN1     1.73 e-/ADU, gain of amplifier 1                      schema, and
 GAIN2     1.6 e-/ADU, gain of amplifier 2                       detector comp.
 RDNOISE1  3.4 e-, nominal read noise of amp. 1 (schema default)  schema
 RDNOISE2  3.4 e-, nominal read noise of amp. 2 (schema default)  schema
-SENTEMP4  CCD temperature at exposure start, K (megaradrp reads   datamodel
-          SENTEMP4 as the image's ``temp``)                       (``temp``)
+CCDTEMP0  CCD temperature at exposure start, K (MEGARA's CCD      schema
+          temperatures are CCDTEMP0-3, in K; SENTEMPn are other   (min. 0)
+          sensors, in C, and are not written)
 ORIGIN    ``megara-dark``                                         schema
 OBSERVER  observer, when given
 BLOCKID   observing-block id (the file-name stem)                 ours
@@ -374,7 +375,7 @@ def build_header(meta: FrameMeta) -> Header:
         ("GAIN2", GAINS[1], "[e-/ADU] Gain of amplifier 2"),
         ("RDNOISE1", READ_NOISES[0], "[e-] Nominal read noise of amplifier 1"),
         ("RDNOISE2", READ_NOISES[1], "[e-] Nominal read noise of amplifier 2"),
-        ("SENTEMP4", float(meta.ccd_temp_start_k), "[K] CCD temperature at start"),
+        ("CCDTEMP0", float(meta.ccd_temp_start_k), "[K] CCD temperature at start"),
         ("BLOCKID", meta.block_id, "Observing block id"),
         ("FRAMEIDX", meta.frame_index, "Index among the block's valid frames"),
         ("ATTEMPT", meta.attempt, "Attempt counter, retakes included"),

@@ -70,6 +70,28 @@ def test_qc_config_overrides_and_rejects_unknown(tmp_path: Path) -> None:
         load_qc_config(bad)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["dettemp", "CCDTEMP1"]', ("DETTEMP", "CCDTEMP1")),
+        ('"CCDTEMP0"', "expected a list of header keywords"),
+        ("[1]", "expected a list of header keywords"),
+        ('["NOT A KEY"]', "expected 1 or more FITS keywords"),
+        ("[]", "expected 1 or more FITS keywords"),
+    ],
+)
+def test_temperature_keys_are_configured(
+    tmp_path: Path, value: str, expected: tuple[str, ...] | str
+) -> None:
+    path = tmp_path / "qc.toml"
+    path.write_text(f"[checks]\ntemperature_keys = {value}\n")
+    if isinstance(expected, tuple):
+        assert load_qc_config(path)[1].temperature_keys == expected
+    else:
+        with pytest.raises(ConfigError, match=expected):
+            load_qc_config(path)
+
+
 def test_min_frames_is_not_a_qc_setting(tmp_path: Path) -> None:
     """One number, one meaning: fewer frames than the minimum is an error."""
     old = tmp_path / "old.toml"

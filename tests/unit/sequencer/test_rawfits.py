@@ -115,7 +115,9 @@ def check_megaradrp_rules(header: Any, mode: str) -> None:
     for key in ("EXPTIME", "DARKTIME", "GAIN1", "GAIN2", "RDNOISE1", "RDNOISE2"):
         assert isinstance(header[key], float), key
         assert header[key] >= 0, key
-    assert isinstance(header["SENTEMP4"], float)
+    assert isinstance(header["CCDTEMP0"], float)
+    assert header["CCDTEMP0"] > 0  # kelvin (megaradrp's schema: minimum 0)
+    assert "SENTEMP4" not in header  # another sensor, in C: not ours to write
     if mode == "MegaraBiasImage":
         assert header["EXPTIME"] <= 0
         assert header["DARKTIME"] <= 0
