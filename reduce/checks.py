@@ -3,14 +3,12 @@
 * simulated and real frames are never mixed (``SIMULATE`` keyword);
 * frames the sequencer marked invalid (``INTLKOK = F``) are excluded;
 * every frame must have the same exposure time (within a tolerance);
-* light leak: a dark frame whose signal is inconsistent with a closed cover
-  for its exposure time and detector temperature is excluded. Its mean
-  dark rate (e-/pix/s, from the sampled rows) must stay below
-  ``leak_rate_e_s`` (scaled to the frame's temperature when it is known,
-  doubling every ``doubling_k`` kelvin above ``reference_k``) and must not
-  exceed the block's median rate, brought to the frame's temperature by the
-  same law, by more than ``leak_excess_e_s``: a frame that is only warmer
-  than the others is not a leak.
+* light leak: a dark frame whose signal exceeds the other frames' of its
+  block, over the whole detector or in a tile of it, by more than the
+  block's scatter allows is excluded (:mod:`reduce.leaks`); a frame that is
+  only warmer than the others is not a leak (the dark-current law, doubling
+  every ``doubling_k`` kelvin, when the temperatures are known), nor is a
+  block that is warm throughout (the QA judges its dark current).
 
 ``doubling_k`` defaults to 2.7 K: for silicon at about 163 K the dark current
 (proportional to T^1.5 exp(-Eg / 2kT), Eg about 1.16 eV) grows by
@@ -35,6 +33,7 @@ import numpy as np
 from reduce.errors import ConfigError, InputError
 from reduce.frames import FrameInspection
 from reduce.geometry import AMPLIFIERS
+from reduce.leaks import LeakScan, LeakSettings, find_leaks
 from reduce.rawframe import CCD_TEMPERATURE_KEYS
 
 log = logging.getLogger(__name__)
@@ -66,13 +65,16 @@ class FrameCheckConfig:
     ----------
     exptime_rtol
         Largest relative difference of EXPTIME between frames.
-    leak_rate_e_s
-        Largest plausible dark rate of a closed-cover frame at
-        ``reference_k``, e-/pix/s (a leak of light adds far more).
-    leak_excess_e_s
-        Largest excess of one frame's rate over the block's median, e-/pix/s.
+    leak_nsigma
+        A frame's mean excess over the other frames above this many errors
+        is a uniform leak.
+    leak_tile_nsigma
+        One tile's excess above this many errors is a structured leak.
+    leak_floor
+        Fraction of the dark signal that honest frames may differ by
+        (temperature jitter, glow), added to the statistical errors.
     reference_k
-        Temperature at which ``leak_rate_e_s`` applies, kelvin.
+        Temperature at which the dark-current law is referred, kelvin.
     doubling_k
         Dark current doubles every this many kelvin.
     temperature_keys
@@ -82,8 +84,9 @@ class FrameCheckConfig:
     """
 
     exptime_rtol: float = 1e-3
-    leak_rate_e_s: float = 0.01
-    leak_excess_e_s: float = 0.002
+    leak_nsigma: float = 5.0
+    leak_tile_nsigma: float = 5.5
+    leak_floor: float = 0.01
     reference_k: float = 163.0
     doubling_k: float = 2.7
     temperature_keys: tuple[str, ...] = CCD_TEMPERATURE_KEYS
@@ -95,7 +98,13 @@ class FrameCheckConfig:
                 f"checks.temperature_keys {list(self.temperature_keys)}; expected "
                 "1 or more FITS keywords (up to 8 of A-Z 0-9 _ -), e.g. ['CCDTEMP0']"
             )
-        for name in ("exptime_rtol", "leak_rate_e_s", "leak_excess_e_s", "doubling_k"):
+        for name in (
+            "exptime_rtol",
+            "leak_nsigma",
+            "leak_tile_nsigma",
+            "leak_floor",
+            "doubling_k",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(
                     f"checks.{name} must be > 0, got {getattr(self, name)}"
@@ -132,20 +141,12 @@ def check_exposure_times(
     return ref
 
 
-def temperature_scale(
-    config: FrameCheckConfig, temperature: float | None, reference: float
-) -> float:
-    """Dark-current ratio between ``temperature`` and ``reference`` (1 if unknown)."""
-    if temperature is None or not math.isfinite(temperature):
-        return 1.0
-    exponent = (temperature - reference) / config.doubling_k
-    return float(2.0 ** min(max(exponent, -60.0), 60.0))
-
-
-def leak_limit(config: FrameCheckConfig, temperature: float | None) -> float:
-    """Largest closed-cover dark rate at a temperature, e-/pix/s."""
-    scale = temperature_scale(config, temperature, config.reference_k)
-    return float(config.leak_rate_e_s * max(scale, 1.0))
+def block_temperature(frames: Sequence[FrameInspection]) -> float | None:
+    """The median CCD temperature of the frames, K; None if one is unknown."""
+    temps = [f.temperature for f in frames]
+    if not temps or any(t is None for t in temps):
+        return None
+    return float(np.median([t for t in temps if t is not None]))
 
 
 def frame_rate(frame: FrameInspection) -> float:
@@ -159,8 +160,9 @@ def frame_rate(frame: FrameInspection) -> float:
 
 def find_exclusions(
     frames: Sequence[FrameInspection], dark: bool, config: FrameCheckConfig
-) -> list[Excluded]:
-    """Frames to leave out: interlock failures, then (darks) light leaks."""
+) -> tuple[list[Excluded], LeakScan | None]:
+    """Frames to leave out: interlock failures, then (darks) light leaks; and
+    the light-leak check's findings (None: not run, a bias or < 3 frames)."""
     excluded = [
         Excluded(
             f.name,
@@ -172,44 +174,21 @@ def find_exclusions(
         if not f.interlock_ok
     ]
     if not dark:
-        return excluded
+        return excluded, None
     valid = [f for f in frames if f.interlock_ok and f.darktime > 0]
-    if not valid:
-        return excluded
-    rates = {f.name: frame_rate(f) for f in valid}
-    # The block's median rate at the reference temperature; each frame is
-    # compared with it brought back to that frame's own temperature.
-    ref = config.reference_k
-    median_ref = float(
-        np.median(
-            [
-                rates[f.name] / temperature_scale(config, f.temperature, ref)
-                for f in valid
-            ]
-        )
+    settings = LeakSettings(
+        nsigma=config.leak_nsigma,
+        tile_nsigma=config.leak_tile_nsigma,
+        floor=config.leak_floor,
+        reference_k=config.reference_k,
+        doubling_k=config.doubling_k,
     )
-    for f in valid:
-        rate, limit = rates[f.name], leak_limit(config, f.temperature)
-        expected = median_ref * temperature_scale(config, f.temperature, ref)
-        above_limit = rate > limit
-        above_others = len(valid) >= 3 and rate - expected > config.leak_excess_e_s
-        if above_limit or above_others:
-            at = f" at {f.temperature:.1f} K" if f.temperature is not None else ""
-            why = (
-                f"above the closed-cover limit {limit:.4g} e-/pix/s{at}"
-                if above_limit
-                else f"{rate - expected:.4g} e-/pix/s above the block's median "
-                f"{expected:.4g}{at} (limit {config.leak_excess_e_s:g})"
-            )
-            excluded.append(
-                Excluded(
-                    f.name,
-                    Exclusion.LIGHT_LEAK,
-                    f"{f.name}: light leak suspected, dark rate {rate:.4g} "
-                    f"e-/pix/s {why}",
-                )
-            )
-    return excluded
+    scan = find_leaks(valid, settings)
+    if scan is not None:
+        excluded += [
+            Excluded(s.name, Exclusion.LIGHT_LEAK, s.reason) for s in scan.suspects
+        ]
+    return excluded, scan
 
 
 @dataclass(frozen=True, eq=False)  # holds inspections: compare fields explicitly
@@ -224,11 +203,15 @@ class Selection:
         Frames left out, with the reason.
     exptime
         The block's exposure time, seconds (:func:`check_exposure_times`).
+    leak_scan
+        The light-leak check's findings (None: a bias, or fewer than 3
+        frames).
     """
 
     used: tuple[FrameInspection, ...]
     excluded: tuple[Excluded, ...]
     exptime: float
+    leak_scan: LeakScan | None = None
 
     @property
     def darktime(self) -> float:
@@ -256,10 +239,10 @@ def select_frames(
     check_provenance(frames, where)
     valid = [f for f in frames if f.interlock_ok] or list(frames)
     exptime = check_exposure_times(valid, config, where)
-    excluded = find_exclusions(frames, dark, config)
+    excluded, scan = find_exclusions(frames, dark, config)
     out = {e.name for e in excluded}
     used = tuple(f for f in frames if f.name not in out)
-    return Selection(used, tuple(excluded), exptime)
+    return Selection(used, tuple(excluded), exptime, scan)
 
 
 def require_frames(n_used: int, minimum: int, where: str, excluded: int) -> None:

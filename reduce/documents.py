@@ -23,6 +23,7 @@ from reduce.blocks import ReductionBlock
 from reduce.checks import Excluded, Selection, frame_rate
 from reduce.frames import FrameInspection
 from reduce.io import write_text_atomic
+from reduce.leaks import LeakScan
 from reduce.masters import Master
 from reduce.products import software_versions
 from reduce.qc import QAReport
@@ -70,10 +71,13 @@ def _figure(value: float | int | None, unit: str) -> dict[str, Any]:
 
 
 def qc_document(
-    report: QAReport, used: Sequence[FrameInspection], dark: bool
+    report: QAReport,
+    used: Sequence[FrameInspection],
+    dark: bool,
+    leak_scan: LeakScan | None = None,
 ) -> dict[str, Any]:
     """task.json's ``qc``: the figures per amplifier and, for a dark, each
-    frame's dark rate (the light-leak check's figure)."""
+    frame's dark rate and the smallest leak the light-leak check could see."""
     amps = [
         {
             "amplifier": a.amplifier,
@@ -97,6 +101,11 @@ def qc_document(
         doc["frame_dark_rate"] = {
             "unit": "e-/pix/s",
             "values": {f.name: frame_rate(f) for f in used},
+        }
+    if leak_scan is not None:
+        doc["light_leak_sensitivity"] = {
+            "uniform": _figure(leak_scan.uniform_limit_e_s, "e-/pix/s"),
+            "tile": _figure(leak_scan.tile_limit_e_s, "e-/pix/s"),
         }
     return doc
 
@@ -188,7 +197,9 @@ def task_document(
             for e in chosen.excluded
         ],
         "parameters": _parameters(options, chosen),
-        "qc": qc_document(report, chosen.used, block.mode is Mode.DARK),
+        "qc": qc_document(
+            report, chosen.used, block.mode is Mode.DARK, chosen.leak_scan
+        ),
         "qa": {"flag": report.flag.value, "reasons": list(report.reasons)},
         "software": software_versions(),
     }

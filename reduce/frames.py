@@ -72,6 +72,31 @@ LEVEL_STEP = 64
 """Every LEVEL_STEP-th row of each amplifier is sampled for the frame level
 (33 rows x 4096 columns; a clipped mean, good to ~1% of the read noise)."""
 
+TILE_GRID = (4, 8)
+"""Row bands x column bands of each amplifier's sampled rows: the tiles whose
+levels the light-leak check compares between frames (a lit edge, corner or
+gradient shows in some tiles before it shows in the mean)."""
+
+
+@dataclass(frozen=True)
+class TileLevels:
+    """A frame's sampled level per tile of each amplifier, with its error.
+
+    Attributes
+    ----------
+    levels
+        ``(2, rows, columns)`` of :data:`TILE_GRID`: the clipped mean of the
+        tile's sampled pixels, overscan-corrected (bias-subtracted when a
+        bias was given), ADU.
+    errors
+        Same shape: the standard error of each mean (the kept pixels'
+        standard deviation over the square root of their number), ADU.
+    """
+
+    levels: npt.NDArray[np.float64]
+    errors: npt.NDArray[np.float64]
+
+
 FrameSink = Callable[
     [npt.NDArray[np.uint16], tuple[OverscanModel, OverscanModel]], None
 ]
@@ -112,6 +137,8 @@ class FrameInspection:
     sample_level
         Per amplifier, the overscan-corrected (and bias-subtracted when a
         bias was given) clipped mean of the sampled rows, ADU.
+    tiles
+        The same per tile (:class:`TileLevels`), for the light-leak check.
     file_id
         ``(st_dev, st_ino)`` of the file read: the same file under two names
         has the same one.
@@ -130,6 +157,7 @@ class FrameInspection:
     checksum: str
     overscan: tuple[OverscanModel, OverscanModel]
     sample_level: tuple[float, float]
+    tiles: TileLevels
     file_id: tuple[int, int] | None = None
 
     @property
@@ -234,33 +262,59 @@ def _sample_levels(
     stored: npt.NDArray[Any],
     models: tuple[OverscanModel, OverscanModel],
     bias_source: BiasSource | npt.NDArray[np.float32] | None,
-) -> tuple[float, float]:
+) -> tuple[tuple[float, float], TileLevels]:
+    """Per amplifier the clipped mean of the sampled rows, and per tile."""
     bias = bias_source() if callable(bias_source) else bias_source
-    levels = []
+    means, levels, errors = [], [], []
     for amp, model in zip(AMPLIFIERS, models, strict=True):
         rows = np.arange(amp.data_rows.start, amp.data_rows.stop, LEVEL_STEP)
         values = _counts(stored[rows][:, DATA_COLUMNS])
         values -= model.level_model[rows - rows[0], None].astype(np.float32)
         if bias is not None:
             values -= bias[rows - amp.data_rows.start + amp.trimmed_rows.start]
-        levels.append(_clipped_mean(values))
-    return levels[0], levels[1]
+        mean, tile_mean, tile_error = clipped_means(values)
+        means.append(mean)
+        levels.append(tile_mean)
+        errors.append(tile_error)
+    return (means[0], means[1]), TileLevels(np.stack(levels), np.stack(errors))
 
 
-def _clipped_mean(values: npt.NDArray[np.float32], nsigma: float = 5.0) -> float:
-    """Mean of ``values`` within ``nsigma`` robust sigmas of their median.
+def clipped_means(
+    values: npt.NDArray[np.float32], nsigma: float = 5.0
+) -> tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The clipped mean of ``values``, and of each tile with its error.
 
-    Not the median itself: raw counts are integers, and the median of a
-    quantised sample snaps towards a quantisation step, a bias of up to half
-    an ADU that swamps the ~0.3 ADU of a 900 s dark at 163 K. The mean of the
-    clipped sample is unbiased (read noise dithers the steps) and free of
-    hot pixels and cosmic rays.
+    Within ``nsigma`` robust sigmas of the median: free of hot pixels and
+    cosmic rays. Not the median itself: raw counts are integers, and the
+    median of a quantised sample snaps towards a quantisation step, a bias
+    of up to half an ADU that swamps the ~0.3 ADU of a 900 s dark at 163 K;
+    the mean of the clipped sample is unbiased (read noise dithers the
+    steps). One clipping window (the whole sample's) serves every tile, so
+    that a tile whose level is raised is measured, not clipped towards the
+    others.
     """
     median, sigma = clip_window(values)
-    if not sigma > 1e-12:
-        return median
-    kept = values[np.abs(values - median) <= nsigma * sigma]
-    return float(kept.mean(dtype=np.float64))
+    kept = np.abs(values - median) <= nsigma * max(sigma, 1e-12)
+    x = np.where(kept, values, np.float32(0)).astype(np.float64)
+    n_rows, n_cols = TILE_GRID
+    starts = np.linspace(0, values.shape[0], n_rows + 1).astype(int)[:-1]
+
+    def tiled(a: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        bands = np.add.reduceat(a, starts, axis=0)
+        out: npt.NDArray[np.float64] = bands.reshape(n_rows, n_cols, -1).sum(
+            axis=2, dtype=np.float64
+        )
+        return out
+
+    count = tiled(kept.astype(np.float64))
+    total, squares = tiled(x), tiled(x * x)
+    safe = np.maximum(count, 1.0)
+    tile_mean = total / safe
+    var = (
+        np.maximum(squares / safe - tile_mean**2, 0.0) * safe / np.maximum(safe - 1, 1)
+    )
+    overall = float(total.sum() / max(count.sum(), 1.0)) if sigma > 1e-12 else median
+    return overall, tile_mean, np.sqrt(var / safe)
 
 
 def inspect_frame(
@@ -332,7 +386,7 @@ def inspect_frame(
         fit_overscan(_counts(stored[amp1.raw_overscan]), amp1, backend),
         fit_overscan(_counts(stored[amp2.raw_overscan]), amp2, backend),
     )
-    levels = _sample_levels(stored, models, bias)
+    levels, tiles = _sample_levels(stored, models, bias)
     interlock_ok = _flag(header, INTERLOCK_OK, True)
     if sink is not None and interlock_ok:
         sink(stored.view(np.uint16), models)
@@ -351,4 +405,5 @@ def inspect_frame(
         checksum=checksum,
         overscan=models,
         sample_level=levels,
+        tiles=tiles,
     )

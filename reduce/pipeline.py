@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reduce.blocks import ReductionBlock
-from reduce.checks import Excluded, Selection, require_frames, select_frames
+from reduce.checks import (
+    Excluded,
+    Selection,
+    block_temperature,
+    require_frames,
+    select_frames,
+)
 from reduce.combine import BandSink, CombineConfig, Combined
 from reduce.documents import result_document, task_document, write_json
 from reduce.frames import FrameInspection
@@ -274,6 +280,7 @@ def _assess(
         run.options.thresholds,
         combined.npix,
         cosmic_ray_pixels,
+        block_temperature(chosen.used),
     )
     report = final_report(report, chosen.excluded, run.dark, run.bias is not None)
     run.plog.add(f"QA {report.flag.value}" + "".join(f"; {r}" for r in report.reasons))

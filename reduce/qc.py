@@ -461,18 +461,29 @@ def assess(
     n_frames: int,
     flagged_fraction: float,
     thresholds: QCThresholds = QCThresholds(),
+    temperature_k: float | None = None,
 ) -> QAReport:
-    """Turn QC figures into a QA flag with its reasons."""
+    """Turn QC figures into a QA flag with its reasons.
+
+    ``temperature_k``: the block's CCD temperature, said with the dark
+    current (a warm detector is told from a leak by it), or None: unknown.
+    """
+    at = (
+        f" at {temperature_k:.1f} K"
+        if temperature_k is not None
+        else " (CCD temperature unknown)"
+    )
     verdicts: list[tuple[int, str]] = []
     for a in amplifiers:
         tag = f"amplifier {a.amplifier}"
+        level, text = _judge(
+            f"{tag} dark current",
+            a.dark_current_e_pix_h,
+            thresholds.dark_current,
+            "e-/pix/h",
+        )
         verdicts += [
-            _judge(
-                f"{tag} dark current",
-                a.dark_current_e_pix_h,
-                thresholds.dark_current,
-                "e-/pix/h",
-            ),
+            (level, text + at if text else text),
             _judge(f"{tag} read noise", a.read_noise_e, thresholds.read_noise, "e-"),
             _judge(
                 f"{tag} overscan drift",
@@ -500,6 +511,7 @@ def qc_master(
     thresholds: QCThresholds = QCThresholds(),
     npix: npt.NDArray[np.integer] | None = None,
     cosmic_ray_pixels: Sequence[int] | None = None,
+    temperature_k: float | None = None,
 ) -> tuple[QAReport, HotPixels]:
     """All QC figures of a master, and the DQ mask.
 
@@ -549,4 +561,4 @@ def qc_master(
             )
         )
     flagged = hot.flagged_pixels / hot.mask.size
-    return assess(amps, n_frames, flagged, thresholds), hot
+    return assess(amps, n_frames, flagged, thresholds, temperature_k), hot

@@ -12,8 +12,9 @@ settings come from a TOML file (``--qc-config``, :func:`load_qc_config`).
 
     [checks]
     exptime_rtol = 1e-3
-    leak_rate_e_s = 0.01        # e-/pix/s at reference_k
-    leak_excess_e_s = 0.002     # e-/pix/s above the block's median
+    leak_nsigma = 5.0           # errors of a frame's mean excess (uniform leak)
+    leak_tile_nsigma = 5.5      # errors of one tile's excess (structured leak)
+    leak_floor = 0.01           # fraction of the dark signal honest frames vary
     reference_k = 163.0
     doubling_k = 2.7
 
@@ -123,8 +124,9 @@ RANGES: dict[str, tuple[float, float, bool, str]] = {
     "hot_fraction": (0.0, 1.0, False, "a fraction of the pixels"),
     "overscan_drift": (0.0, 65535.0, False, "ADU"),
     "exptime_rtol": (0.0, 1.0, True, "a relative difference"),
-    "leak_rate_e_s": (0.0, 1e6, True, "e-/pix/s"),
-    "leak_excess_e_s": (0.0, 1e6, True, "e-/pix/s"),
+    "leak_nsigma": (0.0, 1000.0, True, "errors of the mean excess"),
+    "leak_tile_nsigma": (0.0, 1000.0, True, "errors of a tile's excess"),
+    "leak_floor": (0.0, 1.0, True, "a fraction of the dark signal"),
     "reference_k": (0.0, 400.0, True, "kelvin"),
     "doubling_k": (0.0, 1000.0, True, "kelvin"),
 }

@@ -353,8 +353,9 @@ QC_SETTINGS = st.fixed_dictionaries(
                 k: NUMBERS
                 for k in (
                     "exptime_rtol",
-                    "leak_rate_e_s",
-                    "leak_excess_e_s",
+                    "leak_nsigma",
+                    "leak_tile_nsigma",
+                    "leak_floor",
                     "reference_k",
                     "doubling_k",
                 )

@@ -126,11 +126,13 @@ def test_assess_flags_and_reasons() -> None:
     good = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
     assert assess(good, 10, 0.0, limits).flag is QAFlag.GOOD
     warm = [amp_qc(1, 6.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
-    report = assess(warm, 10, 0.0, limits)
+    report = assess(warm, 10, 0.0, limits, temperature_k=165.04)
     assert report.flag is QAFlag.PARTIAL
     assert report.reasons == (
-        "amplifier 1 dark current 6 e-/pix/h > warn limit 5 e-/pix/h",
+        "amplifier 1 dark current 6 e-/pix/h > warn limit 5 e-/pix/h at 165.0 K",
     )
+    unknown = assess(warm, 10, 0.0, limits).reasons
+    assert unknown[0].endswith("(CCD temperature unknown)")
     noisy = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 9.0, 30.0)]
     report = assess(noisy, 2, 0.02, limits)
     assert report.flag is QAFlag.BAD
