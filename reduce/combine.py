@@ -14,9 +14,10 @@ rounds exactly as numina's double mean cast to float32
 (:func:`middle_mean_into`). It is faster and bounded in memory:
 the stack is processed in bands of rows (:func:`combine_band_into`; the
 bands come from :mod:`reduce.engine` or :mod:`reduce.window`), and for
-N <= 64 the middle order statistics come from a pruned Batcher sorting
-network run with vectorised ``minimum``/``maximum`` over a cache-sized band
-(no per-pixel calls).
+N <= 64 the middle order statistics come from a selection network
+(:mod:`reduce.median`: a pairwise sorting network pruned for the median)
+run with vectorised ``minimum``/``maximum`` over a cache-sized band (no
+per-pixel calls).
 
 The variance we return is that of the combined pixel: the sample variance
 of the N values (ddof=1) times the efficiency factor of the median,
@@ -27,7 +28,6 @@ variance when one is given (NaN otherwise).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from reduce.errors import ConfigError, InputError
 from reduce.geometry import AMP1, AMP2
+from reduce.median import run_median_schedule
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,12 @@ Float32Array = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
 
 NETWORK_MAX_N = 64
-"""Largest stack for which the sorting network is used (np.sort beyond)."""
+"""Largest stack for which the median network is used (np.partition beyond)."""
 
 DEFAULT_BAND_ROWS = 16
-"""Rows per band: N x 16 x 4096 float32 fits in the L2 cache for N ~ 20."""
+"""Rows per band: a plane of 16 x 4096 float32 (256 KiB) fits a core's L2
+cache and the band of N ~ 20 planes the L3; 8 to 32 rows measured alike
+(issue 15), and each row more costs ``threads x N x 16 KiB`` of memory."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,77 +182,6 @@ def scratch(
     if found is None:
         found = cache[key] = np.empty(shape, dtype=dtype)
     return found
-
-
-@functools.cache
-def median_network(n: int) -> tuple[tuple[int, int], ...]:
-    """Comparators of a Batcher odd-even merge network, pruned for the median.
-
-    Built for the next power of two and restricted to indices below ``n`` (the
-    absent inputs act as +inf and never move), then pruned backwards to the
-    comparators that can influence the middle outputs.
-    """
-    p2 = 1
-    while p2 < n:
-        p2 *= 2
-    pairs: list[tuple[int, int]] = []
-    p = 1
-    while p < p2:
-        k = p
-        while k >= 1:
-            for j in range(k % p, p2 - k, 2 * k):
-                for i in range(min(k, p2 - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    needed = {(n - 1) // 2, n // 2}
-    kept: list[tuple[int, int]] = []
-    for a, b in reversed([pair for pair in pairs if pair[1] < n]):
-        if a in needed or b in needed:
-            kept.append((a, b))
-            needed |= {a, b}
-    return tuple(reversed(kept))
-
-
-@functools.cache
-def median_schedule(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
-    """:func:`median_network` with each comparator's live outputs.
-
-    ``(a, b, want_min, want_max)``: a comparator writes the minimum to line
-    ``a`` and the maximum to line ``b``, but an output that no later
-    comparator reads and that is not one of the middle lines is dead, and is
-    not computed (76 minima and 74 maxima instead of 84 of each for N = 20).
-    """
-    network = median_network(n)
-    live = {(n - 1) // 2, n // 2}
-    steps: list[tuple[int, int, bool, bool]] = []
-    for a, b in reversed(network):
-        steps.append((a, b, a in live, b in live))
-        live |= {a, b}
-    return tuple(reversed(steps))
-
-
-def run_median_schedule(planes: list[Float32Array], spare: Float32Array) -> None:
-    """Run :func:`median_schedule` over ``planes`` in place.
-
-    Afterwards ``planes[(n - 1) // 2]`` and ``planes[n // 2]`` hold the two
-    middle order statistics; the other entries are scratch (dead lines are
-    not kept up to date). ``spare`` is one more plane of scratch. A comparator
-    with both outputs live writes its minimum into the spare plane and its
-    maximum over the first input, then the three planes swap roles: two
-    passes over the plane instead of three; with one live output, one pass.
-    """
-    for a, b, want_min, want_max in median_schedule(len(planes)):
-        low, high = planes[a], planes[b]
-        if want_min and want_max:
-            np.minimum(low, high, out=spare)
-            np.maximum(low, high, out=low)
-            planes[a], planes[b], spare = spare, low, high
-        elif want_min:
-            np.minimum(low, high, out=low)
-        elif want_max:
-            np.maximum(low, high, out=high)
 
 
 def _middle_values(band: Float32Array) -> tuple[Float32Array, Float32Array]:
@@ -460,7 +392,8 @@ def _combine_general(
     median = median_planes(band)
     npix = np.full(median.shape, n, dtype=np.int16)
     if config.method == "noise_clip":
-        assert config.noise is not None  # checked by CombineConfig
+        if config.noise is None:  # CombineConfig refuses it: a bug if seen
+            raise ConfigError("combine.method 'noise_clip' needs a noise model")
         return _noise_clip(band, median, config.noise, row0)
     if n == 1:
         variance = _single_frame_variance(median, config.noise, row0)
