@@ -216,10 +216,13 @@ def fits_text(text: str, limit: int | None = None) -> str:
     read-back of the hardware) is recorded, never refused, and no line
     break, NUL or byte of another card gets in. With ``limit``, the result
     is cut so that, quotes doubled, it takes at most ``limit`` characters,
-    ending in ``...``: a value that must stay on one card.
+    ending in ``...``: a value that must stay on one card. A quote followed
+    by a slash gets a space between: astropy (and so numina and megaradrp)
+    would end the string there.
     """
     escaped = text.encode("ascii", "backslashreplace").decode("ascii")
     clean = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+    clean = clean.replace("'/", "' /")
     if limit is not None and len(clean) + clean.count("'") > limit:
         while len(clean) + clean.count("'") > limit - 3:
             clean = clean[:-1]
