@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 from reduce.frames import FrameInspection
 from reduce.geometry import AMPLIFIERS
 from reduce.leaks import LeakScan, LeakSettings, find_leaks
@@ -94,7 +94,7 @@ class FrameCheckConfig:
     def __post_init__(self) -> None:
         bad = [k for k in self.temperature_keys if not _KEYWORD.fullmatch(k)]
         if bad or not self.temperature_keys:
-            raise ConfigError(
+            raise SettingsError(
                 f"checks.temperature_keys {list(self.temperature_keys)}; expected "
                 "1 or more FITS keywords (up to 8 of A-Z 0-9 _ -), e.g. ['CCDTEMP0']"
             )
@@ -106,7 +106,7 @@ class FrameCheckConfig:
             "doubling_k",
         ):
             if not getattr(self, name) > 0:
-                raise ConfigError(
+                raise SettingsError(
                     f"checks.{name} must be > 0, got {getattr(self, name)}"
                 )
 

@@ -23,7 +23,7 @@ from typing import NoReturn
 import click
 
 from reduce.digests import prefetch_reduction_file
-from reduce.errors import ConfigError, InputError, ReductionError
+from reduce.errors import InputError, ReductionError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def reduce_command(
     )
     try:
         if exact and importlib.util.find_spec("scipy") is None:
-            raise ConfigError("--exact needs scipy, which is not installed")
+            raise SettingsError("--exact needs scipy, which is not installed")
         options = Options.from_qc_file(
             qc_config,
             method="noise_clip" if method == "noise_clip" else "median",
@@ -137,7 +137,7 @@ def reduce_command(
         results = run_reduction_file(
             ob_file, datadir, workdir, options, digests, overwrite=overwrite
         )
-    except (InputError, ConfigError) as err:
+    except (InputError, SettingsError) as err:
         _fail(str(err), EXIT_INPUT)
     except ReductionError as err:
         _fail(str(err), EXIT_FAILED)

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 from reduce.geometry import AMP1, AMP2
 from reduce.median import run_median_schedule
 
@@ -76,13 +76,13 @@ class NoiseModel:
 
     def __post_init__(self) -> None:
         if min(self.read_noise_adu) < 0:
-            raise ConfigError(
+            raise SettingsError(
                 f"noise.read_noise_adu must be >= 0, got {self.read_noise_adu}"
             )
         if min(self.gain) <= 0:
-            raise ConfigError(f"noise.gain must be > 0 e-/ADU, got {self.gain}")
+            raise SettingsError(f"noise.gain must be > 0 e-/ADU, got {self.gain}")
         if self.nsigma <= 0:
-            raise ConfigError(f"noise.nsigma must be > 0, got {self.nsigma}")
+            raise SettingsError(f"noise.nsigma must be > 0, got {self.nsigma}")
 
     def variance(self, level: Float64Array, row0: int) -> Float64Array:
         """Variance of one frame's pixel, ADU^2, for a band starting at ``row0``.
@@ -120,13 +120,13 @@ class CombineConfig:
 
     def __post_init__(self) -> None:
         if self.method not in ("median", "noise_clip"):
-            raise ConfigError(
+            raise SettingsError(
                 f"combine.method must be 'median' or 'noise_clip', got {self.method!r}"
             )
         if self.band_rows < 1:
-            raise ConfigError(f"combine.band_rows must be >= 1, got {self.band_rows}")
+            raise SettingsError(f"combine.band_rows must be >= 1, got {self.band_rows}")
         if self.method == "noise_clip" and self.noise is None:
-            raise ConfigError(
+            raise SettingsError(
                 "combine.method 'noise_clip' needs a noise model "
                 "(read noise and gain per amplifier)"
             )
@@ -393,7 +393,7 @@ def _combine_general(
     npix = np.full(median.shape, n, dtype=np.int16)
     if config.method == "noise_clip":
         if config.noise is None:  # CombineConfig refuses it: a bug if seen
-            raise ConfigError("combine.method 'noise_clip' needs a noise model")
+            raise SettingsError("combine.method 'noise_clip' needs a noise model")
         return _noise_clip(band, median, config.noise, row0)
     if n == 1:
         variance = _single_frame_variance(median, config.noise, row0)

@@ -29,5 +29,9 @@ class InputError(ReductionError):
         self.detail = message
 
 
-class ConfigError(ReductionError):
-    """A reduction setting or threshold is invalid."""
+class SettingsError(ReductionError):
+    """A reduction setting or threshold is invalid.
+
+    Not :class:`drivers.errors.ConfigError` (the instrument configuration
+    and the observing blocks): ``reduce`` imports none of the other packages.
+    """

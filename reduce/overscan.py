@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from reduce.errors import ConfigError
+from reduce.errors import SettingsError
 from reduce.geometry import Amplifier
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _scipy_interpolate() -> Any:
     try:
         return importlib.import_module("scipy.interpolate")
     except ImportError as err:
-        raise ConfigError(
+        raise SettingsError(
             "overscan spline backend 'fitpack' needs scipy, which is not "
             "installed; install scipy or use backend='numpy'"
         ) from err

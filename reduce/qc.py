@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 from reduce.geometry import AMPLIFIERS, TRIMMED_SHAPE, Amplifier
 from reduce.overscan import OverscanModel, clipped_std, robust_std
 
@@ -76,7 +76,7 @@ class QALimit:
 
     def __post_init__(self) -> None:
         if self.warn is not None and self.bad is not None and self.warn > self.bad:
-            raise ConfigError(f"qc limit warn={self.warn} exceeds bad={self.bad}")
+            raise SettingsError(f"qc limit warn={self.warn} exceeds bad={self.bad}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +113,7 @@ class QCThresholds:
 
     def __post_init__(self) -> None:
         if self.hot_nsigma <= 0:
-            raise ConfigError(f"qc.hot_nsigma must be > 0, got {self.hot_nsigma}")
+            raise SettingsError(f"qc.hot_nsigma must be > 0, got {self.hot_nsigma}")
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly

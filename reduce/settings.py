@@ -40,7 +40,7 @@ from reduce.blocks import shown
 from reduce.checks import FrameCheckConfig
 from reduce.combine import DEFAULT_BAND_ROWS
 from reduce.engine import default_threads
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 from reduce.files import read_text
 from reduce.overscan import SplineBackend
 from reduce.qc import QALimit, QCThresholds
@@ -81,9 +81,9 @@ class Options:
 
     def __post_init__(self) -> None:
         if self.min_frames < 1:
-            raise ConfigError(f"min_frames must be >= 1, got {self.min_frames}")
+            raise SettingsError(f"min_frames must be >= 1, got {self.min_frames}")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+            raise SettingsError(f"threads must be >= 1, got {self.threads}")
 
     @classmethod
     def from_qc_file(cls, qc_config: str | Path | None, **fields: Any) -> Options:
@@ -93,7 +93,7 @@ class Options:
 
         Raises
         ------
-        ConfigError
+        SettingsError
             The QC file cannot be read, a key in it is unknown or invalid, or
             a field is out of range.
         """
@@ -147,17 +147,19 @@ def _number(value: Any, where: str, key: str) -> float:
     low, high, above, unit = RANGES[key]
     expected = f"{'>' if above else '>='} {low:g} and <= {high:g} ({unit})"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: {shown(value)} is not a number ({expected})")
+        raise SettingsError(f"{where}: {shown(value)} is not a number ({expected})")
     # An int is compared as an int: float(10**400) would overflow.
     inside = (low < value if above else low <= value) and value <= high
     if not inside:  # NaN compares False: refused here too
-        raise ConfigError(f"{where}: got {shown(value)}; expected a number {expected}")
+        raise SettingsError(
+            f"{where}: got {shown(value)}; expected a number {expected}"
+        )
     return float(value)
 
 
 def _limit(value: Any, default: QALimit, here: str, key: str) -> QALimit:
     if not isinstance(value, Mapping) or set(value) - {"warn", "bad"}:
-        raise ConfigError(f"{here}: expected a table {{ warn = x, bad = y }}")
+        raise SettingsError(f"{here}: expected a table {{ warn = x, bad = y }}")
     warn = _number(value["warn"], f"{here}.warn", key) if "warn" in value else None
     bad = _number(value["bad"], f"{here}.bad", key) if "bad" in value else None
     try:
@@ -165,13 +167,13 @@ def _limit(value: Any, default: QALimit, here: str, key: str) -> QALimit:
             warn=default.warn if warn is None else warn,
             bad=default.bad if bad is None else bad,
         )
-    except ConfigError as err:
-        raise ConfigError(f"{here}: {err}") from None
+    except SettingsError as err:
+        raise SettingsError(f"{here}: {err}") from None
 
 
 def _keywords(value: Any, here: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(
+        raise SettingsError(
             f"{here}: {shown(value)}; expected a list of header keywords, "
             'e.g. ["CCDTEMP0", "CCDTEMP1"]'
         )
@@ -184,13 +186,15 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
     for key, value in table.items():
         here = f"{where}.{repr(key)[1:-1]}"  # one line, whatever the key holds
         if key == "min_frames" and where.endswith("qc"):
-            raise ConfigError(
+            raise SettingsError(
                 f"{here}: not a QC setting: the minimum number of usable frames "
                 "is --min-frames of megara-dark reduce (or [reduce] min_frames "
                 "of the instrument configuration); fewer is an error, not a QA flag"
             )
         if key not in fields:
-            raise ConfigError(f"{here}: unknown key; expected one of {sorted(fields)}")
+            raise SettingsError(
+                f"{here}: unknown key; expected one of {sorted(fields)}"
+            )
         default = getattr(cls(), key)
         if isinstance(default, QALimit):
             values[key] = _limit(value, default, here, key)
@@ -202,23 +206,23 @@ def _section(table: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, 
 
 
 def _parse(path: str | Path) -> dict[str, Any]:
-    """The TOML document of the file; every failure one ConfigError line."""
+    """The TOML document of the file; every failure one SettingsError line."""
     source = str(path)
     try:
         text = read_text(path, "QC settings file", MAX_QC_BYTES)
     except InputError as err:
-        raise ConfigError(str(err)) from None
+        raise SettingsError(str(err)) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+        raise SettingsError(f"{source}: not valid TOML: {err}") from None
     except RecursionError:
-        raise ConfigError(
+        raise SettingsError(
             f"{source}: not valid TOML: nested too deeply to read; the QC settings "
             "are two flat tables, [qc] and [checks]"
         ) from None
     except ValueError:  # an integer of more than 4300 digits
-        raise ConfigError(
+        raise SettingsError(
             f"{source}: not valid TOML: an integer of more than 4300 digits"
         ) from None
 
@@ -228,7 +232,7 @@ def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
 
     Raises
     ------
-    ConfigError
+    SettingsError
         If the file cannot be read or parsed, or a key is unknown or wrong.
     """
     source = str(path)
@@ -236,12 +240,12 @@ def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
     unknown = set(data) - {"qc", "checks"}
     if unknown:
         names = sorted(repr(k)[1:-1][:60] for k in unknown)
-        raise ConfigError(
+        raise SettingsError(
             f"{source}: unknown section(s) {names}; expected [qc], [checks]"
         )
     for name in ("qc", "checks"):
         if not isinstance(data.get(name, {}), Mapping):
-            raise ConfigError(
+            raise SettingsError(
                 f"{source}: {name} is {shown(data[name])}; expected a table [{name}]"
             )
     try:
@@ -249,9 +253,9 @@ def load_qc_config(path: str | Path) -> tuple[QCThresholds, FrameCheckConfig]:
         checks = FrameCheckConfig(
             **_section(data.get("checks", {}), FrameCheckConfig, f"{source}: checks")
         )
-    except ConfigError as err:
+    except SettingsError as err:
         message = str(err)
-        raise ConfigError(
+        raise SettingsError(
             message if message.startswith(source) else f"{source}: {message}"
         ) from err
     return qc, checks

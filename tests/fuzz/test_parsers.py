@@ -32,8 +32,7 @@ from hypothesis import strategies as st
 
 from drivers.errors import ConfigError
 from reduce import blocks as reduce_blocks
-from reduce.errors import ConfigError as ReduceConfigError
-from reduce.errors import InputError
+from reduce.errors import InputError, SettingsError
 from reduce.settings import load_qc_config
 from sequencer.blocks import MAX_EXPTIME_S, MAX_NFRAMES, Mode, parse_blocks
 from sequencer.config import load_config, parse_config
@@ -327,7 +326,7 @@ def test_undecodable_files_are_input_errors(folder: Path) -> None:
     path.write_bytes(b"id: \xff\xfe\x00bad\n")
     with pytest.raises(InputError, match="UTF-8"):
         reduce_blocks.load_blocks(path)
-    with pytest.raises(ReduceConfigError, match="UTF-8"):
+    with pytest.raises(SettingsError, match="UTF-8"):
         load_qc_config(path)
     with pytest.raises(ConfigError, match="UTF-8"):
         load_config(path)
@@ -371,7 +370,7 @@ QC_SETTINGS = st.fixed_dictionaries(
 
 def check_qc_settings(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-    settings = outcome(lambda: load_qc_config(path), ReduceConfigError)
+    settings = outcome(lambda: load_qc_config(path), SettingsError)
     if isinstance(settings, Exception):
         assert "\n" not in str(settings).strip()
         return
@@ -463,7 +462,7 @@ def test_keys_holding_line_breaks_give_one_line_errors(folder: Path, text: str) 
     path = folder / "keys.toml"
     path.write_text(text, encoding="utf-8")
     if text.startswith("[qc]"):
-        with pytest.raises(ReduceConfigError) as caught:
+        with pytest.raises(SettingsError) as caught:
             load_qc_config(path)
     else:
         with pytest.raises(ConfigError) as caught:  # type: ignore[assignment]

@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 
 from drivers.errors import ConfigError
 from reduce.blocks import load_blocks as load_reduction_blocks
-from reduce.errors import ConfigError as ReduceConfigError
-from reduce.errors import InputError
+from reduce.errors import InputError, SettingsError
 from reduce.frames import inspect_frame
 from reduce.masters import MasterKind, load_master
 from reduce.rawframe import Mode as ReduceMode
@@ -125,7 +124,7 @@ def test_damaged_text_inputs_are_read_or_refused_in_one_line(
         "dark with master bias": (lambda: load_blocks(path), ConfigError),
         "instrument configuration": (lambda: load_config(path), ConfigError),
         "reduction blocks": (lambda: load_reduction_blocks(path), InputError),
-        "qc settings": (lambda: load_qc_config(path), ReduceConfigError),
+        "qc settings": (lambda: load_qc_config(path), SettingsError),
     }
     read, error = readers[which]
     accepted_or_refused(read, error, path.name)

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from reduce.blocks import load_blocks
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 from reduce.fits.checksum import header_length, ones_complement_sum, verify_checksums
 from reduce.rawframe import Mode
 from reduce.settings import load_qc_config
@@ -64,7 +64,7 @@ def test_qc_config_overrides_and_rejects_unknown(tmp_path: Path) -> None:
     assert checks.leak_floor == 0.5
     bad = tmp_path / "bad.toml"
     bad.write_text("[qc]\nhot_nsigma = 'five'\n")
-    with pytest.raises(ConfigError, match=r"bad.toml: qc.hot_nsigma"):
+    with pytest.raises(SettingsError, match=r"bad.toml: qc.hot_nsigma"):
         load_qc_config(bad)
 
 
@@ -86,7 +86,7 @@ def test_temperature_keys_are_configured(
     if isinstance(expected, tuple):
         assert load_qc_config(path)[1].temperature_keys == expected
     else:
-        with pytest.raises(ConfigError, match=expected):
+        with pytest.raises(SettingsError, match=expected):
             load_qc_config(path)
 
 
@@ -94,7 +94,9 @@ def test_min_frames_is_not_a_qc_setting(tmp_path: Path) -> None:
     """One number, one meaning: fewer frames than the minimum is an error."""
     old = tmp_path / "old.toml"
     old.write_text("[qc]\nmin_frames = 3\n")
-    with pytest.raises(ConfigError, match=r"old.toml: qc.min_frames: not a QC setting"):
+    with pytest.raises(
+        SettingsError, match=r"old.toml: qc.min_frames: not a QC setting"
+    ):
         load_qc_config(old)
 
 

@@ -19,7 +19,7 @@ from reduce.combine import (
     median_variance_factor,
     middle_mean_into,
 )
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 
 from .conftest import combine
 
@@ -116,11 +116,11 @@ def test_noise_clip_uses_each_amplifier_noise() -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ConfigError, match="noise model"):
+    with pytest.raises(SettingsError, match="noise model"):
         CombineConfig(method="noise_clip")
-    with pytest.raises(ConfigError, match="band_rows"):
+    with pytest.raises(SettingsError, match="band_rows"):
         CombineConfig(band_rows=0)
-    with pytest.raises(ConfigError, match="gain"):
+    with pytest.raises(SettingsError, match="gain"):
         NoiseModel(read_noise_adu=(1.0, 1.0), gain=(0.0, 1.0))
     with pytest.raises(InputError, match="expected"):
         combine(np.zeros((0, 3, 3), dtype=np.float32))

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from reduce.errors import ConfigError
+from reduce.errors import SettingsError
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, RAW_SHAPE, TRIMMED_SHAPE
 from reduce.overscan import (
     bspline_basis,
@@ -108,7 +108,7 @@ def test_fitpack_backend_without_scipy_says_what_to_do(
         return real_import(name, package)
 
     monkeypatch.setattr(importlib, "import_module", no_scipy)
-    with pytest.raises(ConfigError, match=r"needs scipy.*backend='numpy'"):
+    with pytest.raises(SettingsError, match=r"needs scipy.*backend='numpy'"):
         fit_lsq_spline(np.arange(10.0), np.arange(10.0), (5.0,), backend="fitpack")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reduce.errors import ConfigError, InputError
+from reduce.errors import InputError, SettingsError
 from reduce.geometry import AMPLIFIERS
 from reduce.overscan import OverscanModel
 from reduce.qc import (
@@ -142,9 +142,9 @@ def test_assess_flags_and_reasons() -> None:
 
 
 def test_threshold_errors() -> None:
-    with pytest.raises(ConfigError, match="exceeds"):
+    with pytest.raises(SettingsError, match="exceeds"):
         QALimit(warn=5.0, bad=1.0)
-    with pytest.raises(ConfigError, match="hot_nsigma"):
+    with pytest.raises(SettingsError, match="hot_nsigma"):
         QCThresholds(hot_nsigma=0)
     with pytest.raises(InputError, match="DARKTIME"):
         dark_current(np.zeros((4112, 4096)), 0.0, AMPLIFIERS[0])
