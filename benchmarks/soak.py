@@ -32,6 +32,10 @@ than requested.
 The figures are wall-time dependent (where a fault lands depends on when it
 is injected), but the generator is seeded, so runs with the same seed try
 the same faults in the same order.
+
+The run's inputs, the process and the raw-file checks are
+:mod:`sequencer.engineering.trial`'s (as for the campaign and the fault
+matrix); the run's stderr (INFO) is ``stderr.txt`` in the kept folder.
 """
 
 from __future__ import annotations
@@ -41,16 +45,20 @@ import collections
 import json
 import random
 import re
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import ConfigError
-from sequencer.journal import Journal
-from sequencer.rawfits import verify_raw_frame
+from sequencer.engineering.trial import (
+    Inputs,
+    check_raw_files,
+    execute,
+    run_argv,
+    write_inputs,
+)
+from sequencer.journal import read_records
 from sequencer.simlaunch import SimulatorProcess, megara_dark, start_simulators
 from simulators.control import send_request
 from simulators.control_token import read_token
@@ -99,7 +107,7 @@ def draw_fault(rng: random.Random) -> dict[str, Any]:
     return fault
 
 
-def write_blocks(folder: Path, frames: int, per_block: int) -> tuple[Path, int]:
+def plan_blocks(frames: int, per_block: int) -> list[dict[str, Any]]:
     """A bias block then dark blocks, ``frames`` frames in all."""
     sizes = []
     left = frames
@@ -108,32 +116,30 @@ def write_blocks(folder: Path, frames: int, per_block: int) -> tuple[Path, int]:
         left -= sizes[-1]
     if len(sizes) < 2 or sizes[-1] < 3:
         raise SystemExit("soak: --frames must give a bias and dark blocks of >= 3")
-    docs = [
-        f"id: {BIAS_ID}\ninstrument: MEGARA\nmode: MegaraBiasImage\nexptime: 0.0\n"
-        f"nframes: {sizes[0]}\n"
-    ]
-    docs += [
-        f"id: dark{i:02d}\ninstrument: MEGARA\nmode: MegaraDarkImage\n"
-        f"exptime: {EXPTIME_S}\nnframes: {n}\n"
+    blocks: list[dict[str, Any]] = [
+        {"id": BIAS_ID, "instrument": "MEGARA", "mode": "MegaraBiasImage",
+         "exptime": 0.0, "nframes": sizes[0]}
+    ]  # fmt: skip
+    blocks += [
+        {"id": f"dark{i:02d}", "instrument": "MEGARA", "mode": "MegaraDarkImage",
+         "exptime": EXPTIME_S, "nframes": n}
         for i, n in enumerate(sizes[1:], start=1)
-    ]
-    path = folder / "soak.yaml"
-    path.write_text("---\n".join(docs), encoding="utf-8")
-    return path, len(sizes)
+    ]  # fmt: skip
+    return blocks
 
 
-def write_config(folder: Path, sim: SimulatorProcess) -> Path:
-    urls = "\n".join(f'{name} = "{sim.urls[name]}"' for name in DEVICES)
-    path = folder / "instrument.toml"
-    path.write_text(
-        f"[devices]\n{urls}\n"
-        "[run]\nretake_limit = 2\npoll_s = 0.05\ncover_poll_s = 0.05\n"
-        "readout_s = 0.5\ntimeout_margin_s = 30.0\n"
-        "[ccd]\nreply_timeout_s = 2.0\nblock_timeout_s = 2.0\nretries = 3\n"
-        "[cover]\nreply_timeout_s = 2.0\nmotion_timeout_s = 5.0\nretries = 3\n",
-        encoding="utf-8",
-    )
-    return path
+def write_run_inputs(
+    folder: Path, sim: SimulatorProcess, blocks: list[dict[str, Any]]
+) -> Inputs:
+    """The blocks and a configuration naming the running simulators' ports."""
+    tables: dict[str, dict[str, Any]] = {
+        "devices": {name: sim.urls[name] for name in DEVICES},
+        "run": {"retake_limit": 2, "poll_s": 0.05, "cover_poll_s": 0.05,
+                "readout_s": 0.5, "timeout_margin_s": 30.0},
+        "ccd": {"reply_timeout_s": 2.0, "block_timeout_s": 2.0, "retries": 3},
+        "cover": {"reply_timeout_s": 2.0, "motion_timeout_s": 5.0, "retries": 3},
+    }  # fmt: skip
+    return write_inputs(folder, blocks=blocks, tables=tables, source="soak")
 
 
 @dataclass
@@ -145,51 +151,57 @@ class Tally:
     runs: list[int] = field(default_factory=list)
 
 
+class Injector:
+    """Arms one random fault at a time, at random moments, while a run goes on.
+
+    Called every few milliseconds by :func:`sequencer.engineering.trial.execute`
+    (its ``watch``); the next fault is armed only once the last one fired.
+    """
+
+    def __init__(
+        self, sim: SimulatorProcess, token: str, rng: random.Random, every_s: float
+    ) -> None:
+        self.sim, self.token, self.rng, self.every_s = sim, token, rng, every_s
+        self.pending = False
+        self.next_at = time.monotonic() + rng.expovariate(1.0 / every_s)
+
+    def request(self, request: dict[str, Any]) -> Any:
+        return send_request(self.sim.control, request, token=self.token)
+
+    def __call__(self) -> None:
+        if time.monotonic() < self.next_at:
+            return
+        if self.pending:
+            self.pending = bool(self.request({"op": "faults"})["pending"])
+        if not self.pending:
+            reply = self.request({"op": "inject", "fault": draw_fault(self.rng)})
+            if not reply.get("ok"):
+                raise SystemExit(f"soak: injection refused: {reply}")
+            self.pending = True
+        self.next_at = time.monotonic() + self.rng.expovariate(1.0 / self.every_s)
+
+
 def run_once(
     command: list[str],
     sim: SimulatorProcess,
     rng: random.Random,
     fault_every: float,
     tally: Tally,
-    log: Path,
+    folder: Path,
 ) -> int:
     """One ``megara-dark run`` (or its resume) with faults injected; its status."""
-    token = read_token(sim.info["token_file"])
-    fired_before = len(
-        send_request(sim.control, {"op": "faults"}, token=token)["fired"]
-    )
-    with log.open("a", encoding="utf-8") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
-        pending = False
-        next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
-        while proc.poll() is None:
-            time.sleep(0.02)
-            if time.monotonic() < next_at:
-                continue
-            if pending:
-                pending = bool(
-                    send_request(sim.control, {"op": "faults"}, token=token)["pending"]
-                )
-            if not pending:
-                fault = draw_fault(rng)
-                reply = send_request(
-                    sim.control, {"op": "inject", "fault": fault}, token=token
-                )
-                if not reply.get("ok"):
-                    raise SystemExit(f"soak: injection refused: {reply}")
-                pending = True
-            next_at = time.monotonic() + rng.expovariate(1.0 / fault_every)
-        out, _ = proc.communicate()
-    fired = send_request(sim.control, {"op": "faults"}, token=token)["fired"]
-    fired = fired[fired_before:]  # this run's
+    injector = Injector(sim, read_token(sim.info["token_file"]), rng, fault_every)
+    fired_before = len(injector.request({"op": "faults"})["fired"])
+    done = execute(command, folder, timeout_s=None, watch=injector)
+    fired = injector.request({"op": "faults"})["fired"][fired_before:]  # this run's
     for item in fired:
         tally.fired[item["fault"]["kind"]] += 1
-    if proc.returncode != 0 and fired:
+    if done.exit_status != 0 and fired:
         # the fault that fired last is the one the run did not survive
         tally.unrecovered[fired[-1]["fault"]["kind"]] += 1
-    print(out.strip(), flush=True)
-    tally.runs.append(proc.returncode)
-    return proc.returncode
+    print(done.stdout.strip(), flush=True)
+    tally.runs.append(done.exit_status)
+    return done.exit_status
 
 
 def light_leak_exclusions(work: Path) -> int:
@@ -217,55 +229,46 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         base = args.keep or Path(scratch)
         base.mkdir(parents=True, exist_ok=True)
-        blocks, nblocks = write_blocks(base, args.frames, args.per_block)
+        blocks = plan_blocks(args.frames, args.per_block)
         work = base / "work"
-        log = base / "run.log"
         sim = start_simulators([*SIM_ARGS, "--seed", str(args.seed)])
         try:
-            config = write_config(base, sim)
-            first = [
-                *megara_dark(), "run", str(blocks), "--config", str(config),
-                "--workdir", str(work), "--log-level", "INFO",
-            ]  # fmt: skip
+            first = run_argv(
+                write_run_inputs(base, sim, blocks), work, "--log-level", "INFO"
+            )
             resume = [*megara_dark(), "run", "--resume", str(work)]
-            status = run_once(first, sim, rng, args.fault_every, tally, log)
+            status = run_once(first, sim, rng, args.fault_every, tally, base)
             while status == 1 and len(tally.runs) <= args.max_resumes:
-                status = run_once(resume, sim, rng, args.fault_every, tally, log)
+                status = run_once(resume, sim, rng, args.fault_every, tally, base)
         finally:
             sim.close()
         wall = time.monotonic() - start
-        return report(args, base, work, log, tally, nblocks, status, wall)
+        return report(args, base, work, tally, len(blocks), status, wall)
 
 
 def report(
     args: argparse.Namespace,
     base: Path,
     work: Path,
-    log: Path,
     tally: Tally,
     nblocks: int,
     status: int,
     wall: float,
 ) -> int:
-    text = log.read_text(encoding="utf-8", errors="replace")
+    text = (base / "stderr.txt").read_text(encoding="utf-8", errors="replace")
     attempts = {(m[1], int(m[2])) for m in ATTEMPT.finditer(text)}
-    records = Journal(work / "run.journal").records()
+    records, _torn = read_records(work / "run.journal")
     written = {
         (r["block"], r["attempt"]): r for r in records if r["event"] == "frame_written"
     }
-    valid_files, invalid_files, damaged = [], [], []
-    for path in sorted((work / "data").glob("*.fits")):
-        try:
-            header = verify_raw_frame(path)
-        except ConfigError as err:
-            damaged.append(f"{path.name}: {err}")
-            continue
-        (valid_files if header.get("INTLKOK") is True else invalid_files).append(path)
-    on_disk = {p.name for p in valid_files + invalid_files}
+    files = check_raw_files(work)
+    valid_files, invalid_files = files.valid, files.invalid
+    damaged = [f"{name}: {err}" for name, err in files.damaged.items()]
+    on_disk = set(valid_files + invalid_files)
     lost = sorted(
         a for a in attempts if a not in written or written[a]["file"] not in on_disk
     )
-    per_block = collections.Counter(p.name.rsplit("_", 1)[0] for p in valid_files)
+    per_block = collections.Counter(name.rsplit("_", 1)[0] for name in valid_files)
     done = sum(1 for r in records if r["event"] == "block_done")
     fired = sum(tally.fired.values())
     unrecovered = sum(tally.unrecovered.values())

@@ -19,12 +19,20 @@ A fault is *armed* until its trigger is met; it then fires ``times`` times
 (default 1) and is spent. Triggers combine with AND; a fault with no trigger
 fires at the first opportunity. Devices consult the :class:`FaultBook` at the
 points where each kind can happen (see :class:`FaultKind`).
+
+``python -m simulators.faults check SCENARIO.yaml ...`` checks scenario files
+against the catalogue; with no file it checks a JSON list of ``[where,
+[fault, ...]]`` pairs read from stdin (what an engineering campaign sends
+before its first run, since the sequencer does not import the simulators).
+The first mistake is printed as one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import math
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -401,3 +409,55 @@ class FaultBook:
 def with_device(fault: Fault, device: str) -> Fault:
     """A copy of ``fault`` aimed at another device."""
     return replace(fault, device=device)
+
+
+# -- checking scenarios from the command line ---------------------------------
+
+USAGE = (
+    "usage: python -m simulators.faults check [SCENARIO.yaml ...]  (no file: "
+    "a JSON list of [where, [fault, ...]] pairs on stdin)"
+)
+
+
+def check_batches(batches: object) -> None:
+    """Check ``[[where, [fault, ...]], ...]``; raise ConfigError on the first mistake.
+
+    ``where`` says where the faults come from (it starts each message).
+    """
+    if not isinstance(batches, list):
+        raise ConfigError("faults to check: expected a list of [where, faults] pairs")
+    for item in batches:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise ConfigError(
+                f"faults to check: expected [where, faults], got {item!r}"
+            )
+        where, faults = item
+        if not isinstance(faults, list):
+            raise ConfigError(f"{where}: expected a list of fault mappings")
+        for i, raw in enumerate(faults):
+            fault_from_dict(raw, where=f"{where}, fault #{i + 1}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulators.faults check [SCENARIO.yaml ...]`` (module notes)."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "check":
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        if len(args) > 1:
+            for name in args[1:]:
+                load_scenario(Path(name))
+        else:
+            check_batches(json.load(sys.stdin))
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except ValueError as err:  # not JSON
+        print(f"simulators.faults: stdin is not JSON: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

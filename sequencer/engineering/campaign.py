@@ -5,7 +5,9 @@ scenario, all validated), then runs them one after the other as real
 ``megara-dark run`` processes, each starting its own simulators. For each run
 it reads what happened from the exit status, the run's journal and its
 products, verifies the last dark set (figures into the history database) and
-compares with the expectation. Layout of the output folder::
+compares with the expectation. Writing the inputs, running the command and
+reading back its outcome are :mod:`sequencer.engineering.trial`'s. Layout of
+the output folder::
 
     OUT/campaign.html, OUT/campaign.json    summary (written after every run)
     OUT/history.sqlite                      QC figures of every verified set
@@ -17,30 +19,28 @@ compares with the expectation. Layout of the output folder::
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from drivers.errors import ConfigError
-from sequencer.config import parse_config
 from sequencer.engineering.campaign_spec import Campaign, RunSpec, check_faults
-from sequencer.engineering.cli import RUN_CLI
 from sequencer.engineering.figures import load_dark_set
 from sequencer.engineering.history import History
 from sequencer.engineering.limits import VerifySettings
+from sequencer.engineering.trial import (
+    Inputs,
+    Observation,
+    run_argv,
+    write_inputs,
+)
+from sequencer.engineering.trial import execute as trial_execute
+from sequencer.engineering.trial import observe as trial_observe
 from sequencer.engineering.verify import Verdict, verify, write_report
-from sequencer.journal import Journal, replay
 
 log = logging.getLogger(__name__)
-
-_EXIT_OUTCOME = {0: "done", 1: "fault", 2: "error", 130: "aborted", 143: "aborted"}
 
 
 @dataclass
@@ -109,70 +109,30 @@ def prepare(spec: RunSpec, folder: Path) -> tuple[Path, Path]:
     tuple of Path
         The blocks file and the configuration file to run.
     """
-    from sequencer.blocks import load_blocks  # noqa: PLC0415
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(spec.blocks, Path):
-        blocks = spec.blocks
-    else:
-        blocks = folder / "blocks.yaml"
-        blocks.write_text(yaml.safe_dump_all(spec.blocks, sort_keys=False), "utf-8")
-    try:
-        load_blocks(blocks)
-    except ConfigError as err:
-        raise ConfigError(f"run {spec.name!r}: {err}") from None
-    simulator = dict(spec.simulator)
-    if spec.faults:
-        scenario = folder / "scenario.yaml"
-        scenario.write_text(yaml.safe_dump({"faults": spec.faults}), "utf-8")
-        simulator["scenario"] = scenario.name
-    doc = {"simulator": simulator, "run": dict(spec.run)}
-    try:
-        parse_config(doc, source=f"run {spec.name!r}", base=folder)
-    except ConfigError as err:
-        raise ConfigError(str(err)) from None
-    config = folder / "instrument.toml"
-    config.write_text(_toml(doc), "utf-8")
-    return blocks, config
+    inputs = write_inputs(
+        folder,
+        blocks=spec.blocks,
+        tables=spec.tables,
+        faults=spec.faults,
+        source=f"run {spec.name!r}",
+    )
+    return inputs.blocks, inputs.config
 
 
-def _toml(doc: dict[str, dict[str, Any]]) -> str:
-    """A TOML document of flat tables (strings, numbers, booleans)."""
-    lines = []
-    for table, values in doc.items():
-        lines.append(f"[{table}]")
-        for key, value in values.items():
-            if isinstance(value, str):
-                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            elif isinstance(value, bool):
-                text = "true" if value else "false"
-            else:
-                text = repr(value)
-            lines.append(f"{key} = {text}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def observe(report: RunReport, done: subprocess.CompletedProcess[str]) -> None:
-    """Fill ``report.seen`` from the exit status, the journal and stderr."""
-    seen = report.seen
-    seen.exit_status = done.returncode
-    seen.outcome = _EXIT_OUTCOME.get(done.returncode, f"exit {done.returncode}")
-    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("megara-dark")]
-    journal = report.folder / "work" / "run.journal"
-    if journal.is_file():
-        state = replay(Journal(journal).records())
-        seen.last_block = state.planned[-1] if state.planned else None
-        for block in state.blocks.values():
-            seen.valid_frames += len(block.valid_files)
-            seen.invalid_frames += len(block.invalid_files)
-            seen.retakes += block.retakes
-            if block.qa:
-                seen.qa[block.block] = block.qa
-        if state.faults:
-            seen.message = state.faults[-1]
-    if not seen.message and errors:
-        seen.message = errors[-1]
+def observe(report: RunReport, seen: Observation) -> None:
+    """Fill ``report.seen`` from what the trial observed (exit status, journal)."""
+    out = report.seen
+    out.exit_status = seen.finished.exit_status
+    out.outcome = seen.outcome
+    out.message = seen.error
+    out.wall_s = seen.finished.wall_s
+    out.last_block = seen.last_block
+    for block in seen.journal.blocks.values() if seen.journal is not None else ():
+        out.valid_frames += len(block.valid_files)
+        out.invalid_frames += len(block.invalid_files)
+        out.retakes += block.retakes
+        if block.qa:
+            out.qa[block.block] = block.qa
 
 
 def examine(
@@ -223,41 +183,49 @@ def compare(report: RunReport) -> None:
         out.append(f"message: expected to contain {e.message!r}, seen {s.message!r}")
 
 
-def execute(report: RunReport, blocks: Path, config: Path, timeout_s: float) -> None:
+def execute(
+    report: RunReport,
+    blocks: Path,
+    config: Path,
+    timeout_s: float,
+    *,
+    log_level: str = "WARNING",
+) -> Observation:
     """Run one ``megara-dark run`` process; fill ``report.seen``.
 
     A run still going after ``timeout_s`` wall seconds is killed (outcome
     ``timeout``). On Ctrl-C the run, in the same process group, got the same
     SIGINT: it is left to stop safely, recorded, and the interrupt re-raised.
+
+    Returns
+    -------
+    Observation
+        Everything the trial saw (raw files, products, output), for callers
+        that judge more than the campaign's expectation.
     """
-    argv = [
-        sys.executable, "-c", RUN_CLI, "run", str(blocks), "--config", str(config),
-        "--workdir", str(report.folder / "work"), "--log-level", "WARNING",
-    ]  # fmt: skip
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    interrupted = timed_out = False
-    try:
-        out, errs = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, errs = proc.communicate()
-        timed_out = True
-    except KeyboardInterrupt:
-        out, errs = proc.communicate()
-        interrupted = True
-    done = subprocess.CompletedProcess(argv, proc.returncode, out, errs)
-    observe(report, done)
-    if timed_out:
-        report.seen.outcome = "timeout"
-        report.seen.message = f"no end within {timeout_s:g} s; killed"
-    report.seen.wall_s = time.monotonic() - start
-    (report.folder / "stdout.txt").write_text(done.stdout, "utf-8")
-    (report.folder / "stderr.txt").write_text(done.stderr, "utf-8")
-    if interrupted:
+    work = report.folder / "work"
+    argv = run_argv(Inputs(blocks, config, None), work, "--log-level", log_level)
+    finished = trial_execute(argv, report.folder, timeout_s=timeout_s)
+    seen = trial_observe(work, finished)
+    observe(report, seen)
+    if finished.interrupted:
         raise KeyboardInterrupt
+    return seen
+
+
+def run_one(
+    spec: RunSpec, folder: Path, *, timeout_s: float, log_level: str = "WARNING"
+) -> tuple[RunReport, Observation]:
+    """Prepare, run and judge one run of a campaign (no verification).
+
+    Returns the report (``seen`` and ``differences`` filled) and everything
+    the trial observed.
+    """
+    report = RunReport(spec, folder)
+    blocks, config = prepare(spec, folder)
+    seen = execute(report, blocks, config, timeout_s, log_level=log_level)
+    compare(report)
+    return report, seen
 
 
 @dataclass

@@ -23,9 +23,13 @@ A campaign is one YAML document::
 
 ``simulator`` takes the keys of the configuration's ``[simulator]`` table
 (seed, ccd_temperature_k, time_scale, readout_s, cover_motion_s,
-cover_initial, transport); ``faults`` the entries of a simulator scenario
-file (or ``scenario: path``). Everything is checked before the first run
-starts; each mistake is one line naming the run and the key.
+cover_initial, transport); ``run``, ``ccd`` and ``cover`` those of its
+``[run]``, ``[ccd]`` and ``[cover]`` tables (the drivers' timeouts and
+retries); ``faults`` the entries of a simulator scenario file (or
+``scenario: path``). Everything is checked before the first run starts;
+each mistake is one line naming the run and the key. The faults are checked
+by the simulators' own validator (``python -m simulators.faults check``), in
+a short child process: the sequencer does not import the simulators.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from drivers.errors import ConfigError, one_line_yaml_error
 OUTCOMES = ("done", "fault", "aborted", "error")
 QA_FLAGS = ("GOOD", "PARTIAL", "BAD")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_RUN_KEYS = {"name", "blocks", "simulator", "run", "faults", "scenario", "expect"}
+#: The configuration tables a run (or the defaults) may set.
+TABLES = ("simulator", "run", "ccd", "cover")
+_RUN_KEYS = {"name", "blocks", *TABLES, "faults", "scenario", "expect"}
 _EXPECT_KEYS = {"outcome", "qa", "retakes", "valid_frames", "verify", "message"}
 
 
@@ -75,6 +81,14 @@ class RunSpec:
     run: dict[str, Any]
     faults: list[dict[str, Any]]
     expect: Expectation
+    ccd: dict[str, Any] = field(default_factory=dict)
+    cover: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """The run's configuration tables ([ccd] and [cover] only when set)."""
+        tables = {name: getattr(self, name) for name in TABLES}
+        return {n: t for n, t in tables.items() if t or n in ("simulator", "run")}
 
 
 @dataclass(frozen=True)
@@ -203,7 +217,7 @@ def parse_run(
             f"{', '.join(sorted(_RUN_KEYS))}"
         )
     merged = {**defaults, **raw}
-    for key in ("simulator", "run"):
+    for key in TABLES:
         merged[key] = {
             **_mapping(defaults.get(key), f"{source}, defaults.{key}"),
             **_mapping(raw.get(key), f"{where}, {key}"),
@@ -221,6 +235,8 @@ def parse_run(
         run=merged["run"],
         faults=_faults(merged, base, where),
         expect=parse_expect(raw["expect"], f"{where}, expect"),
+        ccd=merged["ccd"],
+        cover=merged["cover"],
     )
 
 
@@ -268,25 +284,17 @@ def load_campaign(path: Path) -> Campaign:
     return Campaign(name=name, source=path, runs=specs)
 
 
-_CHECK_FAULTS = """
-import json, sys
-from simulators.faults import fault_from_dict
-from drivers.errors import ConfigError
-for where, faults in json.load(sys.stdin):
-    for i, raw in enumerate(faults):
-        try:
-            fault_from_dict(raw, where=f"{where}, fault #{i + 1}")
-        except ConfigError as err:
-            print(err)
-            sys.exit(2)
-"""
-
-
 def check_faults(campaign: Campaign) -> None:
     """Check every run's faults against the simulators' catalogue.
 
     The simulators are a separate program (the sequencer does not import
-    them), so their own validator runs in a short child process.
+    them): their own checker, ``python -m simulators.faults check``, reads
+    the faults as JSON in a short child process.
+
+    Raises
+    ------
+    ConfigError
+        The first mistake, as one line naming the file, run and fault.
     """
     todo = [
         [_where(campaign.source, r.name, "faults"), r.faults]
@@ -296,12 +304,12 @@ def check_faults(campaign: Campaign) -> None:
     if not todo:
         return
     done = subprocess.run(
-        [sys.executable, "-c", _CHECK_FAULTS],
+        [sys.executable, "-m", "simulators.faults", "check"],
         input=json.dumps(todo, default=str),
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        lines = (done.stdout or done.stderr).strip().splitlines()
+        lines = (done.stderr or done.stdout).strip().splitlines()
         raise ConfigError(lines[-1] if lines else "the fault check failed")

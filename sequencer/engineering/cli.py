@@ -22,10 +22,6 @@ from drivers.errors import ConfigError
 from sequencer.engineering.limits import FIGURES
 
 EXIT_OK, EXIT_FAILED = 0, 1
-#: ``megara-dark`` through this interpreter (the console script may not be on PATH).
-RUN_CLI = (
-    "import sys; from sequencer.cli import main; sys.argv[0] = 'megara-dark'; main()"
-)
 
 
 def _logging(level: str) -> None:
@@ -70,6 +66,7 @@ def _run_blocks(
     """
     from reduce.rawframe import Mode  # noqa: PLC0415
     from sequencer.blocks import load_blocks  # noqa: PLC0415
+    from sequencer.simlaunch import megara_dark  # noqa: PLC0415
 
     plan = load_blocks(blocks)  # refuse bad blocks before anything runs
     darks = [b for b in plan if b.mode is Mode.DARK]
@@ -78,15 +75,7 @@ def _run_blocks(
     if workdir is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         workdir = Path("megara-dark-runs") / stamp
-    argv = [
-        sys.executable,
-        "-c",
-        RUN_CLI,
-        "run",
-        str(blocks),
-        "--workdir",
-        str(workdir),
-    ]
+    argv = [*megara_dark(), "run", str(blocks), "--workdir", str(workdir)]
     if config_path is not None:
         argv += ["--config", str(config_path)]
     stdout = sys.stderr if quiet_stdout else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,22 @@ def test_example_campaigns_are_valid(path: Path, tmp_path: Path) -> None:
         blocks, config = prepare(run, tmp_path / run.name)
         assert blocks.is_file()
         assert config.is_file()
+
+
+def test_driver_tables_merge_with_the_defaults(tmp_path: Path) -> None:
+    from sequencer.engineering.campaign import prepare  # noqa: PLC0415
+
+    path = campaign(
+        "defaults:\n  ccd: {retries: 5}\n  cover: {reply_timeout_s: 3.0}\n"
+        + run_entry("    ccd: {reply_timeout_s: 4.0}\n"),
+        tmp_path,
+    )
+    spec = load_campaign(path).runs[0]
+    assert spec.tables == {
+        "simulator": {},
+        "run": {},
+        "ccd": {"retries": 5, "reply_timeout_s": 4.0},
+        "cover": {"reply_timeout_s": 3.0},
+    }
+    _, config = prepare(spec, tmp_path / "r1")
+    assert tomllib.loads(config.read_text()) == spec.tables

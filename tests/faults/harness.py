@@ -3,10 +3,14 @@ built-in simulators with a scenario file, and what came out of it.
 
 The catalogue is ``matrix.yaml`` beside this module. Each applicable row names
 the faults to inject (a scenario, in the simulators' own format) and the
-outcome expected; :func:`run_row` runs the command as a user would (its own
-process, its own simulator processes, real pseudo-terminals), then
-:func:`observe` reads back everything the run left behind and
-:func:`mismatches` lists every way it differs from the row's expectation.
+outcome expected. :func:`row_spec` turns a row into a campaign run
+(:class:`~sequencer.engineering.campaign_spec.RunSpec`); :func:`run_row` runs
+it as the engineering campaign does (:func:`sequencer.engineering.campaign.run_one`:
+the command in its own process, its own simulator processes, real
+pseudo-terminals, everything it left read back by
+:mod:`sequencer.engineering.trial`); :func:`mismatches` lists every way the
+outcome differs from the row's expectation, the campaign's comparison
+included.
 
 Used by ``tests/faults/test_matrix.py`` (one test per row), which
 ``benchmarks/fault_matrix.py`` runs to print the whole matrix as a table.
@@ -14,9 +18,7 @@ Used by ``tests/faults/test_matrix.py`` (one test per row), which
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +27,21 @@ from typing import Any
 import yaml
 
 from drivers.errors import ConfigError
-from sequencer.journal import Journal
-from sequencer.rawfits import verify_raw_frame
-from sequencer.simlaunch import megara_dark
+from sequencer.engineering.campaign import run_one
+from sequencer.engineering.campaign_spec import TABLES, Expectation, RunSpec
+from sequencer.engineering.trial import (
+    PRODUCTS,
+    Observation,
+    execute,
+    run_argv,
+    write_inputs,
+)
 from simulators.faults import FaultKind, fault_from_dict
 
 MATRIX = Path(__file__).with_name("matrix.yaml")
 PHASES = ("preparing", "integrating", "reading", "writing", "reducing")
 DEVICES = ("ccd", "cover_left", "cover_right")
 BLOCK_ID = "dark"
-#: What a reduced block leaves in ``obsid<ID>_results/``.
-PRODUCTS = ("master_dark.fits", "processing.log", "result.json", "task.json")
 #: A run that has not ended after this many wall seconds is a hang (a bug).
 HANG_S = 240.0
 
@@ -136,78 +142,66 @@ def load_matrix(path: Path = MATRIX) -> Matrix:
 # -- running a row ---------------------------------------------------------------
 
 
+def _tables(
+    settings: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The configuration tables: the matrix settings, then a row's overrides."""
+    return {
+        name: {**settings.get(name, {}), **(overrides or {}).get(name, {})}
+        for name in TABLES
+    }
+
+
 def make_master_bias(folder: Path, settings: Mapping[str, Any]) -> Path:
     """Run a clean bias block; return its master bias (for the darks)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    blocks = folder / "bias.yaml"
-    blocks.write_text(
-        "id: bias\ninstrument: MEGARA\nmode: MegaraBiasImage\nexptime: 0.0\n"
-        f"nframes: {int(settings.get('bias_frames', 3))}\n",
-        encoding="utf-8",
-    )
-    config = write_config(folder, settings, scenario=None)
+    bias = {
+        "id": "bias", "instrument": "MEGARA", "mode": "MegaraBiasImage",
+        "exptime": 0.0, "nframes": int(settings.get("bias_frames", 3)),
+    }  # fmt: skip
+    inputs = write_inputs(folder, blocks=[bias], tables=_tables(settings))
     work = folder / "work"
-    command = [*megara_dark(), "run", str(blocks), "--config", str(config)]
-    command += ["--workdir", str(work)]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-        check=False,
-    )
+    done = execute(run_argv(inputs, work), folder, timeout_s=HANG_S)
     master = work / "obsidbias_results" / "master_bias.fits"
-    if done.returncode != 0 or not master.is_file():
+    if done.exit_status != 0 or not master.is_file():
         raise RuntimeError(f"the bias run failed:\n{done.stdout}\n{done.stderr}")
     return master
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))
+def row_spec(row: Row, settings: Mapping[str, Any], master_bias: Path) -> RunSpec:
+    """A row as a campaign run: its dark block, configuration, faults, outcome.
 
-
-def write_config(
-    folder: Path,
-    settings: Mapping[str, Any],
-    *,
-    scenario: Path | None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Path:
-    """The instrument TOML: the matrix settings, a row's overrides, the scenario."""
-    tables: dict[str, dict[str, Any]] = {
-        name: dict(settings.get(name, {})) for name in ("simulator", "run", "ccd")
-    }
-    tables["cover"] = dict(settings.get("cover", {}))
-    for name, table in (overrides or {}).items():
-        tables.setdefault(name, {}).update(table)
-    if scenario is not None:
-        tables["simulator"]["scenario"] = str(scenario)
-    lines = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-    path = folder / "instrument.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def write_block(folder: Path, settings: Mapping[str, Any], master_bias: Path) -> Path:
-    """The dark observing block every row runs."""
+    The campaign's expectation holds what both vocabularies name (outcome,
+    QA, frames and retakes of a completed run, the error's fragment); the
+    rest of the row's expectation is :func:`mismatches`'.
+    """
+    block_settings = {**settings["block"], **row.run.get("block", {})}
     block = {
         "id": BLOCK_ID,
         "instrument": "MEGARA",
         "mode": "MegaraDarkImage",
-        "exptime": float(settings["block"]["exptime"]),
-        "nframes": int(settings["block"]["nframes"]),
+        "exptime": float(block_settings["exptime"]),
+        "nframes": int(block_settings["nframes"]),
         "requirements": {"master_bias": str(master_bias)},
     }
-    path = folder / "dark.yaml"
-    path.write_text(yaml.safe_dump(block, sort_keys=False), encoding="utf-8")
-    return path
+    tables = _tables(settings, row.run)
+    want = row.expect
+    completed = want["outcome"] == "completed"
+    return RunSpec(
+        name=row.id,
+        blocks=[block],
+        simulator=tables["simulator"],
+        run=tables["run"],
+        ccd=tables["ccd"],
+        cover=tables["cover"],
+        faults=[dict(f) for f in row.faults],
+        expect=Expectation(
+            outcome="done" if completed else want["outcome"],
+            qa=want["qa"] if completed else None,
+            retakes=want.get("retaken", 0) if completed else None,
+            valid_frames=want["valid_frames"] if completed else None,
+            message=None if completed else want["error"],
+        ),
+    )
 
 
 @dataclass
@@ -231,6 +225,8 @@ class Actual:
     master: bool = False
     products: list[str] = field(default_factory=list)
     traceback: bool = False
+    #: Where the campaign's judgement of the run differs from the row.
+    campaign_differences: list[str] = field(default_factory=list)
 
     def short(self) -> str:
         """One line for tables and assertion messages."""
@@ -246,45 +242,19 @@ def run_row(
     row: Row, folder: Path, settings: Mapping[str, Any], master_bias: Path
 ) -> Actual:
     """Run ``megara-dark run`` for one row in ``folder``; return what it did."""
-    folder.mkdir(parents=True, exist_ok=True)
-    scenario = folder / "scenario.yaml"
-    scenario.write_text(
-        yaml.safe_dump({"faults": [dict(f) for f in row.faults]}, sort_keys=False),
-        encoding="utf-8",
-    )
-    overrides: dict[str, Any] = {
-        k: v for k, v in row.run.items() if k in ("simulator", "run", "ccd", "cover")
-    }
-    block_settings = {
-        **settings,
-        "block": {**settings["block"], **row.run.get("block", {})},
-    }
-    config = write_config(folder, settings, scenario=scenario, overrides=overrides)
-    blocks = write_block(folder, block_settings, master_bias)
-    work = folder / "work"
-    command = [*megara_dark(), "run", str(blocks), "--config", str(config)]
-    command += ["--workdir", str(work), "--log-level", "DEBUG"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=HANG_S, check=False
-        )
-        actual = Actual(done.returncode, done.stdout, done.stderr)
-    except subprocess.TimeoutExpired as hung:
-        actual = Actual(None, _text(hung.stdout), _text(hung.stderr), outcome="hang")
-    (folder / "stderr.log").write_text(actual.stderr, encoding="utf-8")
-    observe(actual, work)
+    spec = row_spec(row, settings, master_bias)
+    report, seen = run_one(spec, folder, timeout_s=HANG_S, log_level="DEBUG")
+    actual = from_observation(seen)
+    actual.campaign_differences = list(report.differences)
     return actual
 
 
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
-def observe(actual: Actual, work: Path) -> Actual:
-    """Fill ``actual`` from the run's output and its work folder."""
-    actual.traceback = "Traceback" in actual.stderr or "Traceback" in actual.stdout
+def from_observation(seen: Observation) -> Actual:
+    """The row's view of what the trial observed (plus the run's own summary)."""
+    done = seen.finished
+    hung = done.timed_out
+    actual = Actual(None if hung else done.exit_status, done.stdout, done.stderr)
+    actual.traceback = seen.traceback
     for device, pattern in _RETRY_PATTERNS.items():
         count = len(pattern.findall(actual.stderr))
         if count:
@@ -302,39 +272,24 @@ def observe(actual: Actual, work: Path) -> Actual:
             actual.error = verdict.removeprefix("FAULT: ")
         elif verdict.startswith("QA "):  # "QA PARTIAL (the reasons)"
             actual.qa = verdict.removeprefix("QA ").split(" (", 1)[0]
-    if actual.outcome != "hang":
+    if hung:
+        actual.outcome = "hang"
+    else:
         actual.outcome = {0: "completed", 1: "fault", 130: "aborted"}.get(
-            actual.exit if actual.exit is not None else -1, "crashed"
+            done.exit_status, "crashed"
         )
         if actual.outcome == "fault" and not actual.error:
-            actual.error = (
-                actual.stderr.strip().splitlines()[-1:][0]
-                if (actual.stderr.strip())
-                else ""
-            )
-    data = work / "data"
-    if data.is_dir():
-        for path in sorted(data.iterdir()):
-            if not path.name.endswith(".fits"):
-                actual.leftovers.append(path.name)
-                continue
-            try:
-                header = verify_raw_frame(path)
-            except ConfigError:
-                actual.damaged_files.append(path.name)
-                continue
-            ok = header.get("INTLKOK") is True
-            (actual.valid_files if ok else actual.invalid_files).append(path.name)
-    journal = work / "run.journal"
-    if journal.is_file():
-        records = Journal(journal).records()
-        actual.journal_last = records[-1]["event"] if records else None
-    results = work / f"obsid{BLOCK_ID}_results"
-    actual.master = (results / "master_dark.fits").is_file()
-    actual.products = sorted(name for name in PRODUCTS if (results / name).is_file())
-    result_json = results / "result.json"
-    if actual.qa is None and result_json.is_file():
-        actual.qa = json.loads(result_json.read_text())["qc"]
+            lines = actual.stderr.strip().splitlines()
+            actual.error = lines[-1] if lines else ""
+    actual.valid_files = list(seen.files.valid)
+    actual.invalid_files = list(seen.files.invalid)
+    actual.damaged_files = list(seen.files.damaged)
+    actual.leftovers = list(seen.files.leftovers)
+    actual.journal_last = seen.journal_last
+    actual.products = seen.products.get(BLOCK_ID, [])
+    actual.master = "master_dark.fits" in actual.products
+    if actual.qa is None:
+        actual.qa = seen.qa.get(BLOCK_ID)
     return actual
 
 
@@ -352,6 +307,7 @@ def mismatches(row: Row, actual: Actual) -> list[str]:
         if expected != got:
             found.append(f"{what}: expected {expected!r}, got {got!r}")
 
+    found += [f"campaign: {d}" for d in actual.campaign_differences]
     check("outcome", want["outcome"], actual.outcome)
     check("exit status", want["exit"], actual.exit)
     if actual.traceback:

@@ -24,45 +24,35 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
+from sequencer.engineering.trial import (
+    Inputs,
+    check_raw_files,
+    run_argv,
+    write_inputs,
+)
 from sequencer.journal import read_records, replay
 from sequencer.rawfits import parse_file_name, verify_raw_frame
-from sequencer.simlaunch import megara_dark
 from tests import killpoints
 
 NFRAMES = 3
 BLOCK = "dark50"
 BIAS_BLOCK = "bias3"
 #: At time scale 100: cover close, a 50 s dark and the readout take 0.5 s each.
-CONFIG = """\
-[simulator]
-time_scale = 100.0
-seed = 11
-run_key = 11  # the reference run and the killed one make the same pixels
-readout_s = 50.0
-cover_motion_s = 50.0
-
-[run]
-readout_s = 50.0
-
-[cover]
-motion_timeout_s = 200.0
-"""
-BIAS_PLAN = f"""\
-id: {BIAS_BLOCK}
-instrument: MEGARA
-mode: MegaraBiasImage
-exptime: 0.0
-nframes: 3
-"""
-DARK_PLAN = """\
-id: {block}
-instrument: MEGARA
-mode: MegaraDarkImage
-exptime: 50.0
-nframes: {nframes}
-requirements:
-  master_bias: {bias}
-"""
+#: ``run_key``: the reference run and the killed one make the same pixels.
+TABLES = {
+    "simulator": {"time_scale": 100.0, "seed": 11, "run_key": 11,
+                  "readout_s": 50.0, "cover_motion_s": 50.0},
+    "run": {"readout_s": 50.0},
+    "cover": {"motion_timeout_s": 200.0},
+}  # fmt: skip
+BIAS_PLAN = {
+    "id": BIAS_BLOCK, "instrument": "MEGARA", "mode": "MegaraBiasImage",
+    "exptime": 0.0, "nframes": 3,
+}  # fmt: skip
+DARK_PLAN = {
+    "id": BLOCK, "instrument": "MEGARA", "mode": "MegaraDarkImage",
+    "exptime": 50.0, "nframes": NFRAMES,
+}  # fmt: skip
 #: Upper bound for any one run, so that a hung run fails the test, not CI.
 RUN_TIMEOUT_S = 300.0
 
@@ -74,39 +64,36 @@ LIVE: list[RunProcess] = []
 
 @dataclass
 class Setup:
-    """The files a run needs: observing block, configuration."""
+    """The files a run needs (observing blocks, configuration), written by the
+    campaign's trial (:func:`sequencer.engineering.trial.write_inputs`)."""
 
     folder: Path
-    plan: Path
-    config: Path
+    inputs: Inputs
 
     @classmethod
     def both(cls, folder: Path) -> Setup:
         """A bias block, then a dark block that uses its master bias."""
-        folder.mkdir(parents=True, exist_ok=True)
-        plan = folder / "bias_dark.yaml"
-        dark = DARK_PLAN.format(block=BLOCK, nframes=NFRAMES, bias="")
-        dark = dark.split("requirements:")[0]
-        plan.write_text(f"{BIAS_PLAN}---\n{dark}")
-        config = folder / "instrument.toml"
-        config.write_text(CONFIG)
-        return cls(folder, plan, config)
+        return cls.write(folder, [BIAS_PLAN, DARK_PLAN])
 
     @classmethod
     def dark(cls, folder: Path, master_bias: Path) -> Setup:
-        folder.mkdir(parents=True, exist_ok=True)
-        plan = folder / "dark.yaml"
-        plan.write_text(
-            DARK_PLAN.format(block=BLOCK, nframes=NFRAMES, bias=master_bias)
-        )
-        config = folder / "instrument.toml"
-        config.write_text(CONFIG)
-        return cls(folder, plan, config)
+        bias = {"requirements": {"master_bias": str(master_bias)}}
+        return cls.write(folder, [{**DARK_PLAN, **bias}])
+
+    @classmethod
+    def write(cls, folder: Path, blocks: list[dict[str, Any]]) -> Setup:
+        return cls(folder, write_inputs(folder, blocks=blocks, tables=TABLES))
+
+    @property
+    def plan(self) -> Path:
+        return self.inputs.blocks
+
+    @property
+    def config(self) -> Path:
+        return self.inputs.config
 
     def argv(self, workdir: Path, *, resume: bool = False) -> list[str]:
-        args = [*megara_dark(), "run", str(self.plan), "--config", str(self.config)]
-        args += ["--workdir", str(workdir), "--json"]
-        return args + (["--resume"] if resume else [])
+        return run_argv(self.inputs, workdir, "--json", *(["--resume"] * resume))
 
 
 @dataclass(eq=False)
@@ -255,15 +242,16 @@ class CrashState:
 
 def check_after_crash(workdir: Path) -> CrashState:
     """No file looks whole but is not; the journal reads (torn tail aside)."""
-    data = workdir / "data"
-    frames, partials = [], []
-    for path in sorted(data.iterdir()) if data.is_dir() else []:
-        if path.name.startswith(".") and path.name.endswith(".partial"):
-            partials.append(path.name)
-            continue
-        assert parse_file_name(path.name) is not None, f"stray file {path.name}"
-        verify_raw_frame(path)  # raises if it is not complete and intact
-        frames.append(path.name)
+    files = check_raw_files(workdir)  # every .fits file through the verifier
+    assert not files.damaged, f"damaged (complete-looking) frames: {files.damaged}"
+    partials = [
+        name
+        for name in files.leftovers
+        if name.startswith(".") and name.endswith(".partial")
+    ]
+    frames = sorted(files.valid + files.invalid)
+    for name in [n for n in files.leftovers if n not in partials] + frames:
+        assert parse_file_name(name) is not None, f"stray file {name}"
     journal = workdir / "run.journal"
     records, torn = read_records(journal) if journal.exists() else ([], b"")
     state = replay(records)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from simulators.faults import (
     fault_from_dict,
     load_scenario,
 )
+from simulators.faults import main as faults_main
 
 OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 
@@ -253,3 +258,43 @@ def test_operations_document_gives_every_range() -> None:
     for kind, name, allowed in RANGED:
         low, high = allowed.describe().partition("[")[2].rstrip("]").split(", ")
         assert f"`{name}` {low} to {high}" in text, (kind, name)
+
+
+# -- python -m simulators.faults check ------------------------------------------
+
+
+def test_check_reads_json_batches_and_names_the_first_mistake(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = [["c.yaml, run 'a', faults", [{"device": "ccd", "kind": "no_reply"}]]]
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(good)))
+    assert faults_main(["check"]) == 0
+    bad = [*good, ["c.yaml, run 'b', faults", [{"device": "ccd", "kind": "melt"}]]]
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(bad)))
+    assert faults_main(["check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("c.yaml, run 'b', faults, fault #1: unknown fault kind")
+
+
+def test_check_scenario_files_and_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "faults: [{device: ccd, kind: no_reply, times: 0}]\n")
+    assert faults_main(["check", str(path)]) == 2
+    assert "times must be an integer in [1, 1000000]" in capsys.readouterr().err
+    assert faults_main([]) == 2
+    assert capsys.readouterr().err.startswith("usage: python -m simulators.faults")
+
+
+def test_check_is_a_module_entry_point(tmp_path: Path) -> None:
+    """What the campaign runs: ``python -m simulators.faults check`` (stdin JSON)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "simulators.faults", "check"],
+        input=json.dumps([["here", [{"device": "dome", "kind": "no_reply"}]]]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("here, fault #1: fault device 'dome' is unknown")
