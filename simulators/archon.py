@@ -187,6 +187,7 @@ class ArchonModel:
                     log.debug("archon: no reply to unknown %r", command.text)
                     return Reply()
                 return self._refuse(command, err)
+            self.world.faults.received(self.name, verb.value)
             now = self.clock.now()
             try:
                 self._advance(now)

@@ -178,6 +178,7 @@ class CoverModel:
                 log.warning("%s: %s", self.name, err)
                 reply = ErrorReply(protocol.ErrorCode.MALFORMED)
             else:
+                self._faults.received(self.name, request.command.name)
                 reply = self._execute(request)
         return Reply([protocol.encode_reply(reply)])
 

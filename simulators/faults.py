@@ -14,10 +14,20 @@ A scenario file is YAML::
         kind: temperature_excursion
         at_time: 1800.0             # simulated seconds since start
         params: {delta_k: 12.0, duration_s: 600.0}
+      - device: ccd
+        kind: no_reply
+        on_command: FETCH           # from the device's 2nd FETCH on
+        nth: 2
 
 A fault is *armed* until its trigger is met; it then fires ``times`` times
 (default 1) and is spent. Triggers combine with AND; a fault with no trigger
-fires at the first opportunity. Devices consult the :class:`FaultBook` at the
+fires at the first opportunity. ``on_command`` names a command of the
+device's wire protocol (an Archon verb such as ``FETCH``, ``LOCK`` or
+``RELEASETIMING``; an Alnitak command such as ``CLOSE`` or ``STATUS``): the
+trigger holds once the device has received that command ``nth`` times
+(default 1), so a fault is placed by a protocol event rather than by a count
+of all commands (``after_commands``), which depends on how often the
+sequencer polls. Devices consult the :class:`FaultBook` at the
 points where each kind can happen (see :class:`FaultKind`).
 
 ``python -m simulators.faults check SCENARIO.yaml ...`` checks scenario files
@@ -29,6 +39,7 @@ The first mistake is printed as one line on stderr, exit status 2.
 
 from __future__ import annotations
 
+import collections
 import enum
 import json
 import math
@@ -41,9 +52,17 @@ from typing import Any
 
 from drivers.errors import ConfigError, shown_path
 from drivers.files import read_user_text
+from drivers.protocol.archon import Verb
+from drivers.protocol.cover import Command as CoverCommand
 from drivers.safeyaml import load_yaml
 
 DEVICES = ("ccd", "cover_left", "cover_right")
+#: The command names ``on_command`` may give, per device (its wire protocol's).
+COMMANDS: dict[str, frozenset[str]] = {
+    "ccd": frozenset(v.value for v in Verb),
+    "cover_left": frozenset(c.name for c in CoverCommand),
+    "cover_right": frozenset(c.name for c in CoverCommand),
+}
 
 
 class FaultKind(enum.Enum):
@@ -126,6 +145,8 @@ TRIGGERS: dict[str, ParamRange] = {
     "on_readout": ParamRange(1, 10**9, integer=True),
     "times": ParamRange(1, 10**6, integer=True),
 }
+#: Range of ``nth`` (given with ``on_command`` only).
+NTH = ParamRange(1, 10**9, integer=True)
 
 
 def _in_range(value: object, allowed: ParamRange) -> bool:
@@ -157,6 +178,9 @@ class Fault:
         Fires only from this simulated time on (seconds since start).
     on_readout
         Fires only on this readout (1-based) of the CCD.
+    on_command, nth
+        Fires only once the device has received the command ``on_command``
+        (a name of its protocol) ``nth`` times (default 1).
     times
         How many times the fault fires before it is spent.
     params
@@ -168,6 +192,8 @@ class Fault:
     after_commands: int | None = None
     at_time: float | None = None
     on_readout: int | None = None
+    on_command: str | None = None
+    nth: int | None = None
     times: int = 1
     params: Mapping[str, float] = field(default_factory=dict)
 
@@ -184,6 +210,7 @@ class Fault:
                 raise ConfigError(
                     f"{where}: {key} must be {allowed.describe()}, got {value!r}"
                 )
+        self._check_command(where)
         known = PARAMS[self.kind]
         for key, value in self.params.items():
             if key not in known:
@@ -198,22 +225,52 @@ class Fault:
                     f"got {value!r}"
                 )
 
+    def _check_command(self, where: str) -> None:
+        if self.on_command is None:
+            if self.nth is not None:
+                raise ConfigError(f"{where}: nth counts on_command; give both")
+            return
+        allowed = COMMANDS[self.device]
+        if self.on_command not in allowed:
+            raise ConfigError(
+                f"{where}: on_command {self.on_command!r} is no command of "
+                f"{self.device}; expected one of {', '.join(sorted(allowed))}"
+            )
+        if self.nth is not None and not _in_range(self.nth, NTH):
+            raise ConfigError(
+                f"{where}: nth must be {NTH.describe()}, got {self.nth!r}"
+            )
+
     def param(self, name: str, default: float) -> float:
         """A kind-specific parameter, or its default."""
         return float(self.params.get(name, default))
 
-    def triggered(self, *, commands: int, sim_time: float, readout: int | None) -> bool:
-        """Whether the trigger conditions hold at this moment."""
+    def triggered(
+        self,
+        *,
+        commands: int,
+        sim_time: float,
+        readout: int | None,
+        received: Mapping[str, int] | None = None,
+    ) -> bool:
+        """Whether the trigger conditions hold at this moment.
+
+        ``received`` counts the commands the device has received, by name.
+        """
         if self.after_commands is not None and commands <= self.after_commands:
             return False
         if self.at_time is not None and sim_time < self.at_time:
             return False
+        if self.on_command is not None:
+            count = (received or {}).get(self.on_command, 0)
+            if count < (self.nth or 1):
+                return False
         return self.on_readout is None or readout == self.on_readout
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario-file form of this fault."""
         out: dict[str, Any] = {"device": self.device, "kind": self.kind.value}
-        for key in ("after_commands", "at_time", "on_readout"):
+        for key in ("after_commands", "at_time", "on_readout", "on_command", "nth"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.times != 1:
@@ -229,6 +286,8 @@ _FAULT_KEYS = {
     "after_commands",
     "at_time",
     "on_readout",
+    "on_command",
+    "nth",
     "times",
     "params",
 }
@@ -257,7 +316,12 @@ def fault_from_dict(raw: object, where: str = "fault") -> Fault:
     params = raw.get("params") or {}
     if not isinstance(params, Mapping):
         raise ConfigError(f"{where}: params must be a mapping of numbers")
-    for key in ("after_commands", "on_readout", "times"):
+    on_command = raw.get("on_command")
+    if on_command is not None and not isinstance(on_command, str):
+        raise ConfigError(
+            f"{where}: on_command must be a command name, got {on_command!r}"
+        )
+    for key in ("after_commands", "on_readout", "nth", "times"):
         value = raw.get(key)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int)
@@ -275,6 +339,8 @@ def fault_from_dict(raw: object, where: str = "fault") -> Fault:
             after_commands=raw.get("after_commands"),
             at_time=None if at_time is None else float(at_time),
             on_readout=raw.get("on_readout"),
+            on_command=on_command,
+            nth=raw.get("nth"),
             times=raw.get("times", 1),
             params=dict(params),
         )
@@ -327,8 +393,18 @@ class FaultBook:
         self._lock = threading.Lock()
         self._armed: list[_Armed] = []
         self.fired: list[tuple[float, Fault]] = []  # log of (sim time, fault)
+        self._received: dict[str, collections.Counter[str]] = {}
         for fault in faults:
             self.add(fault)
+
+    def received(self, device: str, command: str) -> None:
+        """Count one command ``device`` received (for ``on_command`` triggers).
+
+        The device models call this once a command is decoded, before they
+        execute it (and before the reply faults are consulted).
+        """
+        with self._lock:
+            self._received.setdefault(device, collections.Counter())[command] += 1
 
     def add(self, fault: Fault) -> None:
         """Arm one more fault."""
@@ -361,7 +437,10 @@ class FaultBook:
                     and f.device == device
                     and f.kind is kind
                     and f.triggered(
-                        commands=commands, sim_time=sim_time, readout=readout
+                        commands=commands,
+                        sim_time=sim_time,
+                        readout=readout,
+                        received=self._received.get(device),
                     )
                 ):
                     armed.remaining -= 1
@@ -394,7 +473,10 @@ class FaultBook:
                     continue  # a per-exposure fault is in force for that one only
                 if armed.started_at is None:
                     if not f.triggered(
-                        commands=commands, sim_time=sim_time, readout=readout
+                        commands=commands,
+                        sim_time=sim_time,
+                        readout=readout,
+                        received=self._received.get(device),
                     ):
                         continue
                     armed.started_at = sim_time

@@ -16,7 +16,7 @@ from reduce.checks import Exclusion, FrameCheckConfig, find_exclusions
 from reduce.frames import TILE_GRID, FrameInspection, TileLevels, inspect_frame
 from reduce.rawframe import Mode
 from reduce.synthetic import raw_header, write_raw
-from simulators.synthesis import Detector, DetectorConfig
+from simulators.synthesis import Detector, DetectorConfig, dark_current_scale
 
 CONFIG = FrameCheckConfig()
 SHAPE = (2, *TILE_GRID)
@@ -161,3 +161,16 @@ def test_a_small_uniform_leak_in_simulated_frames_is_found(tmp_path: Path) -> No
     # the injected 0.0005 e-/pix/s is above the sensitivity the block reached
     assert scan.uniform_limit_e_s < 0.0005
     assert "over the whole detector" in found[0].reason
+
+
+def test_a_frame_10_k_warmer_on_silicons_own_law_loses_no_frame() -> None:
+    # The simulators' law (band gap and T^1.5) gives 12.1x for 163 -> 173 K;
+    # the check's constant doubling gives 13.0x: neither frame is a leak.
+    for seed in range(20):
+        frames = block(3, seed, dark_adu=0.6)
+        warm = frames[1]
+        factor = dark_current_scale(173.15, 163.15)
+        frames[1] = frame(warm.name, warm.tiles.levels * factor, temperature=173.15)
+        for k in (0, 2):
+            frames[k] = frame(frames[k].name, frames[k].tiles.levels, 163.15)
+        assert leaks(frames) == [], seed

@@ -207,6 +207,19 @@ def test_faults_respect_after_commands_and_device(clock: SimClock) -> None:
     assert model.commands == 5
 
 
+def test_on_command_places_a_fault_at_the_nth_command_of_its_name(
+    clock: SimClock,
+) -> None:
+    model = make(clock, fault(FaultKind.COVER_JAM, on_command="OPEN", nth=1))
+    ask(model, b">P000\n")
+    ask(model, b">C000\n")  # a close: not an OPEN
+    clock.advance(MOTION_S + EPS)
+    assert ask(model, b">S000\n") == b"*S98001\n"
+    ask(model, b">O000\n")  # the first OPEN: jams
+    clock.advance(MOTION_S + EPS)
+    assert ask(model, b">S000\n") == b"*S98000\n"
+
+
 def test_jam_wins_over_timeout_and_slow_combines(clock: SimClock) -> None:
     model = make(
         clock,

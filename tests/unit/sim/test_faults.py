@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +259,76 @@ def test_operations_document_gives_every_range() -> None:
     for kind, name, allowed in RANGED:
         low, high = allowed.describe().partition("[")[2].rstrip("]").split(", ")
         assert f"`{name}` {low} to {high}" in text, (kind, name)
+
+
+# -- on_command: faults placed by protocol events -------------------------------
+
+
+def test_on_command_fires_from_the_nth_command_of_that_name() -> None:
+    book = FaultBook(
+        [Fault(device="ccd", kind=FaultKind.NO_REPLY, on_command="FETCH", nth=2)]
+    )
+
+    def fire() -> Fault | None:
+        return book.fire("ccd", FaultKind.NO_REPLY, commands=99, sim_time=0.0)
+
+    book.received("ccd", "FETCH")
+    assert fire() is None
+    book.received("ccd", "STATUS")
+    book.received("cover_left", "FETCH")  # another device's count
+    assert fire() is None
+    book.received("ccd", "FETCH")
+    assert fire() is not None
+    assert fire() is None  # spent
+
+
+def test_on_command_alone_means_the_first_and_windows_open_there() -> None:
+    leak = Fault(device="ccd", kind=FaultKind.LIGHT_LEAK, on_command="RELEASETIMING")
+    book = FaultBook([leak])
+    args = {"commands": 5, "sim_time": 1.0}
+    assert book.active("ccd", FaultKind.LIGHT_LEAK, **args) is None
+    book.received("ccd", "RELEASETIMING")
+    assert book.active("ccd", FaultKind.LIGHT_LEAK, **args) is leak
+    assert leak.to_dict() == {
+        "device": "ccd",
+        "kind": "light_leak",
+        "on_command": "RELEASETIMING",
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"device": "ccd", "on_command": "CLOSE"},
+            "on_command 'CLOSE' is no command of ccd",
+        ),
+        ({"device": "cover_left", "on_command": "FETCH"}, "no command of cover_left"),
+        ({"device": "ccd", "nth": 2}, "nth counts on_command; give both"),
+        (
+            {"device": "ccd", "on_command": "FETCH", "nth": 0},
+            "nth must be an integer in [1, 1000000000]",
+        ),
+        (
+            {"device": "ccd", "on_command": "FETCH", "nth": 1.5},
+            "nth must be an integer",
+        ),
+        ({"device": "ccd", "on_command": 3}, "on_command must be a command name"),
+    ],
+)
+def test_on_command_is_checked(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        fault_from_dict({"kind": "no_reply", **raw})
+
+
+def test_on_command_round_trips() -> None:
+    raw = {
+        "device": "cover_right",
+        "kind": "no_reply",
+        "on_command": "STATUS",
+        "nth": 5,
+    }
+    assert fault_from_dict(raw).to_dict() == raw
 
 
 # -- python -m simulators.faults check ------------------------------------------
