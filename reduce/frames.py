@@ -41,7 +41,13 @@ from reduce.errors import InputError
 from reduce.fits.checksum import ones_complement_sum, verify_checksums
 from reduce.fits.reader import FitsFile, Hdu
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS, RAW_BZERO, RAW_SHAPE
-from reduce.overscan import OverscanModel, SplineBackend, clip_window, fit_overscan
+from reduce.overscan import (
+    OverscanModel,
+    SplineBackend,
+    clip_window,
+    fit_overscan,
+    level_error,
+)
 from reduce.rawframe import (
     CCD_TEMPERATURE_KEYS,
     INTERLOCK_OK,
@@ -91,10 +97,14 @@ class TileLevels:
     errors
         Same shape: the standard error of each mean (the kept pixels'
         standard deviation over the square root of their number), ADU.
+    offset_errors
+        ``(2,)``: the error of each amplifier's overscan level model
+        (:func:`reduce.overscan.level_error`), ADU, common to all its tiles.
     """
 
     levels: npt.NDArray[np.float64]
     errors: npt.NDArray[np.float64]
+    offset_errors: npt.NDArray[np.float64]
 
 
 FrameSink = Callable[
@@ -276,7 +286,9 @@ def _sample_levels(
         means.append(mean)
         levels.append(tile_mean)
         errors.append(tile_error)
-    return (means[0], means[1]), TileLevels(np.stack(levels), np.stack(errors))
+    offsets = np.array([level_error(model) for model in models])
+    tiles = TileLevels(np.stack(levels), np.stack(errors), offsets)
+    return (means[0], means[1]), tiles
 
 
 def clipped_means(

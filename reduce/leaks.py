@@ -10,7 +10,9 @@ frame ``k`` and tile ``t`` the excess over the others is
 where ``a`` is the dark-current law of the frame's CCD temperature (doubling
 every ``doubling_k`` kelvin) when every frame's temperature is known, else 1
 (and the reason says the temperature is unknown). Its error combines the
-frame's, the median's (pi/2 times a mean's variance), and a floor of
+frame's, the median's (pi/2 times a mean's variance), the error of each
+amplifier's overscan level model (common to all its tiles, so it does not
+average down over them: it limits the uniform check), and a floor of
 ``leak_floor`` times the dark signal (what varies between honest frames:
 temperature jitter, a glow that breathes), plus :data:`LAW_ERROR` of the
 log-ratio of the temperature law when frames at other temperatures are
@@ -115,11 +117,14 @@ def find_leaks(
         return None
     levels = np.stack([f.tiles.levels for f in frames])  # (N, 2, rows, cols)
     errors = np.stack([f.tiles.errors for f in frames])
+    offsets = np.stack([f.tiles.offset_errors for f in frames])  # (N, 2)
     scale = _temperature_law(frames, settings)
     inflation = _block_scatter(levels, errors, scale)
     suspects, uniform, tile = [], [], []
     for k, frame in enumerate(frames):
-        verdict = _judge(k, frame, levels, errors, scale, inflation, settings)
+        verdict = _judge(
+            k, frame, (levels, errors, offsets), scale, inflation, settings
+        )
         uniform.append(verdict.uniform_limit_e_s)
         tile.append(verdict.tile_limit_e_s)
         if verdict.reason:
@@ -166,29 +171,42 @@ def _block_scatter(
 def _judge(
     k: int,
     frame: FrameInspection,
-    levels: npt.NDArray[np.float64],
-    errors: npt.NDArray[np.float64],
+    block: tuple[
+        npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+    ],
     scale: npt.NDArray[np.float64] | None,
     inflation: float,
     settings: LeakSettings,
 ) -> _Verdict:
-    """Why frame ``k`` is a leak suspect (or ``""``), and the limits used."""
+    """Why frame ``k`` is a leak suspect (or ``""``), and the limits used.
+
+    ``block``: every frame's tile levels, their errors and the amplifiers'
+    level-model errors (common to all tiles of an amplifier).
+    """
+    levels, errors, offsets = block
     others = np.delete(np.arange(levels.shape[0]), k)
     ratio = np.ones(len(others)) if scale is None else scale[k] / scale[others]
     reference = np.median(levels[others] * ratio[:, None, None, None], axis=0)
     law = LAW_ERROR * float(np.mean(np.abs(np.log(ratio))))
     excess = levels[k] - reference
-    stat = np.sqrt(
+    # per amplifier, the level-model errors: common to all its tiles
+    common = offsets[k] ** 2 + _MEDIAN_VARIANCE * np.mean(
+        offsets[others] ** 2, axis=0
+    ) / len(others)
+    own = np.sqrt(
         errors[k] ** 2
         + _MEDIAN_VARIANCE * np.mean(errors[others] ** 2, axis=0) / len(others)
     )
+    stat = np.sqrt(own**2 + common[:, None, None])
     floor = (settings.floor + law) * np.abs(reference)
     tile_sigma = inflation * np.hypot(stat, floor)
-    weights = 1.0 / np.maximum(stat, 1e-12) ** 2
+    weights = 1.0 / np.maximum(own, 1e-12) ** 2
     mean_excess = float(np.sum(weights * excess) / np.sum(weights))
-    mean_sigma = inflation * math.hypot(
-        1.0 / math.sqrt(float(np.sum(weights))),
-        (settings.floor + law) * abs(float(np.mean(reference))),
+    amp_weight = weights.sum(axis=(1, 2)) / weights.sum()
+    mean_sigma = inflation * math.sqrt(
+        1.0 / float(np.sum(weights))
+        + float(np.sum(amp_weight**2 * common))
+        + ((settings.floor + law) * float(np.mean(reference))) ** 2
     )
     to_rate = _to_rate(frame)
     at = (

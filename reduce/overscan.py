@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reduce.errors import SettingsError
-from reduce.geometry import Amplifier
+from reduce.geometry import OVERSCAN_WIDTH, Amplifier
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,21 @@ def _clipped_row_means(
     width = rows.shape[1]
     spread = float(np.std(residual, ddof=1)) if residual.size > 1 else 0.0
     return means, spread * math.sqrt(width / max(width - 1, 1))
+
+
+LEVEL_DOF = 5
+"""Coefficients of the level model: a cubic spline with one interior knot."""
+
+
+def level_error(model: OverscanModel) -> float:
+    """Standard error of a frame's level model, ADU: its few coefficients are
+    fitted to the sampled overscan pixels (every :data:`ROBUST_ROW_STEP`-th
+    row, all columns), whose scatter is ``residual_rms``. It is common to
+    every data pixel of the amplifier: a frame's offset that no average over
+    its data pixels removes."""
+    rows = len(range(0, model.level_model.size, ROBUST_ROW_STEP)) + 1
+    width = OVERSCAN_WIDTH
+    return model.residual_rms * math.sqrt(LEVEL_DOF / (rows * width))
 
 
 def fit_overscan(

@@ -97,7 +97,7 @@ class QCThresholds:
     hot_fraction
         Limits on the fraction of pixels flagged (any DQ bit).
     overscan_drift
-        Limits on the overscan drift between frames, ADU.
+        Limits on the overscan drift (:class:`OverscanStats`), ADU.
 
     The minimum frame count is not a QC limit: fewer usable frames than the
     reduction's ``min_frames`` (``--min-frames``, ``[reduce] min_frames`` of
@@ -370,9 +370,14 @@ class OverscanStats:
     level
         Median over frames of the mean overscan level.
     drift
-        Largest minus smallest frame level.
+        How much the overscan level's course along the readout changes
+        between frames once each frame's own level is removed: the largest,
+        over the rows, of the spread across frames of ``level_model - level``
+        (0 for one frame). Per-frame offsets, which the overscan correction
+        removes exactly, are not drift.
     slope
-        Largest absolute change of the model from first to last row.
+        The largest excursion of the level within one frame (maximum minus
+        minimum of its level model along the rows).
     """
 
     level: float
@@ -386,10 +391,11 @@ def overscan_stats(models: Sequence[OverscanModel], amp: Amplifier) -> OverscanS
     if not own:
         raise InputError("frames", f"no overscan model for amplifier {amp.number}")
     levels = np.array([m.level for m in own])
+    shapes = np.stack([m.level_model - m.level for m in own])
     return OverscanStats(
         level=float(np.median(levels)),
-        drift=float(levels.max() - levels.min()),
-        slope=float(max(abs(m.drift) for m in own)),
+        drift=float(np.max(shapes.max(axis=0) - shapes.min(axis=0))),
+        slope=float(np.max(shapes.max(axis=1) - shapes.min(axis=1))),
     )
 
 

@@ -252,10 +252,9 @@ class ControlServer:
             request, why = None, "not JSON this server reads"
         else:
             why = "no valid 'token'"
-        if not self.authorised(request):
+        if not self.authorised(request) or not isinstance(request, dict):
             log.warning("control: refused a request: %s", why)
             return {"ok": False, "error": _REFUSED.format(why=why)}, False
-        assert isinstance(request, dict)
         return self.handle(request), True
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -154,9 +154,8 @@ def examine(
         return
     verdict: Verdict = verify(dark, settings)
     if pages:
-        write_report(verdict, report.folder)
-        assert verdict.report_dir is not None
-        report.seen.report = str(verdict.report_dir / "report.html")
+        page = write_report(verdict, report.folder)
+        report.seen.report = str(page / "report.html")
     history.record(verdict, source=f"campaign:{report.spec.name}")
     seen = report.seen
     seen.verify = "pass" if verdict.passed else "fail"

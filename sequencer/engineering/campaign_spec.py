@@ -150,7 +150,8 @@ def parse_expect(raw: object, where: str) -> Expectation:
     if message is not None and not isinstance(message, str):
         raise ConfigError(f"{where}.message: got {message!r}; expected text")
     outcome = _choice(doc["outcome"], OUTCOMES, f"{where}.outcome")
-    assert outcome is not None
+    if outcome is None:
+        raise ConfigError(f"{where}: 'outcome' is required ({', '.join(OUTCOMES)})")
     return Expectation(
         outcome=outcome,
         qa=_choice(doc.get("qa"), QA_FLAGS, f"{where}.qa"),

@@ -145,12 +145,14 @@ def verify(
         raise click.UsageError("give either RESULTS (a results folder) or --run BLOCKS")
     settings = load_config(config).verify
     pyplot()  # fail now, before any run, if matplotlib is missing
-    if blocks is not None:
-        results = _run_blocks(blocks, config, workdir, as_json)
-    assert results is not None
-    dark = load_dark_set(results)
+    folder = (
+        results if blocks is None else _run_blocks(blocks, config, workdir, as_json)
+    )
+    if folder is None:  # refused above: one of the two is given
+        raise click.UsageError("give either RESULTS (a results folder) or --run BLOCKS")
+    dark = load_dark_set(folder)
     verdict = judge(dark, settings)
-    write_report(verdict, report_dir or dark.folder.parent)
+    page = write_report(verdict, report_dir or dark.folder.parent)
     if not no_history:
         with History(history or settings.history) as db:
             db.record(verdict)
@@ -159,8 +161,7 @@ def verify(
     else:
         for line in verdict.summary_lines():
             click.echo(line)
-        assert verdict.report_dir is not None
-        click.echo(f"report: {verdict.report_dir / 'report.html'}")
+        click.echo(f"report: {page / 'report.html'}")
     raise SystemExit(EXIT_OK if verdict.passed else EXIT_FAILED)
 
 

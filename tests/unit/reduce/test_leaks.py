@@ -43,7 +43,7 @@ def frame(
         checksum="verified",
         overscan=(None, None),  # type: ignore[arg-type]  # not read by the check
         sample_level=(float(levels[0].mean()), float(levels[1].mean())),
-        tiles=TileLevels(levels, np.full(SHAPE, ERROR_ADU)),
+        tiles=TileLevels(levels, np.full(SHAPE, ERROR_ADU), np.zeros(2)),
     )
 
 
@@ -100,8 +100,8 @@ def test_a_warm_block_is_not_a_leak() -> None:
 def test_a_warmer_frame_follows_the_law_when_temperatures_are_known() -> None:
     frames = block(5, 3)
     warm = frames[2]
-    hotter = TileLevels(warm.tiles.levels * 2.0, warm.tiles.errors)  # + 2.7 K
-    frames[2] = frame(warm.name, hotter.levels, temperature=163.0 + CONFIG.doubling_k)
+    hotter = warm.tiles.levels * 2.0  # + 2.7 K
+    frames[2] = frame(warm.name, hotter, temperature=163.0 + CONFIG.doubling_k)
     assert leaks(frames) == []
     # without the temperatures the same frame is a suspect, and it says why
     unknown = [frame(f.name, f.tiles.levels, temperature=None) for f in frames]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reduce.errors import InputError, SettingsError
-from reduce.geometry import AMPLIFIERS
+from reduce.geometry import AMP1, AMPLIFIERS
 from reduce.overscan import OverscanModel
 from reduce.qc import (
     DQ,
@@ -20,6 +20,7 @@ from reduce.qc import (
     dark_current,
     dark_rate_image,
     detect_hot_pixels,
+    overscan_stats,
     qc_master,
     read_noise_from_difference,
     read_noise_from_overscan,
@@ -148,3 +149,31 @@ def test_threshold_errors() -> None:
         QCThresholds(hot_nsigma=0)
     with pytest.raises(InputError, match="DARKTIME"):
         dark_current(np.zeros((4112, 4096)), 0.0, AMPLIFIERS[0])
+
+
+def _overscan(level_model: np.ndarray) -> OverscanModel:
+    """A model whose level course is ``level_model`` (the rest is not read)."""
+    return OverscanModel(
+        amplifier=1,
+        profile=np.zeros(1, np.float32),
+        model=level_model,
+        spline=None,  # type: ignore[arg-type]
+        level_model=level_model,
+        residual_rms=2.0,
+    )
+
+
+def test_overscan_drift_is_not_the_frames_offsets() -> None:
+    # The review's case: per-frame bias offsets (sigma 2 ADU), which the
+    # overscan removes exactly, were reported as 5-9 ADU of "drift".
+    rows = np.arange(2056.0)
+    settle = 3.0 * np.exp(-rows / 700.0)  # the same readout settle each frame
+    offsets = np.random.default_rng(2).normal(1500.0, 2.0, 7)
+    same = [_overscan(o + settle) for o in offsets]
+    stats = overscan_stats(same, AMP1)
+    assert stats.drift == pytest.approx(0.0, abs=1e-9)
+    assert stats.slope == pytest.approx(settle[0] - settle[-1], rel=1e-9)
+    # one frame whose level ramps 8.2 ADU more along the readout: +-4.1 ADU
+    ramp = 0.004 * (rows - rows.mean())
+    changed = [*same[:6], _overscan(offsets[6] + settle + ramp)]
+    assert overscan_stats(changed, AMP1).drift == pytest.approx(4.11, abs=0.01)
