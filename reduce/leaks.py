@@ -17,17 +17,19 @@ average down over them: it limits the uniform check), and a floor of
 temperature jitter, a glow that breathes), plus :data:`LAW_ERROR` of the
 log-ratio of the temperature law when frames at other temperatures are
 brought to this one's. From 5 frames on, the errors are
-scaled up to the block's measured scatter (the median absolute residual of
-all tiles of all frames, a robust figure that one leaking frame does not
-move); with 3 or 4 frames the statistical model alone is used.
+scaled up to the block's measured scatter, of the frames' mean levels and of
+the tiles about their amplifier's mean (the median absolute residual, a
+robust figure that one leaking frame does not move); with 3 or 4 frames the
+error model alone is used.
 
 A frame is a leak suspect when
 
 * its mean excess over all tiles (a uniform leak) is above ``leak_nsigma``
   errors of that mean, whose floor term does not average down; or
-* one tile's excess (a lit edge, corner or gradient) is above
-  ``leak_tile_nsigma`` errors: 5.5 by default, for 64 tiles x N frames tested
-  (a false alarm in about 10^-5 blocks of 7 frames of Gaussian noise).
+* one tile's excess over its amplifier's mean excess (a lit edge, corner or
+  gradient) is above ``leak_tile_nsigma`` errors: 5.5 by default, for 64
+  tiles x N frames tested (a false alarm in about 10^-5 blocks of 7 frames
+  of Gaussian noise).
 
 Only an excess counts: light adds. Everything is relative to the block, so
 the limits scale with the dark time and the noise, a short dark is judged as
@@ -119,12 +121,10 @@ def find_leaks(
     errors = np.stack([f.tiles.errors for f in frames])
     offsets = np.stack([f.tiles.offset_errors for f in frames])  # (N, 2)
     scale = _temperature_law(frames, settings)
-    inflation = _block_scatter(levels, errors, scale)
+    scatter = _block_scatter(levels, errors, offsets, scale)
     suspects, uniform, tile = [], [], []
     for k, frame in enumerate(frames):
-        verdict = _judge(
-            k, frame, (levels, errors, offsets), scale, inflation, settings
-        )
+        verdict = _judge(k, frame, (levels, errors, offsets), scale, scatter, settings)
         uniform.append(verdict.uniform_limit_e_s)
         tile.append(verdict.tile_limit_e_s)
         if verdict.reason:
@@ -152,20 +152,80 @@ def _temperature_law(
     return np.asarray(2.0 ** np.clip(exponents, -60.0, 60.0), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class _Scatter:
+    """Factors (>= 1) by which the block scatters beyond its error model: of
+    the frames' mean levels, and of the tiles about their amplifier's mean."""
+
+    mean: float = 1.0
+    tile: float = 1.0
+
+
 def _block_scatter(
     levels: npt.NDArray[np.float64],
     errors: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.float64],
     scale: npt.NDArray[np.float64] | None,
-) -> float:
-    """How much the block scatters beyond its statistical errors (>= 1)."""
+) -> _Scatter:
+    """The block's measured scatter, from :data:`SCATTER_FRAMES` frames on.
+
+    Robust (the median absolute residual): one leaking frame does not move it.
+    """
     n = levels.shape[0]
     if n < SCATTER_FRAMES:
-        return 1.0
+        return _Scatter()
     norm = levels if scale is None else levels / scale[:, None, None, None]
-    centre = np.median(norm, axis=0)
-    expected = np.sqrt(errors**2 + _MEDIAN_VARIANCE * np.mean(errors**2, axis=0) / n)
-    z = np.abs(norm - centre) / np.maximum(expected, 1e-12)
+    amp_means = norm.mean(axis=(2, 3))  # (N, 2)
+    shape = norm - amp_means[:, :, None, None]
+    tile_expected = errors * math.sqrt(1.0 + _MEDIAN_VARIANCE / n)
+    ntiles = errors.shape[2] * errors.shape[3]
+    mean_var = (np.mean(errors**2, axis=(2, 3)) / ntiles + offsets**2).mean(axis=1) / 2
+    means = amp_means.mean(axis=1)
+    mean_expected = np.sqrt(mean_var * (1.0 + _MEDIAN_VARIANCE / n))
+    return _Scatter(
+        mean=_robust_ratio(means - np.median(means), mean_expected),
+        tile=_robust_ratio(shape - np.median(shape, axis=0), tile_expected),
+    )
+
+
+def _robust_ratio(
+    residuals: npt.NDArray[np.float64], expected: npt.NDArray[np.float64]
+) -> float:
+    z = np.abs(residuals) / np.maximum(expected, 1e-12)
     return max(1.0, 1.482602218505602 * float(np.median(z)))
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """Frame ``k`` against the others: its excess per tile and the errors."""
+
+    excess: npt.NDArray[np.float64]  # (2, rows, cols), ADU
+    own: npt.NDArray[np.float64]  # statistical error per tile, ADU
+    common: npt.NDArray[np.float64]  # (2,) level-model variance per amplifier
+    floor: npt.NDArray[np.float64]  # (2, rows, cols), ADU
+
+
+def _compare(
+    k: int,
+    block: tuple[
+        npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+    ],
+    scale: npt.NDArray[np.float64] | None,
+    settings: LeakSettings,
+) -> _Comparison:
+    """Frame ``k`` against the median of the others, brought to its temperature."""
+    levels, errors, offsets = block
+    others = np.delete(np.arange(levels.shape[0]), k)
+    ratio = np.ones(len(others)) if scale is None else scale[k] / scale[others]
+    reference = np.median(levels[others] * ratio[:, None, None, None], axis=0)
+    law = LAW_ERROR * float(np.mean(np.abs(np.log(ratio))))
+    shrink = _MEDIAN_VARIANCE / len(others)
+    return _Comparison(
+        excess=levels[k] - reference,
+        own=np.sqrt(errors[k] ** 2 + shrink * np.mean(errors[others] ** 2, axis=0)),
+        common=offsets[k] ** 2 + shrink * np.mean(offsets[others] ** 2, axis=0),
+        floor=(settings.floor + law) * np.abs(reference),
+    )
 
 
 def _judge(
@@ -175,70 +235,58 @@ def _judge(
         npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
     ],
     scale: npt.NDArray[np.float64] | None,
-    inflation: float,
+    scatter: _Scatter,
     settings: LeakSettings,
 ) -> _Verdict:
     """Why frame ``k`` is a leak suspect (or ``""``), and the limits used.
 
     ``block``: every frame's tile levels, their errors and the amplifiers'
-    level-model errors (common to all tiles of an amplifier).
+    level-model errors (common to all tiles of an amplifier). The uniform
+    test is on the mean excess; the structured one on each tile's excess
+    over its amplifier's mean excess (the level-model offsets cancel there).
     """
-    levels, errors, offsets = block
-    others = np.delete(np.arange(levels.shape[0]), k)
-    ratio = np.ones(len(others)) if scale is None else scale[k] / scale[others]
-    reference = np.median(levels[others] * ratio[:, None, None, None], axis=0)
-    law = LAW_ERROR * float(np.mean(np.abs(np.log(ratio))))
-    excess = levels[k] - reference
-    # per amplifier, the level-model errors: common to all its tiles
-    common = offsets[k] ** 2 + _MEDIAN_VARIANCE * np.mean(
-        offsets[others] ** 2, axis=0
-    ) / len(others)
-    own = np.sqrt(
-        errors[k] ** 2
-        + _MEDIAN_VARIANCE * np.mean(errors[others] ** 2, axis=0) / len(others)
-    )
-    stat = np.sqrt(own**2 + common[:, None, None])
-    floor = (settings.floor + law) * np.abs(reference)
-    tile_sigma = inflation * np.hypot(stat, floor)
-    weights = 1.0 / np.maximum(own, 1e-12) ** 2
-    mean_excess = float(np.sum(weights * excess) / np.sum(weights))
+    c = _compare(k, block, scale, settings)
+    weights = 1.0 / np.maximum(c.own, 1e-12) ** 2
+    mean_excess = float(np.sum(weights * c.excess) / np.sum(weights))
     amp_weight = weights.sum(axis=(1, 2)) / weights.sum()
-    mean_sigma = inflation * math.sqrt(
+    mean_sigma = scatter.mean * math.sqrt(
         1.0 / float(np.sum(weights))
-        + float(np.sum(amp_weight**2 * common))
-        + ((settings.floor + law) * float(np.mean(reference))) ** 2
+        + float(np.sum(amp_weight**2 * c.common))
+        + float(np.mean(c.floor)) ** 2
     )
+    structure = c.excess - c.excess.mean(axis=(1, 2), keepdims=True)
+    tile_sigma = scatter.tile * np.hypot(c.own, c.floor)
     to_rate = _to_rate(frame)
+    limits = (
+        settings.nsigma * mean_sigma * to_rate,
+        settings.tile_nsigma * float(np.median(tile_sigma)) * to_rate,
+    )
     at = (
         f" at {frame.temperature:.1f} K"
         if scale is not None and frame.temperature is not None
         else " (temperature unknown: compared without the dark-current law)"
     )
-    limits = (
-        settings.nsigma * mean_sigma * to_rate,
-        settings.tile_nsigma * float(np.median(tile_sigma)) * to_rate,
-    )
     if mean_excess > settings.nsigma * mean_sigma:
         return _Verdict(
             f"{frame.name}: light leak suspected, {mean_excess * to_rate:.3g} e-/pix/s "
             f"({mean_excess:.3g} ADU) above the other frames over the whole "
-            f"detector{at} (limit {settings.nsigma * mean_sigma * to_rate:.3g} "
-            f"e-/pix/s, {settings.nsigma:g} sigma of the block's scatter)",
+            f"detector{at} (limit {limits[0]:.3g} e-/pix/s, {settings.nsigma:g} "
+            "sigma of the block's scatter)",
             *limits,
         )
-    z = excess / tile_sigma
+    z = structure / tile_sigma
     worst = np.unravel_index(int(np.argmax(z)), z.shape)
-    if z[worst] > settings.tile_nsigma:
-        amp, row, col = (int(i) for i in worst)
-        return _Verdict(
-            f"{frame.name}: light leak suspected, "
-            f"{excess[worst] * to_rate:.3g} e-/pix/s ({excess[worst]:.3g} ADU) "
-            f"above the other frames in {_tile_name(amp, row, col)}{at} (limit "
-            f"{settings.tile_nsigma * tile_sigma[worst] * to_rate:.3g} e-/pix/s, "
-            f"{settings.tile_nsigma:g} sigma of the block's scatter)",
-            *limits,
-        )
-    return _Verdict("", *limits)
+    if z[worst] <= settings.tile_nsigma:
+        return _Verdict("", *limits)
+    amp, row, col = (int(i) for i in worst)
+    return _Verdict(
+        f"{frame.name}: light leak suspected, {structure[worst] * to_rate:.3g} "
+        f"e-/pix/s ({structure[worst]:.3g} ADU) above the other frames in "
+        f"{_tile_name(amp, row, col)}{at} (limit "
+        f"{settings.tile_nsigma * tile_sigma[worst] * to_rate:.3g} e-/pix/s, "
+        f"{settings.tile_nsigma:g} sigma of the block's scatter)",
+        *limits,
+    )
 
 
 def _to_rate(frame: FrameInspection) -> float:
