@@ -38,11 +38,16 @@ def write_atomic(path: str | Path, writer: Any) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-    dir_fd = os.open(dest.parent, os.O_RDONLY)
+    fsync_dir(dest.parent)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """fsync a folder, so that a rename or a new file in it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

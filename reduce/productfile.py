@@ -42,6 +42,7 @@ import numpy.typing as npt
 from reduce.combine import Combined
 from reduce.fits.cards import CARD, Header, padded
 from reduce.fits.checksum import checksummed_header, ones_complement_sum
+from reduce.io import fsync_dir
 from reduce.products import ImagePlan
 from reduce.qc import dark_rate_rows
 
@@ -237,11 +238,7 @@ class ProductFile:
         os.close(fd)
         self._fd = None
         os.replace(self._tmp, self.path)
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        fsync_dir(self.path.parent)
         return max(grown, 0)
 
     def _move_after_primary(self, shift: int) -> None:

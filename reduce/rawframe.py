@@ -39,6 +39,7 @@ from reduce.fits.cards import Header
 from reduce.fits.checksum import HeaderValues
 from reduce.fits.reader import FitsFile
 from reduce.geometry import RAW_BZERO, RAW_SHAPE
+from reduce.io import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -232,17 +233,9 @@ def write_raw_frame(path: Path, pixels: npt.NDArray[np.uint16], cards: Header) -
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     log.debug("wrote %s", path)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def verify_raw_frame(path: Path) -> Header:

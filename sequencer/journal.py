@@ -89,6 +89,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import ConfigError, SequenceError
+from reduce.io import fsync_dir
 from sequencer.rawfits import file_name
 from sequencer.runfolder import resume_command
 
@@ -131,7 +132,7 @@ class Journal:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 os.fsync(fd)
                 os.close(fd)
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             self._cut_torn_tail()
         except OSError as err:
             raise JournalError(
@@ -283,14 +284,6 @@ def _parse(path: Path, number: int, raw: bytes, seq: int) -> Record:
             f"{seq}; records are missing or were reordered"
         )
     return record
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
