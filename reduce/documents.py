@@ -89,6 +89,14 @@ def qc_document(
             "hot_pixels": _figure(a.hot_pixels, "pixels"),
             "hot_columns": _figure(a.hot_columns, "columns"),
             "cosmic_ray_pixels": _figure(a.cosmic_ray_pixels, "pixels"),
+            "cosmic_residuals": _figure(a.cosmic_residuals, "pixels"),
+            "hot_rate_limit": _figure(a.hot_rate_limit_e_s, "e-/s"),
+            "glow_peak": _figure(a.glow.peak_e_pix_h if a.glow else None, "e-/pix/h"),
+            "glow_noise": _figure(a.glow.noise_e_pix_h if a.glow else None, "e-/pix/h"),
+            "glow_at": {
+                "value": [a.glow.row, a.glow.col] if a.glow else None,
+                "unit": "trimmed pixel (row, column), 0-based",
+            },
         }
         for a in report.amplifiers
     ]
@@ -96,6 +104,11 @@ def qc_document(
         "amplifiers": amps,
         "n_frames": _figure(report.n_frames, "frames"),
         "flagged_fraction": _figure(report.flagged_fraction, "fraction of pixels"),
+        "hot_fraction": _figure(report.hot_fraction, "fraction of pixels"),
+        "cosmic_residual_fraction": _figure(
+            report.cosmic_residual_fraction, "fraction of pixels"
+        ),
+        "temperature": _figure(report.temperature_k, "K"),
     }
     if dark:
         doc["frame_dark_rate"] = {

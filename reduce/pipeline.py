@@ -31,6 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from reduce.blocks import ReductionBlock
 from reduce.checks import (
     Excluded,
@@ -41,7 +44,9 @@ from reduce.checks import (
 )
 from reduce.combine import BandSink, CombineConfig, Combined
 from reduce.documents import result_document, task_document, write_json
+from reduce.engine import frame_pixels
 from reduce.frames import FrameInspection
+from reduce.hotpixels import FramePixels
 from reduce.io import ProcessingLog
 from reduce.masterband import MasterBand
 from reduce.masters import Master
@@ -281,11 +286,28 @@ def _assess(
         combined.npix,
         cosmic_ray_pixels,
         block_temperature(chosen.used),
+        _frame_values(chosen.used, run.bias.data if run.bias is not None else None),
     )
     report = final_report(report, chosen.excluded, run.dark, run.bias is not None)
     run.plog.add(f"QA {report.flag.value}" + "".join(f"; {r}" for r in report.reasons))
     run.clock.mark("qc_s")
     return report, hot
+
+
+def _frame_values(
+    used: Sequence[FrameInspection], bias: npt.NDArray[np.float32] | None
+) -> FramePixels:
+    """The used frames' values at pixels, as the master saw them (bias off)."""
+
+    def values(
+        rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.float32]:
+        found = frame_pixels(used, rows, cols)
+        if bias is not None:
+            found -= bias[rows, cols]
+        return found
+
+    return values
 
 
 def _write_documents(

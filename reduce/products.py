@@ -27,9 +27,8 @@ from reduce.fits.cards import BLOCK, Card, Header, fits_text
 from reduce.fits.checksum import checksummed_header, ones_complement_sum
 from reduce.fits.writer import STRUCTURAL, image_header
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, TRIMMED_SHAPE
+from reduce.hotpixels import DQ, DQ_DESCRIPTIONS, Glow
 from reduce.qc import (
-    DQ,
-    DQ_DESCRIPTIONS,
     AmplifierQC,
     OverscanStats,
     QAFlag,
@@ -134,8 +133,8 @@ def product_header(
                 f"[electron/pix/h] dark current, amplifier {n}",
             )
         header[f"RDNOISE{n}"] = (round(amp.read_noise_e, 4), f"[electron] amp {n}")
-        header[f"NHOTPIX{n}"] = (amp.hot_pixels, f"hot pixels, amplifier {n}")
-        header[f"NHOTCOL{n}"] = (amp.hot_columns, f"hot columns, amplifier {n}")
+        if dark:
+            _defect_cards(header, amp)
         if amp.cosmic_ray_pixels is not None:
             header[f"NCRPIX{n}"] = (
                 amp.cosmic_ray_pixels,
@@ -148,6 +147,30 @@ def product_header(
         header.add_history(f"Bias correction with {bias_uuid}")
     header.add_history(f"megara-dark {version} (reduce)")
     return header
+
+
+def _defect_cards(header: Header, amp: AmplifierQC) -> None:
+    """A master dark's defect and glow figures of one amplifier."""
+    n = amp.amplifier
+    header[f"NHOTPIX{n}"] = (amp.hot_pixels, f"[pixel] hot pixels, amplifier {n}")
+    header[f"NHOTCOL{n}"] = (amp.hot_columns, f"[column] hot columns, amp {n}")
+    if amp.hot_rate_limit_e_s is not None:
+        header[f"HOTLIM{n}"] = (
+            round(amp.hot_rate_limit_e_s, 6),
+            f"[electron/s] hot-pixel cut reached, amp {n}",
+        )
+    if amp.glow is not None:
+        header[f"GLOWPK{n}"] = (
+            round(amp.glow.peak_e_pix_h, 4),
+            f"[electron/pix/h] glow peak above bulk, amp {n}",
+        )
+        header[f"GLOWX{n}"] = (amp.glow.col + 1, f"glow peak column (1-based), amp {n}")
+        header[f"GLOWY{n}"] = (amp.glow.row + 1, f"glow peak row (1-based), amp {n}")
+    if amp.cosmic_residuals is not None:
+        header[f"NCRRES{n}"] = (
+            amp.cosmic_residuals,
+            f"[pixel] median hit by cosmic rays (DQ 8), amp {n}",
+        )
 
 
 def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> QAReport:
@@ -165,6 +188,9 @@ def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> Q
             hot_pixels=0,
             hot_columns=0,
             cosmic_ray_pixels=0 if n_frames >= 3 else None,
+            cosmic_residuals=0 if dark and n_frames >= 3 else None,
+            glow=Glow(0.0, 0, 0, 0.0) if dark else None,
+            hot_rate_limit_e_s=0.0 if dark else None,
         )
         for amp in AMPLIFIERS
     )

@@ -1,17 +1,22 @@
-"""Quality-control figures of a master dark (or bias), as pure functions.
+"""Quality-control figures of a master dark (or bias), and the QA verdict.
 
 All figures are per amplifier (amplifier 1 = trimmed rows 0:2056, gain
 1.73 e-/ADU; amplifier 2 = rows 2056:4112, 1.6 e-/ADU):
 
-* dark current, e-/pix/h: clipped mean of the bias-subtracted master dark
-  over every 4th row (hot pixels and columns excluded) x gain / DARKTIME x 3600;
+* dark current, e-/pix/h: the amplifier's bulk dark signal, the median of
+  its smooth background plus the clipped mean excess of its unflagged pixels
+  over that background (:mod:`reduce.hotpixels`), x gain / DARKTIME x 3600;
+  the glow near the readout corner is its own figure, not dark current;
+* glow, e-/pix/h: the smooth background's highest block above the bulk;
 * read noise, e-: robust scatter of the overscan pixels about each row's
   overscan model (median over frames) x gain, or, from two bias frames,
   robust scatter of their difference / sqrt(2) x gain;
-* hot pixels and hot columns: a data-quality mask (:class:`DQ` bits);
+* hot pixels, hot columns and cosmic-ray residuals: a data-quality mask
+  (:class:`~reduce.hotpixels.DQ` bits), darks only: a master bias has no
+  dark rate, and its fixed 2D structure is what it is made to remove;
 * overscan level (ADU), drift between frames and slope within a frame (ADU);
-* a QA flag GOOD / PARTIAL / BAD from explicit warn/bad thresholds, with the
-  reasons listed.
+* a QA flag GOOD / PARTIAL / BAD with the reasons listed, from limits that
+  are multiples of the detector's expected values (:class:`Expected`).
 """
 
 from __future__ import annotations
@@ -29,30 +34,20 @@ import numpy.typing as npt
 
 from reduce.errors import InputError, SettingsError
 from reduce.geometry import AMPLIFIERS, TRIMMED_SHAPE, Amplifier
-from reduce.overscan import OverscanModel, clipped_std, robust_std
+from reduce.hotpixels import (
+    DQ,
+    AmpDefects,
+    DefectSettings,
+    FramePixels,
+    Glow,
+    find_defects,
+    glow_of,
+)
+from reduce.overscan import OverscanModel, clipped_std
 
 log = logging.getLogger(__name__)
 
 SECONDS_PER_HOUR = 3600.0
-
-
-class DQ(enum.IntFlag):
-    """Bits of the data-quality mask (uint8 image, 0 = good)."""
-
-    HOT_PIXEL = 1
-    """Pixel above the amplifier's level by more than ``hot_nsigma`` sigma."""
-    HOT_COLUMN = 2
-    """Column whose mean (over the amplifier's rows) is anomalously high."""
-    NO_DATA = 4
-    """No frame contributed to the pixel (MAP == 0)."""
-
-
-DQ_DESCRIPTIONS = {
-    DQ.HOT_PIXEL: "hot pixel: above amplifier level by > hot_nsigma robust sigma",
-    DQ.HOT_COLUMN: "hot column: mean of the column's other pixels above the "
-    "typical column by > max(hot_nsigma sigma, hot_column_min_adu)",
-    DQ.NO_DATA: "no data: no frame used (MAP == 0)",
-}
 
 
 class QAFlag(enum.Enum):
@@ -81,23 +76,53 @@ class QALimit:
 
 @dataclass(frozen=True, kw_only=True)
 class QCThresholds:
-    """Detection settings and QA limits.
+    """Detection settings, the detector's expected values, and the QA limits.
+
+    The QA judges a master against what the detector is expected to do: the
+    dark-current, read-noise and drift limits are multiples of
+    ``expected_dark_current`` and ``expected_read_noise``, which a detector's
+    QC file sets (``[qc]`` of ``--qc-config``). The defaults and where they
+    come from (docs/products.md, "QA limits"):
+
+    * ``expected_dark_current`` 5 e-/pix/h: the upper end of what MEGARA's
+      e2v CCD231-84 shows at its operating temperature (the simulators'
+      detector makes 2, the reduction's synthetic detector 10-12 with
+      deliberately pessimistic defaults, the second test model 5); warn at
+      3x (15), bad at 6x (30): a detector 10 K warmer than nominal doubles
+      its dark current two to four times over and is BAD;
+    * ``expected_read_noise`` 3.5 e-: MEGARA's slow-mode read noise (3.2-3.6
+      e- in the three detector models of the tests); warn at 1.3x (4.55 e-,
+      the earlier absolute 4.5), bad at 2x (7 e-);
+    * overscan drift, in units of the expected read noise in ADU: drift the
+      per-row overscan model follows does no harm (what it cannot follow
+      shows as read noise); warn at 5x (~10 ADU), bad at 20x;
+    * flagged fraction (hot pixels and columns): warn 0.1 %, bad 1 %, ten
+      and a hundred times the hot-pixel density of the three models;
+    * cosmic-ray residual fraction: warn 2e-4 (a master whose median was hit
+      on that many pixels needs more frames); never BAD by itself.
 
     Attributes
     ----------
     hot_nsigma
-        Hot-pixel / hot-column threshold, robust sigmas above the level.
-    hot_column_min_adu
-        A hot column's mean must also exceed the amplifier's typical column
-        by this much, ADU (column means scatter very little).
-    dark_current
-        Limits on the dark current, e-/pix/h.
-    read_noise
-        Limits on the read noise, e-.
-    hot_fraction
-        Limits on the fraction of pixels flagged (any DQ bit).
+        The hot cuts are at least this many sigmas of the master's noise.
+    hot_rate_e_s
+        Excess dark rate over the local background that makes a pixel hot,
+        e-/s (0.02 e-/s = 72 e-/pix/h: 18 e- in a 900 s dark, about 8 sigma
+        of a 5-frame master).
+    hot_column_rate_e_s
+        Mean excess rate over the background that makes a column hot, e-/s.
+    expected_dark_current
+        The detector's expected bulk dark current, e-/pix/h.
+    expected_read_noise
+        The detector's expected read noise, e-.
+    dark_current, read_noise
+        Limits, multiples of the expected values.
     overscan_drift
-        Limits on the overscan drift (:class:`OverscanStats`), ADU.
+        Limits, multiples of the expected read noise in ADU.
+    hot_fraction
+        Limits on the fraction of pixels flagged hot (pixel or column).
+    cosmic_residual_fraction
+        Limits on the fraction of pixels whose median was hit.
 
     The minimum frame count is not a QC limit: fewer usable frames than the
     reduction's ``min_frames`` (``--min-frames``, ``[reduce] min_frames`` of
@@ -105,40 +130,120 @@ class QCThresholds:
     """
 
     hot_nsigma: float = 5.0
-    hot_column_min_adu: float = 1.0
-    dark_current: QALimit = QALimit(warn=5.0, bad=20.0)
-    read_noise: QALimit = QALimit(warn=4.5, bad=8.0)
-    hot_fraction: QALimit = QALimit(warn=0.001, bad=0.01)
+    hot_rate_e_s: float = 0.02
+    hot_column_rate_e_s: float = 0.002
+    expected_dark_current: float = 5.0
+    expected_read_noise: float = 3.5
+    dark_current: QALimit = QALimit(warn=3.0, bad=6.0)
+    read_noise: QALimit = QALimit(warn=1.3, bad=2.0)
     overscan_drift: QALimit = QALimit(warn=5.0, bad=20.0)
+    hot_fraction: QALimit = QALimit(warn=0.001, bad=0.01)
+    cosmic_residual_fraction: QALimit = QALimit(warn=2e-4, bad=None)
 
     def __post_init__(self) -> None:
-        if self.hot_nsigma <= 0:
-            raise SettingsError(f"qc.hot_nsigma must be > 0, got {self.hot_nsigma}")
+        for name in ("hot_nsigma", "hot_rate_e_s", "hot_column_rate_e_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"qc.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("expected_dark_current", "expected_read_noise"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"qc.{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class HotPixels:
-    """Hot-pixel detection result.
+    """The DQ mask of a master and what each amplifier's search found.
 
     Attributes
     ----------
     mask
-        DQ mask, uint8, trimmed shape (bits of :class:`DQ`).
-    n_hot_pixels
-        Pixels with the HOT_PIXEL bit.
-    hot_columns
-        ``(amplifier, column)`` of the hot columns.
-    hot_per_amplifier
-        Pixels with the HOT_PIXEL bit, per amplifier.
-    flagged_pixels
-        Pixels with any bit set.
+        DQ mask, uint8, trimmed shape (bits of :class:`~reduce.hotpixels.DQ`).
+    amplifiers
+        Per amplifier, :class:`~reduce.hotpixels.AmpDefects` (empty for a
+        master bias: nothing is searched).
     """
 
     mask: npt.NDArray[np.uint8]
-    n_hot_pixels: int
-    hot_columns: tuple[tuple[int, int], ...]
-    hot_per_amplifier: tuple[int, ...]
-    flagged_pixels: int
+    amplifiers: tuple[AmpDefects, ...]
+
+    @property
+    def n_hot_pixels(self) -> int:
+        """Pixels with the HOT_PIXEL bit."""
+        return sum(a.hot_pixels for a in self.amplifiers)
+
+    @property
+    def hot_columns(self) -> tuple[tuple[int, int], ...]:
+        """``(amplifier, column)`` of the hot columns."""
+        return tuple(
+            (amp.number, c)
+            for amp, a in zip(AMPLIFIERS, self.amplifiers, strict=False)
+            for c in a.hot_columns
+        )
+
+    @property
+    def hot_fraction(self) -> float:
+        """Fraction of the pixels flagged hot (pixel or column)."""
+        hot = np.uint8(DQ.HOT_PIXEL | DQ.HOT_COLUMN)
+        return int(np.count_nonzero(self.mask & hot)) / self.mask.size
+
+    @property
+    def flagged_fraction(self) -> float:
+        """Fraction of the pixels with any DQ bit."""
+        return int(np.count_nonzero(self.mask)) / self.mask.size
+
+
+def detect_hot_pixels(
+    master: npt.NDArray[np.floating],
+    thresholds: QCThresholds = QCThresholds(),
+    npix: npt.NDArray[np.integer] | None = None,
+    *,
+    darktime_s: float | None = None,
+    read_noise_adu: tuple[float, float] = (2.0, 2.0),
+    frame_pixels: FramePixels | None = None,
+) -> HotPixels:
+    """The DQ mask of a master: defects of a dark, NO_DATA of any master.
+
+    Parameters
+    ----------
+    master
+        Trimmed master, bias-subtracted for a dark, ADU.
+    thresholds
+        The hot cuts.
+    npix
+        Frames used per pixel (MAP); pixels with 0 get NO_DATA.
+    darktime_s
+        DARKTIME, seconds; None (a bias) searches no defect.
+    read_noise_adu
+        Read noise of one frame per amplifier, ADU (the residual test).
+    frame_pixels
+        The frames' values at pixels (None: no cosmic-ray residual test).
+    """
+    _check_trimmed(master, "master")
+    # Zeroed by each amplifier's thread: writing fresh pages first costs one
+    # page fault each (np.zeros' pages would fault twice).
+    mask = np.empty(TRIMMED_SHAPE, dtype=np.uint8)
+
+    def one(index: int) -> AmpDefects | None:
+        amp = AMPLIFIERS[index]
+        amp_mask = mask[amp.trimmed_rows]
+        amp_mask.fill(0)
+        found = None
+        if darktime_s is not None and darktime_s > 0:
+            settings = DefectSettings(
+                darktime_s=darktime_s,
+                hot_rate_e_s=thresholds.hot_rate_e_s,
+                hot_column_rate_e_s=thresholds.hot_column_rate_e_s,
+                hot_nsigma=thresholds.hot_nsigma,
+                read_noise_adu=read_noise_adu[index],
+            )
+            region = master[amp.trimmed_rows]
+            found = find_defects(region, amp_mask, amp, settings, frame_pixels)
+        if npix is not None:
+            amp_mask[np.asarray(npix)[amp.trimmed_rows] == 0] |= np.uint8(DQ.NO_DATA)
+        return found
+
+    with ThreadPoolExecutor(len(AMPLIFIERS)) as pool:
+        found = list(pool.map(one, range(len(AMPLIFIERS))))
+    return HotPixels(mask, tuple(a for a in found if a is not None))
 
 
 def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:
@@ -146,168 +251,12 @@ def _check_trimmed(image: npt.NDArray[Any], what: str) -> None:
         raise InputError(what, f"shape {image.shape}, expected {TRIMMED_SHAPE}")
 
 
-CHUNK_ROWS = 128
-"""Rows processed at a time by the QC passes (temporaries stay in cache)."""
-
-DARK_ROW_STEP = 4
-"""The dark current is the clipped mean over every this-many-th row."""
-
-
-def _column_median(sample: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Median of each column of ``sample`` (``np.median(sample, axis=0)``).
-
-    For an odd number of rows, one partition of the transposed sample (a
-    contiguous copy): the same values as ``np.median``, several times faster.
-    """
-    rows = sample.shape[0]
-    if rows % 2 == 0:
-        return np.median(sample, axis=0).astype(np.float32)
-    by_column = np.ascontiguousarray(sample.T)
-    middle: npt.NDArray[np.float32] = np.partition(by_column, rows // 2, axis=1)[
-        :, rows // 2
-    ]
-    return middle.astype(np.float32)
-
-
-def _amp_hot_pixels(
-    region: npt.NDArray[np.float32],
-    amp_mask: npt.NDArray[np.uint8],
-    thresholds: QCThresholds,
-) -> npt.NDArray[np.intp]:
-    """Set HOT_PIXEL and HOT_COLUMN bits of one amplifier; its hot columns."""
-    k = thresholds.hot_nsigma
-    level = float(np.median(region[::4, ::4]))  # 1/16 of the pixels
-    sigma = clipped_std(region[::7, ::7])  # a sample is plenty for the scale
-    hot_cut, near_cut = np.float32(level + k * sigma), np.float32(k * sigma)
-    # Column means, clipped about each column's own median (so isolated hot
-    # pixels drop out but a hot column keeps its pixels): continuous, unlike
-    # medians of quantised values, so their scatter is a usable scale.
-    col_median = _column_median(region[::8])  # robust
-    col_sum = np.zeros(region.shape[1], dtype=np.float64)
-    col_count = np.zeros(region.shape[1], dtype=np.int64)
-    for r0 in range(0, region.shape[0], CHUNK_ROWS):
-        chunk = region[r0 : r0 + CHUNK_ROWS]
-        rows_mask = amp_mask[r0 : r0 + CHUNK_ROWS]
-        hot = chunk > hot_cut
-        np.bitwise_or(rows_mask, hot.view(np.uint8), out=rows_mask)  # HOT_PIXEL=1
-        work = np.subtract(chunk, col_median)
-        np.abs(work, out=work)
-        near = np.less_equal(work, near_cut, out=hot)
-        col_count += np.add.reduce(near.view(np.uint8), axis=0, dtype=np.int32)
-        np.multiply(chunk, near, out=work)
-        col_sum += work.sum(axis=0)
-    col_mean = col_sum / np.maximum(col_count, 1)
-    col_level = float(np.median(col_mean))
-    col_cut = max(k * robust_std(col_mean), thresholds.hot_column_min_adu)
-    hot_cols = np.flatnonzero(col_mean > col_level + col_cut)
-    amp_mask[:, hot_cols] |= np.uint8(DQ.HOT_COLUMN)
-    return hot_cols
-
-
-def detect_hot_pixels(
-    master: npt.NDArray[np.floating],
-    thresholds: QCThresholds = QCThresholds(),
-    npix: npt.NDArray[np.integer] | None = None,
-    threads: int = 2,
-) -> HotPixels:
-    """Flag hot pixels and hot columns of a bias-subtracted master dark.
-
-    Parameters
-    ----------
-    master
-        Trimmed master dark, ADU.
-    thresholds
-        ``hot_nsigma`` and ``hot_column_min_adu`` are used.
-    npix
-        Frames used per pixel (MAP); pixels with 0 get NO_DATA.
-    threads
-        The amplifiers are processed on this many threads.
-
-    Returns
-    -------
-    HotPixels
-        The DQ mask and counts.
-    """
-    _check_trimmed(master, "master dark")
-    # Zeroed by each amplifier's thread: writing fresh pages first costs one
-    # page fault each; np.zeros' pages would be read (the zero page) before
-    # being written, a second fault and a TLB flush on every core.
-    mask = np.empty(TRIMMED_SHAPE, dtype=np.uint8)
-    frames = np.asarray(npix) if npix is not None else None
-
-    def one(amp: Amplifier) -> tuple[list[tuple[int, int]], int, int]:
-        """Hot columns, hot pixels and flagged pixels of one amplifier."""
-        region = np.asarray(master[amp.trimmed_rows], dtype=np.float32)
-        amp_mask = mask[amp.trimmed_rows]
-        amp_mask.fill(0)
-        cols = _amp_hot_pixels(region, amp_mask, thresholds)
-        n_hot = int(np.count_nonzero(amp_mask & np.uint8(DQ.HOT_PIXEL)))
-        if frames is not None:
-            amp_mask[frames[amp.trimmed_rows] == 0] |= np.uint8(DQ.NO_DATA)
-        flagged = int(np.count_nonzero(amp_mask))
-        return [(amp.number, int(c)) for c in cols], n_hot, flagged
-
-    with ThreadPoolExecutor(max(1, min(threads, len(AMPLIFIERS)))) as pool:
-        found = list(pool.map(one, AMPLIFIERS))
-    return HotPixels(
-        mask=mask,
-        n_hot_pixels=sum(n for _, n, _ in found),
-        hot_columns=tuple(c for cols, _, _ in found for c in cols),
-        hot_per_amplifier=tuple(n for _, n, _ in found),
-        flagged_pixels=sum(f for _, _, f in found),
-    )
-
-
-def dark_current(
-    master: npt.NDArray[np.floating],
-    darktime_s: float,
-    amp: Amplifier,
-    mask: npt.NDArray[np.uint8] | None = None,
-    nsigma: float = 5.0,
-) -> float:
-    """Dark current of one amplifier, e-/pix/h.
-
-    The mean of the unflagged pixels within ``nsigma`` robust sigmas of
-    their median (median and sigma from a 1/64 sample), x gain / DARKTIME.
-    The mean is taken over every :data:`DARK_ROW_STEP`-th row (over half a
-    million pixels per amplifier: its statistical error is far below the
-    pixel-to-pixel scatter of the dark current, and a quarter of the time).
-
-    Parameters
-    ----------
-    master
-        Trimmed, bias-subtracted master dark, ADU.
-    darktime_s
-        DARKTIME of the frames, seconds.
-    amp
-        The amplifier (rows and gain).
-    mask
-        DQ mask; flagged pixels are excluded.
-    nsigma
-        Clipping threshold, robust sigmas.
-    """
+def dark_current(found: AmpDefects, amp: Amplifier, darktime_s: float) -> float:
+    """Bulk dark current of one amplifier, e-/pix/h (module docstring)."""
     if not darktime_s > 0:
         raise InputError("master dark", f"DARKTIME={darktime_s} s, expected > 0")
-    region = np.asarray(master[amp.trimmed_rows], dtype=np.float32)
-    amp_mask = mask[amp.trimmed_rows] if mask is not None else None
-    sample = region[::8, ::8]
-    if amp_mask is not None:
-        sample = sample[amp_mask[::8, ::8] == 0]
-    level = float(np.median(sample))
-    cut = nsigma * max(robust_std(sample), 1e-12)
-    lo, hi = np.float32(level - cut), np.float32(level + cut)
-    total, count = 0.0, 0
-    rows = region[::DARK_ROW_STEP]
-    rows_mask = amp_mask[::DARK_ROW_STEP] if amp_mask is not None else None
-    for r0 in range(0, rows.shape[0], CHUNK_ROWS):
-        chunk = rows[r0 : r0 + CHUNK_ROWS]
-        keep = (chunk >= lo) & (chunk <= hi)
-        if rows_mask is not None:
-            keep &= rows_mask[r0 : r0 + CHUNK_ROWS] == 0
-        total += float(np.sum(np.where(keep, chunk, np.float32(0)), dtype=np.float64))
-        count += int(np.count_nonzero(keep))
-    mean = total / max(count, 1)
-    return mean * amp.gain / darktime_s * SECONDS_PER_HOUR
+    bulk = found.background.bulk + found.mean_excess_adu
+    return bulk * amp.gain / darktime_s * SECONDS_PER_HOUR
 
 
 def dark_rate_image(
@@ -401,7 +350,29 @@ def overscan_stats(models: Sequence[OverscanModel], amp: Amplifier) -> OverscanS
 
 @dataclass(frozen=True)
 class AmplifierQC:
-    """QC figures of one amplifier."""
+    """QC figures of one amplifier (None: not measured for this master).
+
+    Attributes
+    ----------
+    amplifier
+        1 or 2.
+    dark_current_e_pix_h
+        Bulk dark current, e-/pix/h (darks).
+    read_noise_e
+        Read noise, e-.
+    overscan
+        Overscan level, drift and slope, ADU.
+    hot_pixels, hot_columns
+        Pixels and columns flagged hot (darks; 0 for a bias).
+    cosmic_ray_pixels
+        Pixels hit by a cosmic ray in some frame (3 frames or more).
+    cosmic_residuals
+        Pixels whose median was hit (darks of 3 frames or more).
+    glow
+        The background's peak above the bulk (darks).
+    hot_rate_limit_e_s
+        The hot cut reached, e-/s (darks).
+    """
 
     amplifier: int
     dark_current_e_pix_h: float | None
@@ -410,6 +381,9 @@ class AmplifierQC:
     hot_pixels: int
     hot_columns: int
     cosmic_ray_pixels: int | None = None
+    cosmic_residuals: int | None = None
+    glow: Glow | None = None
+    hot_rate_limit_e_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -436,6 +410,9 @@ class QAReport:
     n_frames: int
     flagged_fraction: float
     thresholds: QCThresholds = field(repr=False)
+    temperature_k: float | None = None
+    hot_fraction: float = 0.0
+    cosmic_residual_fraction: float | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready description (for result.json / task.json)."""
@@ -450,62 +427,103 @@ class QAReport:
 
 
 def _judge(
-    name: str, value: float | None, limit: QALimit, unit: str
+    name: str, value: float | None, limit: QALimit, unit: str, scale: float = 1.0
 ) -> tuple[int, str]:
-    """0 = fine, 1 = warn, 2 = bad, with the sentence saying why."""
+    """0 = fine, 1 = warn, 2 = bad, with the sentence saying why.
+
+    The limits are ``limit`` x ``scale`` (``scale``: an expected value, or 1).
+    """
     if value is None or not math.isfinite(value):
         return 0, ""
-    if limit.bad is not None and value > limit.bad:
-        return 2, f"{name} {value:.4g} {unit} > bad limit {limit.bad:g} {unit}"
-    if limit.warn is not None and value > limit.warn:
-        return 1, f"{name} {value:.4g} {unit} > warn limit {limit.warn:g} {unit}"
+    for level, word, factor in ((2, "bad", limit.bad), (1, "warn", limit.warn)):
+        if factor is not None and value > factor * scale:
+            of = f" ({factor:g} x expected {scale:.4g})" if scale != 1.0 else ""
+            return level, (
+                f"{name} {value:.4g} {unit} > {word} limit {factor * scale:.4g}"
+                f" {unit}{of}".rstrip()
+            )
     return 0, ""
+
+
+def _amplifier_verdicts(
+    a: AmplifierQC, thresholds: QCThresholds, at: str
+) -> list[tuple[int, str]]:
+    """The dark current, read noise and drift verdicts of one amplifier."""
+    tag = f"amplifier {a.amplifier}"
+    expected_rn_adu = thresholds.expected_read_noise / AMPLIFIERS[a.amplifier - 1].gain
+    level, text = _judge(
+        f"{tag} dark current",
+        a.dark_current_e_pix_h,
+        thresholds.dark_current,
+        "e-/pix/h",
+        thresholds.expected_dark_current,
+    )
+    return [
+        (level, text + at if text else text),
+        _judge(
+            f"{tag} read noise",
+            a.read_noise_e,
+            thresholds.read_noise,
+            "e-",
+            thresholds.expected_read_noise,
+        ),
+        _judge(
+            f"{tag} overscan drift",
+            a.overscan.drift,
+            thresholds.overscan_drift,
+            "ADU",
+            expected_rn_adu,
+        ),
+    ]
 
 
 def assess(
     amplifiers: Sequence[AmplifierQC],
     n_frames: int,
-    flagged_fraction: float,
+    hot: HotPixels | None = None,
     thresholds: QCThresholds = QCThresholds(),
     temperature_k: float | None = None,
 ) -> QAReport:
     """Turn QC figures into a QA flag with its reasons.
 
-    ``temperature_k``: the block's CCD temperature, said with the dark
-    current (a warm detector is told from a leak by it), or None: unknown.
+    ``hot``: the DQ mask (None: no pixel judged). ``temperature_k``: the
+    block's CCD temperature, said with the dark current (a warm detector is
+    told from a leak by it), or None: unknown.
     """
     at = (
         f" at {temperature_k:.1f} K"
         if temperature_k is not None
         else " (CCD temperature unknown)"
     )
-    verdicts: list[tuple[int, str]] = []
-    for a in amplifiers:
-        tag = f"amplifier {a.amplifier}"
-        level, text = _judge(
-            f"{tag} dark current",
-            a.dark_current_e_pix_h,
-            thresholds.dark_current,
-            "e-/pix/h",
-        )
-        verdicts += [
-            (level, text + at if text else text),
-            _judge(f"{tag} read noise", a.read_noise_e, thresholds.read_noise, "e-"),
-            _judge(
-                f"{tag} overscan drift",
-                a.overscan.drift,
-                thresholds.overscan_drift,
-                "ADU",
-            ),
-        ]
-    verdicts.append(
-        _judge("flagged pixel fraction", flagged_fraction, thresholds.hot_fraction, "")
+    verdicts = [v for a in amplifiers for v in _amplifier_verdicts(a, thresholds, at)]
+    hot_fraction = hot.hot_fraction if hot is not None else 0.0
+    residuals = [a.cosmic_residuals for a in amplifiers]
+    residual_fraction = (
+        sum(r for r in residuals if r is not None)
+        / (TRIMMED_SHAPE[0] * TRIMMED_SHAPE[1])
+        if any(r is not None for r in residuals)
+        else None
     )
+    verdicts += [
+        _judge("hot pixel fraction", hot_fraction, thresholds.hot_fraction, ""),
+        _judge(
+            "cosmic-ray residual fraction (median hit; more frames needed)",
+            residual_fraction,
+            thresholds.cosmic_residual_fraction,
+            "",
+        ),
+    ]
     worst = max((level for level, _ in verdicts), default=0)
-    flag = (QAFlag.GOOD, QAFlag.PARTIAL, QAFlag.BAD)[worst]
-    reasons = tuple(text for level, text in verdicts if level > 0)
     return QAReport(
-        flag, reasons, tuple(amplifiers), n_frames, flagged_fraction, thresholds
+        flag=(QAFlag.GOOD, QAFlag.PARTIAL, QAFlag.BAD)[worst],
+        reasons=tuple(text for level, text in verdicts if level > 0),
+        amplifiers=tuple(amplifiers),
+        n_frames=n_frames,
+        flagged_fraction=hot.flagged_fraction if hot is not None else 0.0,
+        thresholds=thresholds,
+        temperature_k=temperature_k,
+        hot_fraction=hot_fraction,
+        cosmic_residual_fraction=residual_fraction,
     )
 
 
@@ -518,6 +536,7 @@ def qc_master(
     npix: npt.NDArray[np.integer] | None = None,
     cosmic_ray_pixels: Sequence[int] | None = None,
     temperature_k: float | None = None,
+    frame_pixels: FramePixels | None = None,
 ) -> tuple[QAReport, HotPixels]:
     """All QC figures of a master, and the DQ mask.
 
@@ -530,7 +549,7 @@ def qc_master(
     n_frames
         Frames combined.
     darktime_s
-        DARKTIME, seconds; None (or <= 0, a bias) skips the dark current.
+        DARKTIME, seconds; None (or <= 0, a bias) measures no dark figure.
     thresholds
         Detection settings and limits.
     npix
@@ -539,32 +558,48 @@ def qc_master(
         Per amplifier, pixels hit by cosmic rays in some frame (counted by
         the master's band sink, :class:`reduce.masterband.MasterBand`);
         None when not measured (fewer than 3 frames).
+    temperature_k
+        The block's CCD temperature (None: unknown).
+    frame_pixels
+        The frames' values at pixels, for the cosmic-ray residual test.
     """
-    hot = detect_hot_pixels(master, thresholds, npix)
-
-    def current(amp: Amplifier) -> float | None:
-        if darktime_s is None or not darktime_s > 0:
-            return None
-        return dark_current(master, darktime_s, amp, hot.mask)
-
-    with ThreadPoolExecutor(len(AMPLIFIERS)) as pool:
-        currents = list(pool.map(current, AMPLIFIERS))
+    dark = darktime_s is not None and darktime_s > 0
+    read_noise_adu = tuple(
+        read_noise_from_overscan(models, amp) / amp.gain for amp in AMPLIFIERS
+    )
+    hot = detect_hot_pixels(
+        master,
+        thresholds,
+        npix,
+        darktime_s=darktime_s if dark else None,
+        read_noise_adu=(read_noise_adu[0], read_noise_adu[1]),
+        frame_pixels=frame_pixels if n_frames >= 3 else None,
+    )
     amps = []
-    for index, (amp, current_e, n_hot) in enumerate(
-        zip(AMPLIFIERS, currents, hot.hot_per_amplifier, strict=True)
-    ):
+    for index, amp in enumerate(AMPLIFIERS):
+        found = hot.amplifiers[index] if dark and darktime_s is not None else None
         amps.append(
             AmplifierQC(
                 amplifier=amp.number,
-                dark_current_e_pix_h=current_e,
-                read_noise_e=read_noise_from_overscan(models, amp),
+                dark_current_e_pix_h=(
+                    dark_current(found, amp, darktime_s)
+                    if found is not None and darktime_s is not None
+                    else None
+                ),
+                read_noise_e=read_noise_adu[index] * amp.gain,
                 overscan=overscan_stats(models, amp),
-                hot_pixels=n_hot,
-                hot_columns=sum(1 for a, _ in hot.hot_columns if a == amp.number),
+                hot_pixels=found.hot_pixels if found else 0,
+                hot_columns=len(found.hot_columns) if found else 0,
                 cosmic_ray_pixels=(
                     None if cosmic_ray_pixels is None else cosmic_ray_pixels[index]
                 ),
+                cosmic_residuals=found.cosmic_residuals if found else None,
+                glow=(
+                    glow_of(found.background, amp, darktime_s)
+                    if found is not None and darktime_s is not None
+                    else None
+                ),
+                hot_rate_limit_e_s=found.hot_rate_limit_e_s if found else None,
             )
         )
-    flagged = hot.flagged_pixels / hot.mask.size
-    return assess(amps, n_frames, flagged, thresholds, temperature_k), hot
+    return assess(amps, n_frames, hot if dark else None, thresholds, temperature_k), hot

@@ -4,11 +4,16 @@ settings come from a TOML file (``--qc-config``, :func:`load_qc_config`).
 ::
 
     [qc]
-    hot_nsigma = 5.0
-    dark_current = { warn = 5.0, bad = 20.0 }   # e-/pix/h
-    read_noise = { warn = 4.5, bad = 8.0 }      # e-
+    expected_dark_current = 5.0                 # e-/pix/h, this detector's
+    expected_read_noise = 3.5                   # e-, this detector's
+    dark_current = { warn = 3.0, bad = 6.0 }    # x expected_dark_current
+    read_noise = { warn = 1.3, bad = 2.0 }      # x expected_read_noise
+    overscan_drift = { warn = 5.0, bad = 20.0 } # x expected read noise in ADU
     hot_fraction = { warn = 0.001, bad = 0.01 }
-    overscan_drift = { warn = 5.0, bad = 20.0 } # ADU
+    cosmic_residual_fraction = { warn = 2e-4 }
+    hot_rate_e_s = 0.02                         # e-/s over the background
+    hot_column_rate_e_s = 0.002                 # e-/s
+    hot_nsigma = 5.0                            # noise sigmas, at least
 
     [checks]
     exptime_rtol = 1e-3
@@ -118,11 +123,15 @@ MAX_QC_BYTES = 1 << 20
 
 RANGES: dict[str, tuple[float, float, bool, str]] = {
     "hot_nsigma": (0.0, 1000.0, True, "robust sigmas"),
-    "hot_column_min_adu": (0.0, 65535.0, False, "ADU"),
-    "dark_current": (0.0, 1e6, False, "e-/pix/h"),
-    "read_noise": (0.0, 1e4, False, "e-"),
+    "hot_rate_e_s": (0.0, 1e4, True, "e-/s"),
+    "hot_column_rate_e_s": (0.0, 1e4, True, "e-/s"),
+    "expected_dark_current": (0.0, 1e6, True, "e-/pix/h"),
+    "expected_read_noise": (0.0, 1e4, True, "e-"),
+    "dark_current": (0.0, 1e6, False, "times expected_dark_current"),
+    "read_noise": (0.0, 1e4, False, "times expected_read_noise"),
     "hot_fraction": (0.0, 1.0, False, "a fraction of the pixels"),
-    "overscan_drift": (0.0, 65535.0, False, "ADU"),
+    "cosmic_residual_fraction": (0.0, 1.0, False, "a fraction of the pixels"),
+    "overscan_drift": (0.0, 1e4, False, "times the expected read noise in ADU"),
     "exptime_rtol": (0.0, 1.0, True, "a relative difference"),
     "leak_nsigma": (0.0, 1000.0, True, "errors of the mean excess"),
     "leak_tile_nsigma": (0.0, 1000.0, True, "errors of a tile's excess"),

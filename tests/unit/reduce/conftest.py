@@ -95,7 +95,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
 @pytest.fixture(scope="session")
 def hot(campaign: Campaign) -> HotPixels:
     """Hot pixels and columns of the campaign's master dark (default settings)."""
-    return detect_hot_pixels(campaign.master_dark.data)
+    return detect_hot_pixels(campaign.master_dark.data, darktime_s=DARK_S)
 
 
 def combine(

@@ -60,7 +60,7 @@ def test_qc_config_overrides_and_rejects_unknown(tmp_path: Path) -> None:
     good = tmp_path / "qc.toml"
     good.write_text("[qc]\ndark_current = { warn = 2.0 }\n[checks]\nleak_floor = 0.5\n")
     qc, checks = load_qc_config(good)
-    assert (qc.dark_current.warn, qc.dark_current.bad) == (2.0, 20.0)
+    assert (qc.dark_current.warn, qc.dark_current.bad) == (2.0, 6.0)
     assert checks.leak_floor == 0.5
     bad = tmp_path / "bad.toml"
     bad.write_text("[qc]\nhot_nsigma = 'five'\n")

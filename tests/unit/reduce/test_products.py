@@ -6,8 +6,8 @@ import io
 
 from astropy.io import fits
 
+from reduce.hotpixels import DQ, DQ_DESCRIPTIONS
 from reduce.products import dq_table
-from reduce.qc import DQ, DQ_DESCRIPTIONS
 
 
 def test_dqbits_defines_every_bit_in_full() -> None:

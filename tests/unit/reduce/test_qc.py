@@ -39,7 +39,7 @@ def test_dark_current_within_two_percent(
     campaign: Campaign, hot: HotPixels, index: int
 ) -> None:
     amp = AMPLIFIERS[index]
-    measured = dark_current(campaign.master_dark.data, DARK_S, amp, hot.mask)
+    measured = dark_current(hot.amplifiers[index], amp, DARK_S)
     assert measured == pytest.approx(campaign.truth.dark_e_per_h[index], rel=0.02)
 
 
@@ -78,15 +78,19 @@ def test_hot_columns_found(campaign: Campaign, hot: HotPixels) -> None:
 def test_no_data_bit_from_map(campaign: Campaign) -> None:
     npix = campaign.master_dark.npix.copy()
     npix[10, 20] = 0
-    hot = detect_hot_pixels(campaign.master_dark.data, npix=npix)
+    hot = detect_hot_pixels(campaign.master_dark.data, npix=npix, darktime_s=DARK_S)
     assert hot.mask[10, 20] & DQ.NO_DATA
     assert np.count_nonzero(hot.mask & DQ.NO_DATA) == 1
     # The counts come from each amplifier's thread: they must be the mask's.
-    assert hot.flagged_pixels == np.count_nonzero(hot.mask)
-    for amp, n_hot in zip(AMPLIFIERS, hot.hot_per_amplifier, strict=True):
+    assert hot.flagged_fraction * hot.mask.size == np.count_nonzero(hot.mask)
+    for amp, found in zip(AMPLIFIERS, hot.amplifiers, strict=True):
         rows = hot.mask[amp.trimmed_rows]
-        assert n_hot == np.count_nonzero(rows & DQ.HOT_PIXEL)
-    assert sum(hot.hot_per_amplifier) == hot.n_hot_pixels > 0
+        assert found.hot_pixels == np.count_nonzero(rows & DQ.HOT_PIXEL)
+    assert sum(a.hot_pixels for a in hot.amplifiers) == hot.n_hot_pixels > 0
+    # A master bias has no dark rate: only NO_DATA, never a defect.
+    bias = detect_hot_pixels(campaign.master_dark.data, npix=npix)
+    assert bias.amplifiers == ()
+    assert np.array_equal(bias.mask, (npix == 0).astype(np.uint8) * DQ.NO_DATA)
 
 
 def test_qc_master_report(campaign: Campaign) -> None:
@@ -95,7 +99,6 @@ def test_qc_master_report(campaign: Campaign) -> None:
         models(campaign),
         n_frames=3,
         darktime_s=DARK_S,
-        thresholds=QCThresholds(dark_current=QALimit(warn=15.0, bad=30.0)),
     )
     assert report.flag is QAFlag.GOOD, report.reasons
     assert report.reasons == ()
@@ -123,21 +126,28 @@ def amp_qc(number: int, current: float, noise: float, drift: float) -> Amplifier
 
 
 def test_assess_flags_and_reasons() -> None:
-    limits = QCThresholds()
-    good = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
-    assert assess(good, 10, 0.0, limits).flag is QAFlag.GOOD
-    warm = [amp_qc(1, 6.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
-    report = assess(warm, 10, 0.0, limits, temperature_k=165.04)
+    limits = QCThresholds()  # expected 5 e-/pix/h and 3.5 e-
+    good = [amp_qc(1, 14.0, 4.5, 0.1), amp_qc(2, 1.0, 3.4, 9.0)]
+    assert assess(good, 10, None, limits).flag is QAFlag.GOOD
+    warm = [amp_qc(1, 16.0, 3.4, 0.1), amp_qc(2, 1.0, 3.4, 0.1)]
+    report = assess(warm, 10, None, limits, temperature_k=165.04)
     assert report.flag is QAFlag.PARTIAL
     assert report.reasons == (
-        "amplifier 1 dark current 6 e-/pix/h > warn limit 5 e-/pix/h at 165.0 K",
+        "amplifier 1 dark current 16 e-/pix/h > warn limit 15 e-/pix/h "
+        "(3 x expected 5) at 165.0 K",
     )
-    unknown = assess(warm, 10, 0.0, limits).reasons
+    unknown = assess(warm, 10, None, limits).reasons
     assert unknown[0].endswith("(CCD temperature unknown)")
-    noisy = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 9.0, 30.0)]
-    report = assess(noisy, 2, 0.02, limits)
+    # The limits follow the detector's expected values.
+    quiet = QCThresholds(expected_dark_current=1.0)
+    assert assess(good, 10, None, quiet).flag is QAFlag.BAD  # 14 > 6 x 1
+    noisy = [amp_qc(1, 1.0, 3.4, 0.1), amp_qc(2, 1.0, 9.0, 50.0)]
+    hot = HotPixels(np.zeros((4112, 4096), np.uint8), ())
+    hot.mask[:200] = DQ.HOT_PIXEL  # 4.9 % flagged hot
+    report = assess(noisy, 2, hot, limits)
     assert report.flag is QAFlag.BAD
-    assert len(report.reasons) == 3  # read noise, drift, flagged fraction
+    assert len(report.reasons) == 3  # read noise, drift, hot fraction
+    assert report.hot_fraction == pytest.approx(200 / 4112)
     # Too few frames is the reduction's error (min_frames), never a QA flag.
     assert not any("frames" in r for r in report.reasons)
 
@@ -147,8 +157,11 @@ def test_threshold_errors() -> None:
         QALimit(warn=5.0, bad=1.0)
     with pytest.raises(SettingsError, match="hot_nsigma"):
         QCThresholds(hot_nsigma=0)
+    with pytest.raises(SettingsError, match="expected_dark_current"):
+        QCThresholds(expected_dark_current=0.0)
+    found = detect_hot_pixels(np.zeros((4112, 4096)), darktime_s=DARK_S)
     with pytest.raises(InputError, match="DARKTIME"):
-        dark_current(np.zeros((4112, 4096)), 0.0, AMPLIFIERS[0])
+        dark_current(found.amplifiers[0], AMPLIFIERS[0], 0.0)
 
 
 def _overscan(level_model: np.ndarray) -> OverscanModel:
