@@ -89,6 +89,7 @@ def qc_document(
             "hot_pixels": _figure(a.hot_pixels, "pixels"),
             "hot_columns": _figure(a.hot_columns, "columns"),
             "cosmic_ray_pixels": _figure(a.cosmic_ray_pixels, "pixels"),
+            "hot_column_pixels": _figure(a.hot_column_pixels, "pixels"),
             "cosmic_residuals": _figure(a.cosmic_residuals, "pixels"),
             "hot_rate_limit": _figure(a.hot_rate_limit_e_s, "e-/s"),
             "glow_peak": _figure(a.glow.peak_e_pix_h if a.glow else None, "e-/pix/h"),

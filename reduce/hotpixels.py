@@ -21,8 +21,10 @@ Per amplifier:
    of a pixel were hit, the median is a hit too. Every hot candidate's
    values in the frames are read back (:data:`FramePixels`): a pixel whose
    median stands above its lowest frame by more than five times that
-   frame's noise is a residual, not a steady hot pixel, unless even its
-   lowest frame is above the cut (a hot pixel that cosmic rays also hit).
+   frame's noise, or whose two lowest frames differ by that much (every
+   frame hit, each by its own ray), is a residual, not a steady hot pixel;
+   it stays hot as well when its lowest frame is above the cut and agrees
+   with the next (a hot pixel that cosmic rays also hit).
 5. **Glow** (:class:`Glow`): the background's highest block above the
    bulk, in e-/pix/h, and where it is.
 """
@@ -30,6 +32,7 @@ Per amplifier:
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,8 +169,9 @@ def _blend(grid: Float32Array, i0: IntArray, w: Float32Array) -> Float32Array:
     return np.asarray(low + (high - low) * w[:, np.newaxis], dtype=np.float32)
 
 
-def _edges(n: int) -> IntArray:
-    blocks = max(1, round(n / BLOCK))
+def _edges(n: int, size: int = BLOCK) -> IntArray:
+    """Edges of about ``size``-long blocks covering ``0:n``."""
+    blocks = max(1, round(n / size))
     return np.linspace(0, n, blocks + 1).astype(np.intp)
 
 
@@ -234,7 +238,9 @@ class AmpDefects:
     hot_columns
         Hot columns (trimmed-frame column numbers).
     hot_pixels
-        Pixels with the HOT_PIXEL bit.
+        Pixels with the HOT_PIXEL bit (hot pixels outside hot columns).
+    hot_column_pixels
+        Pixels with the HOT_COLUMN bit.
     cosmic_residuals
         Pixels with the COSMIC_RESIDUAL bit (None: not tested, fewer than
         three frames or no frame values).
@@ -248,6 +254,7 @@ class AmpDefects:
 
     hot_columns: tuple[int, ...]
     hot_pixels: int
+    hot_column_pixels: int
     cosmic_residuals: int | None
     hot_rate_limit_e_s: float
     mean_excess_adu: float
@@ -282,15 +289,16 @@ def find_defects(
     sigma = clipped_std(sample - background.at_rows(sample_rows)[:, ::7])
     to_adu = settings.darktime_s / amp.gain
     cut = max(settings.hot_rate_e_s * to_adu, settings.hot_nsigma * sigma)
-    hot_rows, hot_cols, sums = _scan(region, amp_mask, background, cut, sigma)
-    col_sum, col_count, kept_sum, kept_count = sums
-    col_mean = col_sum / np.maximum(col_count, 1)
-    col_cut = max(
-        settings.hot_column_rate_e_s * to_adu,
-        settings.hot_nsigma * robust_std(col_mean),
+    scan = _scan(region, amp_mask, background, cut, sigma)
+    hot_cols_found = _mark_columns(amp_mask, scan, settings, to_adu)
+    # A hot segment's pixels above the cut beyond its flagged chunks (where
+    # the defect starts mid-chunk) belong to the column too.
+    in_column = np.isin(scan.cols, hot_cols_found)
+    column_hot = (scan.rows[in_column], scan.cols[in_column])
+    amp_mask[column_hot] = np.uint8(DQ.HOT_COLUMN) | (
+        amp_mask[column_hot] & ~np.uint8(DQ.HOT_PIXEL)
     )
-    hot_cols_found = np.flatnonzero(col_mean - np.median(col_mean) > col_cut)
-    amp_mask[:, hot_cols_found] |= np.uint8(DQ.HOT_COLUMN)
+    hot_rows, hot_cols = scan.rows, scan.cols
     residuals = None
     if frame_pixels is not None and hot_rows.size:
         candidates = Candidates(hot_rows, hot_cols, background, cut)
@@ -302,11 +310,46 @@ def find_defects(
     return AmpDefects(
         hot_columns=tuple(int(c) for c in hot_cols_found),
         hot_pixels=int(np.count_nonzero(amp_mask & np.uint8(DQ.HOT_PIXEL))),
+        hot_column_pixels=int(np.count_nonzero(amp_mask & np.uint8(DQ.HOT_COLUMN))),
         cosmic_residuals=residuals,
         hot_rate_limit_e_s=cut / to_adu,
-        mean_excess_adu=kept_sum / max(kept_count, 1),
+        mean_excess_adu=scan.mean_excess_adu,
         background=background,
     )
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays
+class Scan:
+    """What one pass over an amplifier's rows found.
+
+    Attributes
+    ----------
+    rows, cols
+        Pixels above the hot cut (amplifier rows).
+    segments
+        ``(chunks, columns)``: each column's median excess over each chunk of
+        about :data:`CHUNK_ROWS` rows, ADU.
+    edges
+        The chunks' first rows, and the last row + 1.
+    mean_excess_adu
+        Clipped mean excess of the pixels within the clip of the background.
+    """
+
+    rows: IntArray
+    cols: IntArray
+    segments: Float32Array
+    edges: IntArray
+    mean_excess_adu: float
+
+
+def _column_medians(excess: Float32Array) -> Float32Array:
+    """Median of each column of ``excess`` (a transposed copy, partitioned)."""
+    n = excess.shape[0]
+    by_column = np.ascontiguousarray(excess.T)
+    middle = (n - 1) // 2, n // 2
+    by_column.partition(middle, axis=1)
+    low, high = by_column[:, middle[0]], by_column[:, middle[1]]
+    return np.asarray((low + high) * np.float32(0.5), dtype=np.float32)
 
 
 def _scan(
@@ -315,21 +358,16 @@ def _scan(
     background: Background,
     cut: float,
     sigma: float,
-) -> tuple[
-    IntArray,
-    IntArray,
-    tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], float, int],
-]:
-    """One pass over the rows: hot pixels, column sums, the bulk's excess."""
-    width = region.shape[1]
-    col_sum = np.zeros(width, dtype=np.float64)
-    col_count = np.zeros(width, dtype=np.int64)
+) -> Scan:
+    """One pass over the rows: hot pixels, column segments, the bulk's excess."""
     kept_sum, kept_count = 0.0, 0
     found_rows: list[IntArray] = []
     found_cols: list[IntArray] = []
+    segments: list[Float32Array] = []
     hot_cut, clip = np.float32(cut), np.float32(min(cut, 5.0 * sigma))
-    for r0 in range(0, region.shape[0], CHUNK_ROWS):
-        rows = np.arange(r0, min(r0 + CHUNK_ROWS, region.shape[0]))
+    edges = _edges(region.shape[0], CHUNK_ROWS)
+    for r0, r1 in itertools.pairwise(edges):
+        rows = np.arange(r0, r1)
         excess = np.asarray(region[rows[0] : rows[-1] + 1], np.float32)
         excess = excess - background.at_rows(rows)
         hot = excess > hot_cut
@@ -337,17 +375,40 @@ def _scan(
         found_rows.append(r + r0)
         found_cols.append(c)
         amp_mask[rows[0] : rows[-1] + 1] |= hot.view(np.uint8)  # HOT_PIXEL = 1
-        near = np.abs(excess) <= hot_cut  # a hot column keeps its pixels
-        col_count += near.sum(axis=0)
-        col_sum += np.where(near, excess, np.float32(0)).sum(axis=0, dtype=np.float64)
+        segments.append(_column_medians(excess))
         bulk = np.abs(excess) <= clip
         kept_sum += float(np.sum(excess, where=bulk, dtype=np.float64))
         kept_count += int(np.count_nonzero(bulk))
-    return (
-        np.concatenate(found_rows),
-        np.concatenate(found_cols),
-        (col_sum, col_count, kept_sum, kept_count),
+    return Scan(
+        rows=np.concatenate(found_rows),
+        cols=np.concatenate(found_cols),
+        segments=np.stack(segments),
+        edges=edges,
+        mean_excess_adu=kept_sum / max(kept_count, 1),
     )
+
+
+def _mark_columns(
+    amp_mask: npt.NDArray[np.uint8],
+    scan: Scan,
+    settings: DefectSettings,
+    to_adu: float,
+) -> IntArray:
+    """Flag the hot column segments (whole chunks); the hot columns.
+
+    A chunk of a column is hot when its median excess is above
+    ``hot_column_rate_e_s`` and ``hot_nsigma`` times the scatter of all the
+    chunks' medians. Its pixels are column defects: their HOT_PIXEL bits go.
+    """
+    scale = robust_std(scan.segments)
+    col_cut = max(settings.hot_column_rate_e_s * to_adu, settings.hot_nsigma * scale)
+    chunk, cols = np.nonzero(scan.segments > col_cut)
+    for k, c in zip(chunk, cols, strict=True):
+        rows = slice(scan.edges[k], scan.edges[k + 1])
+        amp_mask[rows, c] = (amp_mask[rows, c] & ~np.uint8(DQ.HOT_PIXEL)) | np.uint8(
+            DQ.HOT_COLUMN
+        )
+    return np.unique(cols)
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays
@@ -374,11 +435,15 @@ def _mark_residuals(
     if values.shape[0] < 3:
         return 0
     median = np.asarray(region[rows, cols], np.float64)
-    lowest = values.min(axis=0).astype(np.float64)
+    two = np.partition(values, 1, axis=0)[:2].astype(np.float64)
+    lowest, second = two[0], two[1]
     sigma = np.sqrt(settings.read_noise_adu**2 + np.maximum(median, 0.0) / amp.gain)
-    residual = median - lowest > RESIDUAL_NSIGMA * sigma
+    limit = RESIDUAL_NSIGMA * sigma
+    # Every frame hit (three frames in a storm): even the two lowest differ.
+    all_hit = second - lowest > limit
+    residual = (median - lowest > limit) | all_hit
     under = candidates.background.at(rows, cols).astype(np.float64)
-    still_hot = lowest - under > candidates.cut
+    still_hot = (lowest - under > candidates.cut) & ~all_hit
     r, c = rows[residual], cols[residual]
     amp_mask[r, c] |= np.uint8(DQ.COSMIC_RESIDUAL)
     not_hot = residual & ~still_hot

@@ -154,6 +154,11 @@ def _defect_cards(header: Header, amp: AmplifierQC) -> None:
     n = amp.amplifier
     header[f"NHOTPIX{n}"] = (amp.hot_pixels, f"[pixel] hot pixels, amplifier {n}")
     header[f"NHOTCOL{n}"] = (amp.hot_columns, f"[column] hot columns, amp {n}")
+    if amp.hot_column_pixels is not None:
+        header[f"NHOTCPX{n}"] = (
+            amp.hot_column_pixels,
+            f"[pixel] pixels of hot column segments, amp {n}",
+        )
     if amp.hot_rate_limit_e_s is not None:
         header[f"HOTLIM{n}"] = (
             round(amp.hot_rate_limit_e_s, 6),
@@ -188,6 +193,7 @@ def provisional_report(n_frames: int, dark: bool, thresholds: QCThresholds) -> Q
             hot_pixels=0,
             hot_columns=0,
             cosmic_ray_pixels=0 if n_frames >= 3 else None,
+            hot_column_pixels=0 if dark else None,
             cosmic_residuals=0 if dark and n_frames >= 3 else None,
             glow=Glow(0.0, 0, 0, 0.0) if dark else None,
             hot_rate_limit_e_s=0.0 if dark else None,

@@ -363,7 +363,10 @@ class AmplifierQC:
     overscan
         Overscan level, drift and slope, ADU.
     hot_pixels, hot_columns
-        Pixels and columns flagged hot (darks; 0 for a bias).
+        Pixels flagged hot outside hot columns, and hot columns (darks; 0
+        for a bias).
+    hot_column_pixels
+        Pixels of the hot column segments (darks).
     cosmic_ray_pixels
         Pixels hit by a cosmic ray in some frame (3 frames or more).
     cosmic_residuals
@@ -381,6 +384,7 @@ class AmplifierQC:
     hot_pixels: int
     hot_columns: int
     cosmic_ray_pixels: int | None = None
+    hot_column_pixels: int | None = None
     cosmic_residuals: int | None = None
     glow: Glow | None = None
     hot_rate_limit_e_s: float | None = None
@@ -435,13 +439,12 @@ def _judge(
     """
     if value is None or not math.isfinite(value):
         return 0, ""
+    unit = f" {unit}" if unit else ""
     for level, word, factor in ((2, "bad", limit.bad), (1, "warn", limit.warn)):
         if factor is not None and value > factor * scale:
             of = f" ({factor:g} x expected {scale:.4g})" if scale != 1.0 else ""
-            return level, (
-                f"{name} {value:.4g} {unit} > {word} limit {factor * scale:.4g}"
-                f" {unit}{of}".rstrip()
-            )
+            bound = f"{factor * scale:.4g}{unit}"
+            return level, f"{name} {value:.4g}{unit} > {word} limit {bound}{of}"
     return 0, ""
 
 
@@ -593,6 +596,7 @@ def qc_master(
                 cosmic_ray_pixels=(
                     None if cosmic_ray_pixels is None else cosmic_ray_pixels[index]
                 ),
+                hot_column_pixels=found.hot_column_pixels if found else None,
                 cosmic_residuals=found.cosmic_residuals if found else None,
                 glow=(
                     glow_of(found.background, amp, darktime_s)
