@@ -130,7 +130,9 @@ def test_every_product_exists_and_validates(
     folder = reduced / f"obsid{obsid}_results"
     result = json.loads((folder / "result.json").read_text())
     assert result["values"] == {f"master_{product}": f"master_{product}.fits"}
-    assert result["qc"] in ("GOOD", "PARTIAL", "BAD")
+    # A clean synthetic set (reduce.synthetic, 10-12 e-/pix/h, under the
+    # 15 e-/pix/h warn limit of the expected 5): nothing to say.
+    assert result["qc"] == "GOOD", result["qc_reasons"]
     uuid.UUID(result["uuid"])
     task = json.loads((folder / "task.json").read_text())
     for key in ("inputs", "parameters", "qc", "qa", "software", "timings_s"):
