@@ -36,6 +36,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -134,13 +135,16 @@ class Background:
         """The amplifier's typical level: the median of the blocks, ADU."""
         return float(np.median(self.grid))
 
-    def at_rows(self, rows: IntArray) -> Float32Array:
-        """The background at every column of amplifier rows ``rows``."""
-        along = _weights(self.row_edges, rows)
-        coarse = _blend(self.grid, *along)  # (len(rows), block columns)
+    @cached_property
+    def _by_column(self) -> Float32Array:
+        """The grid interpolated along the columns: (block rows, columns)."""
         cols = np.arange(int(self.col_edges[-1]))
         i0, w = _weights(self.col_edges, cols)
-        return _blend(coarse.T, i0, w).T
+        return np.ascontiguousarray(_blend(self.grid.T, i0, w).T)
+
+    def at_rows(self, rows: IntArray) -> Float32Array:
+        """The background at every column of amplifier rows ``rows``."""
+        return _blend(self._by_column, *_weights(self.row_edges, rows))
 
     def at(self, rows: IntArray, cols: IntArray) -> Float32Array:
         """The background at single pixels ``(rows, cols)`` of the amplifier."""
@@ -327,8 +331,11 @@ class Scan:
     rows, cols
         Pixels above the hot cut (amplifier rows).
     segments
-        ``(chunks, columns)``: each column's median excess over each chunk of
-        about :data:`CHUNK_ROWS` rows, ADU.
+        ``(chunks, columns)``: each column's mean excess over each chunk of
+        about :data:`CHUNK_ROWS` rows, ADU, its pixels beyond the hot cut
+        either way left out.
+    hot_share
+        ``(chunks, columns)``: the share of those pixels above the hot cut.
     edges
         The chunks' first rows, and the last row + 1.
     mean_excess_adu
@@ -338,18 +345,9 @@ class Scan:
     rows: IntArray
     cols: IntArray
     segments: Float32Array
+    hot_share: Float32Array
     edges: IntArray
     mean_excess_adu: float
-
-
-def _column_medians(excess: Float32Array) -> Float32Array:
-    """Median of each column of ``excess`` (a transposed copy, partitioned)."""
-    n = excess.shape[0]
-    by_column = np.ascontiguousarray(excess.T)
-    middle = (n - 1) // 2, n // 2
-    by_column.partition(middle, axis=1)
-    low, high = by_column[:, middle[0]], by_column[:, middle[1]]
-    return np.asarray((low + high) * np.float32(0.5), dtype=np.float32)
 
 
 def _scan(
@@ -364,6 +362,7 @@ def _scan(
     found_rows: list[IntArray] = []
     found_cols: list[IntArray] = []
     segments: list[Float32Array] = []
+    shares: list[Float32Array] = []
     hot_cut, clip = np.float32(cut), np.float32(min(cut, 5.0 * sigma))
     edges = _edges(region.shape[0], CHUNK_ROWS)
     for r0, r1 in itertools.pairwise(edges):
@@ -375,14 +374,18 @@ def _scan(
         found_rows.append(r + r0)
         found_cols.append(c)
         amp_mask[rows[0] : rows[-1] + 1] |= hot.view(np.uint8)  # HOT_PIXEL = 1
-        segments.append(_column_medians(excess))
+        near = np.abs(excess) <= hot_cut
+        count = np.maximum(near.sum(axis=0), 1)
+        segments.append(np.where(near, excess, np.float32(0)).sum(axis=0) / count)
+        shares.append(hot.sum(axis=0) / np.float32(len(rows)))
         bulk = np.abs(excess) <= clip
         kept_sum += float(np.sum(excess, where=bulk, dtype=np.float64))
         kept_count += int(np.count_nonzero(bulk))
     return Scan(
         rows=np.concatenate(found_rows),
         cols=np.concatenate(found_cols),
-        segments=np.stack(segments),
+        segments=np.stack(segments).astype(np.float32),
+        hot_share=np.stack(shares).astype(np.float32),
         edges=edges,
         mean_excess_adu=kept_sum / max(kept_count, 1),
     )
@@ -396,13 +399,14 @@ def _mark_columns(
 ) -> IntArray:
     """Flag the hot column segments (whole chunks); the hot columns.
 
-    A chunk of a column is hot when its median excess is above
-    ``hot_column_rate_e_s`` and ``hot_nsigma`` times the scatter of all the
-    chunks' medians. Its pixels are column defects: their HOT_PIXEL bits go.
+    A chunk of a column is hot when its mean excess (hot pixels out) is
+    above ``hot_column_rate_e_s`` and ``hot_nsigma`` times the scatter of all
+    the chunks' means, or when most of its pixels are hot (a column hotter
+    than the hot cut). Its pixels are column defects: their HOT_PIXEL bits go.
     """
     scale = robust_std(scan.segments)
     col_cut = max(settings.hot_column_rate_e_s * to_adu, settings.hot_nsigma * scale)
-    chunk, cols = np.nonzero(scan.segments > col_cut)
+    chunk, cols = np.nonzero((scan.segments > col_cut) | (scan.hot_share > 0.5))
     for k, c in zip(chunk, cols, strict=True):
         rows = slice(scan.edges[k], scan.edges[k + 1])
         amp_mask[rows, c] = (amp_mask[rows, c] & ~np.uint8(DQ.HOT_PIXEL)) | np.uint8(
