@@ -1,0 +1,1 @@
+"""Reprocessing a calibration archive: finding raw frames and grouping them."""
