@@ -122,7 +122,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-SWEEP_TEMPERATURES = (158.0, 163.15, 168.0)
+SWEEP_TEMPERATURES = (158.0, 163.15, 173.0)
 
 SWEEP = """\
 campaign: sweep
@@ -138,8 +138,8 @@ runs:
   - name: t163
     simulator: {ccd_temperature_k: 163.15}
     expect: {outcome: done, qa: GOOD, retakes: 0, valid_frames: 6, verify: pass}
-  - name: t168
-    simulator: {ccd_temperature_k: 168.0}
+  - name: t173
+    simulator: {ccd_temperature_k: 173.0}
     expect: {outcome: done, qa: PARTIAL, valid_frames: 6, verify: fail}
   - name: leak
     simulator: {ccd_temperature_k: 163.15, seed: 12}

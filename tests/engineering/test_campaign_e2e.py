@@ -56,14 +56,15 @@ def test_every_run_as_expected_and_exit_zero(sweep: CampaignRun) -> None:
 
 def test_report_tells_what_each_run_did(sweep: CampaignRun) -> None:
     runs = by_name(summary(sweep))
-    for name in ("t158", "t163", "t168"):
+    for name in ("t158", "t163", "t173"):
         seen = runs[name]["seen"]
         assert seen["outcome"] == "done"
         assert seen["valid_frames"] == 6
         assert seen["invalid_frames"] == 0
         assert seen["qa"] == {"bias_3": "GOOD", "dark_3": seen["qa"]["dark_3"]}
-    assert runs["t168"]["seen"]["qa"]["dark_3"] == "PARTIAL"  # above 5 e-/pix/h
-    assert runs["t168"]["seen"]["verify"] == "fail"
+    # ~23 e-/pix/h: above the QA warn limit (15), below bad (30)
+    assert runs["t173"]["seen"]["qa"]["dark_3"] == "PARTIAL"
+    assert runs["t173"]["seen"]["verify"] == "fail"
     leak = runs["leak"]["seen"]
     assert leak["outcome"] == "done"
     assert leak["qa"]["dark_4"] == "PARTIAL"
@@ -166,7 +167,7 @@ def test_campaign_page_in_a_browser(sweep: CampaignRun, tmp_path: Path) -> None:
     rows = {
         e.attrs["data-run"]: e.attrs for e in page.find("tr") if "data-run" in e.attrs
     }
-    assert set(rows) == {"t158", "t163", "t168", "leak", "stuck"}
+    assert set(rows) == {"t158", "t163", "t173", "leak", "stuck"}
     assert rows["stuck"]["data-seen"] == "fault"
     assert rows["stuck"]["data-expected"] == "fault"
     assert all(r["data-matched"] == "True" for r in rows.values())
