@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from drivers.errors import ConfigError
+from sequencer.engineering.archive_cli import archive
 from sequencer.engineering.limits import FIGURES
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -321,4 +322,4 @@ def campaign(
     raise SystemExit(EXIT_OK if result.matched else EXIT_FAILED)
 
 
-COMMANDS = (verify, trend, campaign)
+COMMANDS = (verify, trend, campaign, archive)

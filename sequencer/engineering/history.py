@@ -4,7 +4,7 @@ Schema (version :data:`SCHEMA_VERSION`; ``schema_version`` holds one row)::
 
     dark_sets(id, product_uuid UNIQUE, block, date_obs, verified_at,
               ccd_temperature_k, exptime_s, n_frames, verdict, folder,
-              simulated, source)
+              simulated, source, night, archive)
     figures(set_id -> dark_sets.id, name, amplifier (NULL: whole set),
             value (NULL: not measured), unit, limit_min, limit_max, status)
 
@@ -12,8 +12,10 @@ Migrations are applied in order, each in its own transaction, when a database
 is opened; a database newer than this program is refused rather than guessed
 at. Version 1 had neither limits nor status per figure, nor the simulated flag
 and source per set, and allowed one product to be recorded twice; version 2
-adds them and keeps only the latest record of each product. Verifying the
-same master dark again replaces its record.
+adds them and keeps only the latest record of each product. Version 3 adds
+the observing night (``YYYY-MM-DD``) and the raw archive of a set that
+``megara-dark archive`` reduced (NULL for the others). Verifying the same
+master dark again replaces its record.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """DELETE FROM dark_sets WHERE id NOT IN (
             SELECT MAX(id) FROM dark_sets GROUP BY product_uuid)""",
         "CREATE UNIQUE INDEX dark_sets_by_product ON dark_sets(product_uuid)",
+    ),
+    (
+        "ALTER TABLE dark_sets ADD COLUMN night TEXT",
+        "ALTER TABLE dark_sets ADD COLUMN archive TEXT",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -165,8 +171,19 @@ class History:
     ) -> None:
         self.close()
 
-    def record(self, verdict: Verdict, source: str = "verify") -> int:
-        """Store (or replace) a verified set's figures; return its row id."""
+    def record(
+        self,
+        verdict: Verdict,
+        source: str = "verify",
+        *,
+        night: str | None = None,
+        archive: str | None = None,
+    ) -> int:
+        """Store (or replace) a verified set's figures; return its row id.
+
+        ``night`` (``YYYY-MM-DD``) and ``archive`` (the raw archive's root)
+        are those of a set reduced from an archive; None for the others.
+        """
         d = verdict.dark
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -176,12 +193,14 @@ class History:
             cursor = self.conn.execute(
                 """INSERT INTO dark_sets (product_uuid, block, date_obs, verified_at,
                     ccd_temperature_k, exptime_s, n_frames, verdict, folder,
-                    simulated, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    simulated, source, night, archive)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     d.product_uuid, d.block_id, d.date_obs,
                     verdict.verified_at.isoformat(), d.temperature_k, d.exptime_s,
                     d.n_frames, "PASS" if verdict.passed else "FAIL",
                     str(d.folder.resolve()), int(d.simulated), source,
+                    night, archive,
                 ),
             )  # fmt: skip
             set_id = int(cursor.lastrowid or 0)
