@@ -149,6 +149,16 @@ def block_temperature(frames: Sequence[FrameInspection]) -> float | None:
     return float(np.median([t for t in temps if t is not None]))
 
 
+def temperature_spread(frames: Sequence[FrameInspection]) -> float | None:
+    """The highest less the lowest CCD temperature of the frames, K; None if
+    one is unknown."""
+    temps = [f.temperature for f in frames]
+    if not temps or any(t is None for t in temps):
+        return None
+    known = [t for t in temps if t is not None]
+    return float(max(known) - min(known))
+
+
 def frame_rate(frame: FrameInspection) -> float:
     """A frame's mean dark rate over both amplifiers, e-/pix/s."""
     rates = [

@@ -41,6 +41,7 @@ from reduce.checks import (
     block_temperature,
     require_frames,
     select_frames,
+    temperature_spread,
 )
 from reduce.combine import BandSink, CombineConfig, Combined
 from reduce.documents import result_document, task_document, write_json
@@ -287,6 +288,7 @@ def _assess(
         cosmic_ray_pixels,
         block_temperature(chosen.used),
         _frame_values(chosen.used, run.bias.data if run.bias is not None else None),
+        temperature_spread(chosen.used),
     )
     report = final_report(report, chosen.excluded, run.dark, run.bias is not None)
     run.plog.add(f"QA {report.flag.value}" + "".join(f"; {r}" for r in report.reasons))

@@ -99,7 +99,10 @@ class QCThresholds:
     * flagged fraction (hot pixels and columns): warn 0.1 %, bad 1 %, ten
       and a hundred times the hot-pixel density of the three models;
     * cosmic-ray residual fraction: warn 2e-4 (a master whose median was hit
-      on that many pixels needs more frames); never BAD by itself.
+      on that many pixels needs more frames); never BAD by itself;
+    * the spread of the dark frames' CCD temperatures: warn above 2 K (the
+      dark current changes by 25-70 % over 2 K; MEGARA's CCD is regulated
+      far better), never BAD by itself.
 
     Attributes
     ----------
@@ -123,6 +126,8 @@ class QCThresholds:
         Limits on the fraction of pixels flagged hot (pixel or column).
     cosmic_residual_fraction
         Limits on the fraction of pixels whose median was hit.
+    temperature_spread
+        Limits on the spread of a dark block's CCD temperatures, K.
 
     The minimum frame count is not a QC limit: fewer usable frames than the
     reduction's ``min_frames`` (``--min-frames``, ``[reduce] min_frames`` of
@@ -139,6 +144,7 @@ class QCThresholds:
     overscan_drift: QALimit = QALimit(warn=5.0, bad=20.0)
     hot_fraction: QALimit = QALimit(warn=0.001, bad=0.01)
     cosmic_residual_fraction: QALimit = QALimit(warn=2e-4, bad=None)
+    temperature_spread: QALimit = QALimit(warn=2.0, bad=None)
 
     def __post_init__(self) -> None:
         for name in ("hot_nsigma", "hot_rate_e_s", "hot_column_rate_e_s"):
@@ -486,12 +492,14 @@ def assess(
     hot: HotPixels | None = None,
     thresholds: QCThresholds = QCThresholds(),
     temperature_k: float | None = None,
+    temperature_spread_k: float | None = None,
 ) -> QAReport:
     """Turn QC figures into a QA flag with its reasons.
 
     ``hot``: the DQ mask (None: no pixel judged). ``temperature_k``: the
     block's CCD temperature, said with the dark current (a warm detector is
-    told from a leak by it), or None: unknown.
+    told from a leak by it), or None: unknown. ``temperature_spread_k``:
+    the highest less the lowest frame's (None: not judged).
     """
     at = (
         f" at {temperature_k:.1f} K"
@@ -514,6 +522,12 @@ def assess(
             residual_fraction,
             thresholds.cosmic_residual_fraction,
             "",
+        ),
+        _judge(
+            "CCD temperature spread across the frames",
+            temperature_spread_k,
+            thresholds.temperature_spread,
+            "K",
         ),
     ]
     worst = max((level for level, _ in verdicts), default=0)
@@ -540,6 +554,7 @@ def qc_master(
     cosmic_ray_pixels: Sequence[int] | None = None,
     temperature_k: float | None = None,
     frame_pixels: FramePixels | None = None,
+    temperature_spread_k: float | None = None,
 ) -> tuple[QAReport, HotPixels]:
     """All QC figures of a master, and the DQ mask.
 
@@ -565,6 +580,8 @@ def qc_master(
         The block's CCD temperature (None: unknown).
     frame_pixels
         The frames' values at pixels, for the cosmic-ray residual test.
+    temperature_spread_k
+        The frames' CCD temperature spread, K (darks; None: not judged).
     """
     dark = darktime_s is not None and darktime_s > 0
     read_noise_adu = tuple(
@@ -606,4 +623,8 @@ def qc_master(
                 hot_rate_limit_e_s=found.hot_rate_limit_e_s if found else None,
             )
         )
-    return assess(amps, n_frames, hot if dark else None, thresholds, temperature_k), hot
+    spread = temperature_spread_k if dark else None
+    report = assess(
+        amps, n_frames, hot if dark else None, thresholds, temperature_k, spread
+    )
+    return report, hot

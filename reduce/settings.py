@@ -11,6 +11,7 @@ settings come from a TOML file (``--qc-config``, :func:`load_qc_config`).
     overscan_drift = { warn = 5.0, bad = 20.0 } # x expected read noise in ADU
     hot_fraction = { warn = 0.001, bad = 0.01 }
     cosmic_residual_fraction = { warn = 2e-4 }
+    temperature_spread = { warn = 2.0 }         # K, across a dark block
     hot_rate_e_s = 0.02                         # e-/s over the background
     hot_column_rate_e_s = 0.002                 # e-/s
     hot_nsigma = 5.0                            # noise sigmas, at least
@@ -131,6 +132,7 @@ RANGES: dict[str, tuple[float, float, bool, str]] = {
     "read_noise": (0.0, 1e4, False, "times expected_read_noise"),
     "hot_fraction": (0.0, 1.0, False, "a fraction of the pixels"),
     "cosmic_residual_fraction": (0.0, 1.0, False, "a fraction of the pixels"),
+    "temperature_spread": (0.0, 1000.0, False, "kelvin"),
     "overscan_drift": (0.0, 1e4, False, "times the expected read noise in ADU"),
     "exptime_rtol": (0.0, 1.0, True, "a relative difference"),
     "leak_nsigma": (0.0, 1000.0, True, "errors of the mean excess"),

@@ -148,6 +148,14 @@ def test_assess_flags_and_reasons() -> None:
     assert report.flag is QAFlag.BAD
     assert len(report.reasons) == 3  # read noise, drift, hot fraction
     assert report.hot_fraction == pytest.approx(200 / 4112)
+    # A dark block whose frames' CCD temperatures spread over more than 2 K.
+    spread = assess(good, 10, None, limits, 168.0, temperature_spread_k=10.0)
+    assert spread.flag is QAFlag.PARTIAL
+    assert spread.reasons == (
+        "CCD temperature spread across the frames 10 K > warn limit 2 K",
+    )
+    steady = assess(good, 10, None, limits, 168.0, temperature_spread_k=0.3)
+    assert steady.flag is QAFlag.GOOD
     # Too few frames is the reduction's error (min_frames), never a QA flag.
     assert not any("frames" in r for r in report.reasons)
 
