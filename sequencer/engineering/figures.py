@@ -47,6 +47,7 @@ _PER_AMP_KEYS = {
     "read_noise": "read_noise",
     "hot_pixels": "hot_pixels",
     "hot_columns": "hot_columns",
+    "glow_peak": "glow_peak",
     "overscan_level": "overscan_level",
     "overscan_drift": "overscan_drift",
 }
@@ -227,7 +228,8 @@ def load_dark_set(folder: Path) -> DarkSet:
         )
         for amp in qc["amplifiers"]:
             for name, key in _PER_AMP_KEYS.items():
-                value = amp[key]["value"]
+                # Products older than a figure lack it: not measured.
+                value = amp.get(key, {}).get("value")
                 dark.figures.append(
                     Figure(
                         name,

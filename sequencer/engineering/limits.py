@@ -96,6 +96,13 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("hot_pixels", "pixels", True, Limit(max=10000), "hot pixels"),
         FigureSpec("hot_columns", "columns", True, Limit(max=10), "hot columns"),
         FigureSpec(
+            "glow_peak",
+            "e-/pix/h",
+            True,
+            Limit(),
+            "amplifier glow, peak above the bulk dark current",
+        ),
+        FigureSpec(
             "overscan_level", "ADU", True, Limit(500.0, 5000.0), "overscan level"
         ),
         FigureSpec(
