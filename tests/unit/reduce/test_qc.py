@@ -60,8 +60,8 @@ def test_hot_pixels_complete_and_clean(campaign: Campaign, hot: HotPixels) -> No
     completeness = np.count_nonzero(flagged & truth) / np.count_nonzero(truth)
     in_hot_column = campaign.truth.hot_column_mask
     false_positive = np.count_nonzero(flagged & ~truth & ~in_hot_column) / truth.size
-    assert completeness >= 0.99
-    assert false_positive <= 0.001
+    assert completeness >= 0.9995
+    assert false_positive <= 1e-5
 
 
 def test_hot_columns_found(campaign: Campaign, hot: HotPixels) -> None:
