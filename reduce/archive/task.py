@@ -12,12 +12,15 @@ Idempotent
     ``skipped`` ("up to date"): nothing is written.
 
 Atomic
-    The set is reduced into ``OUT/<night>/.partial-<ID>-<pid>/`` and its
-    results folder renamed into place once complete. An outdated results
-    folder is first renamed aside (``.partial-<ID>-<pid>-old``), the new one
-    renamed in, the night folder fsynced, then the old one deleted. A crash
-    leaves ``.partial-*`` folders only, never half a results folder; the next
-    run deletes them first (:func:`clean_partials`).
+    The set is reduced into ``OUT/<night>/.partial-<ID>.<host>.<pid>.<tag>/``
+    (``tag``: 8 random hex digits; the host and tag keep the names of workers
+    on different hosts apart, the folder being shared) and its results
+    folder renamed into place once complete. An outdated results folder is
+    first renamed aside (the same name and ``-old``), the new one renamed
+    in, the night folder fsynced, then the old one deleted. A crash (a
+    worker killed, on any host) leaves ``.partial-*`` folders only, never
+    half a results folder; the set's next run deletes its own first, and a
+    new ``megara-dark archive`` run all of them (:func:`clean_partials`).
 
 The pairing note ("master bias of 2026-11-27 (nearest earlier night)") is
 written into the products: a line of ``processing.log`` and task.json's
@@ -34,7 +37,9 @@ import os
 import re
 import resource
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -273,8 +278,8 @@ def clean_partials(out_dir: Path, set_id: str | None = None) -> list[Path]:
     """
     if set_id is None:
         pattern = re.compile(re.escape(PARTIAL) + r".+")
-    else:
-        pattern = re.compile(re.escape(PARTIAL + set_id) + r"-\d+(-old)?")
+    else:  # set ids hold no "."; "-<pid>": the names of earlier versions
+        pattern = re.compile(re.escape(PARTIAL + set_id) + r"(\..+|-\d+(-old)?)")
     removed: list[Path] = []
     try:
         names = sorted(os.listdir(out_dir))
@@ -288,11 +293,18 @@ def clean_partials(out_dir: Path, set_id: str | None = None) -> list[Path]:
     return removed
 
 
+def partial_name(set_id: str) -> str:
+    """``.partial-<set id>.<host>.<pid>.<tag>``: unique across the hosts
+    that share the output folder, and across pid reuse."""
+    host = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname().split(".")[0]) or "host"
+    return f"{PARTIAL}{set_id}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
 def _reduce(task: SetTask, options: Options) -> Result:
     """Reduce into a ``.partial-`` folder, then rename the results into place."""
     task.out_dir.mkdir(parents=True, exist_ok=True)
     clean_partials(task.out_dir, task.set_id)
-    work = task.out_dir / f"{PARTIAL}{task.set_id}-{os.getpid()}"
+    work = task.out_dir / partial_name(task.set_id)
     try:
         result = reduce_block(
             block_id=task.set_id,

@@ -6,17 +6,27 @@ dark set with a bias set (:mod:`reduce.archive.pairing`); the result is one
 :class:`~reduce.archive.task.SetTask` per set, products in
 ``OUT/<night YYYY-MM-DD>/obsid<set id>_results/``.
 
-:func:`run_archive` runs them on a local process pool in two phases: every
-bias set, then every dark set, whose master bias is
+:func:`run_archive` runs them in two phases: every bias set, then every
+dark set, whose master bias is
 ``OUT/<bias night>/obsid<bias set id>_results/master_bias.fits``. A dark set
 whose bias set failed is reduced without a master bias (its QA says so, and
 its products say why). After each reduced or up-to-date dark set its QC is
 judged (:mod:`sequencer.engineering.verify`) and recorded in the history
 database with source ``archive``, its night and the archive's root.
 
-Each worker process reduces one set at a time with ``cpus // workers``
-threads; processes start by ``forkserver`` (a fork of a process that
-already holds threads and large arrays is neither safe nor cheap).
+The sets run on a :class:`Runner`: a :mod:`concurrent.futures` executor,
+either a local process pool (:func:`local_runner`) or a Dask distributed
+cluster (``megara-dark archive --scheduler``, through
+``Client.get_executor``: :mod:`sequencer.engineering.archive_cli`); phases,
+outcomes and events are the same code for both. A task is a
+:class:`~reduce.archive.task.SetTask` (paths, not pixels): the worker reads
+the frames and writes the products itself, so a cluster's workers must see
+the archive and the output folder at the same paths as this process.
+
+Each local worker process reduces one set at a time with
+``cpus // workers`` threads; processes start by ``forkserver`` (a fork of a
+process that already holds threads and large arrays is neither safe nor
+cheap).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -232,30 +243,28 @@ def _outcome_of(future: Future[SetOutcome], task: SetTask) -> SetOutcome:
 
 
 def _run_phase(
-    pool: ProcessPoolExecutor,
-    tasks: Sequence[SetTask],
-    workers: int,
-    progress: Progress,
+    runner: Runner, tasks: Sequence[SetTask], progress: Progress
 ) -> Iterator[tuple[SetTask, SetOutcome]]:
-    """Run ``tasks``, at most ``workers`` at a time (so that a started event
-    is a set a worker has taken); yield each as it ends."""
+    """Run ``tasks``, at most :attr:`Runner.capacity` at a time (so that a
+    started event is a set a worker has taken); yield each as it ends."""
     pending = iter(tasks)
     running: dict[Future[SetOutcome], SetTask] = {}
 
-    def submit() -> None:
-        task = next(pending, None)
-        if task is not None:
+    def fill() -> None:
+        for _ in range(max(1, runner.capacity()) - len(running)):
+            task = next(pending, None)
+            if task is None:
+                return
             progress.started(task)
-            running[pool.submit(run_set, task)] = task
+            running[runner.submit(task)] = task
 
-    for _ in range(workers):
-        submit()
+    fill()
     while running:
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             task = running.pop(future)
             yield task, _outcome_of(future, task)
-            submit()
+        fill()
 
 
 def _without_bias(plan: ArchivePlan, failed: Mapping[str, str]) -> list[SetTask]:
@@ -286,8 +295,8 @@ def _record(
 
 def run_archive(
     plan: ArchivePlan,
+    runner: Runner,
     *,
-    workers: int,
     history: Path | None,
     settings: VerifySettings | None = None,
     emit: Emit | None = None,
@@ -298,8 +307,8 @@ def run_archive(
     ----------
     plan
         From :func:`plan_archive`.
-    workers
-        Worker processes.
+    runner
+        Where the sets run (:func:`local_runner`, a Dask cluster's).
     history
         History database for the dark sets' QC (None: not recorded).
     settings
@@ -313,22 +322,19 @@ def run_archive(
     progress = Progress(len(plan.tasks), emit or (lambda event: None))
     for night in sorted({t.out_dir for t in plan.tasks}):
         clean_partials(night)
-    context = multiprocessing.get_context("forkserver")
     db = History(history) if history is not None else None
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for task, outcome in _run_phase(pool, plan.biases, workers, progress):
-                _finish(report, task, outcome, progress)
-            failed = {o.set_id: o.reason for o in report.failed}  # biases only
-            darks = _without_bias(plan, failed)
-            for task, outcome in _run_phase(pool, darks, workers, progress):
-                _finish(report, task, outcome, progress)
-                if db is not None and outcome.status != "failed":
-                    try:
-                        _record(db, task, outcome, settings, plan.root)
-                        report.recorded += 1
-                    except ConfigError as err:
-                        report.history_errors.append(f"{task.set_id}: {err}")
+        for task, outcome in _run_phase(runner, plan.biases, progress):
+            _finish(report, task, outcome, progress)
+        failed = {o.set_id: o.reason for o in report.failed}  # biases only
+        for task, outcome in _run_phase(runner, _without_bias(plan, failed), progress):
+            _finish(report, task, outcome, progress)
+            if db is not None and outcome.status != "failed":
+                try:
+                    _record(db, task, outcome, settings, plan.root)
+                    report.recorded += 1
+                except ConfigError as err:
+                    report.history_errors.append(f"{task.set_id}: {err}")
     finally:
         if db is not None:
             db.close()
@@ -342,6 +348,40 @@ def _finish(
     report.outcomes[task.set_id] = outcome
     report.tasks[task.set_id] = task
     progress.finished(task, outcome)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where the sets run.
+
+    Attributes
+    ----------
+    submit
+        Starts :func:`~reduce.archive.task.run_set` on one task: a
+        :class:`concurrent.futures.Future` of its outcome.
+    capacity
+        How many sets it runs at once, asked before each submission (a
+        cluster may grow or shrink).
+    threads
+        Reduction threads for each set.
+    """
+
+    submit: Callable[[SetTask], Future[SetOutcome]]
+    capacity: Callable[[], int]
+    threads: int
+
+
+@contextmanager
+def local_runner(workers: int) -> Iterator[Runner]:
+    """A pool of ``workers`` local processes (started by ``forkserver``, as
+    sets are submitted), each set with :func:`threads_per_worker` threads."""
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield Runner(
+            lambda task: pool.submit(run_set, task),
+            lambda: workers,
+            threads_per_worker(workers),
+        )
 
 
 def default_workers() -> int:

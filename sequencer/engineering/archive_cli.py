@@ -1,16 +1,25 @@
 """``megara-dark archive``: reduce every bias and dark set of a raw archive.
 
 Registered with the engineering commands (:data:`sequencer.engineering.cli.COMMANDS`).
-User mistakes (ROOT not a folder, a bad option or QC file) are one line and
-exit status 2; a set that failed makes exit status 1.
+User mistakes (ROOT not a folder, a bad option or QC file, a Dask scheduler
+that does not answer) are one line and exit status 2; a set that failed
+makes exit status 1.
+
+The sets run on a local process pool, or with ``--scheduler`` on the
+workers of a Dask distributed scheduler (:func:`dask_runner`); Dask is
+imported only then (the ``archive`` extra), never by the default path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import sys
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +29,8 @@ from drivers.errors import ConfigError
 
 if TYPE_CHECKING:
     from reduce.archive.scan import Skipped
-    from sequencer.engineering.archive import ArchiveReport
+    from reduce.archive.task import SetOutcome, SetTask
+    from sequencer.engineering.archive import ArchiveReport, Runner
 
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -142,6 +152,80 @@ def _mode_dark() -> str:
     return Mode.DARK.value
 
 
+DASK_MISSING = "--scheduler needs Dask: pip install 'megara-dark[archive]'"
+
+
+@contextlib.contextmanager
+def dask_runner(address: str, *, timeout_s: float = 10.0) -> Iterator[Runner]:
+    """The workers of the Dask scheduler at ``address`` (``tcp://host:port``).
+
+    Tasks go through ``Client.get_executor(pure=False)``, keyed
+    ``megara-dark-<set id>-<random>`` (readable on the dashboard, never
+    shared with another run's). A worker lost mid-set: the scheduler runs
+    the set again elsewhere (``distributed.scheduler.allowed-failures``);
+    past that, the set fails with the scheduler's reason.
+
+    Raises
+    ------
+    ConfigError
+        Dask is not installed, ``address`` is no ``scheme://host:port``, or
+        the scheduler did not answer in ``timeout_s``.
+    """
+    if not re.fullmatch(r"[a-z]+://[^\s/]+:\d+", address):
+        raise ConfigError(f"--scheduler {address}: expected tcp://HOST:PORT")
+    try:
+        import distributed  # noqa: PLC0415  (optional: the archive extra)
+    except ImportError:
+        raise ConfigError(DASK_MISSING) from None
+    connect: Any = distributed.Client  # untyped
+    try:
+        client = connect(address, timeout=timeout_s, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(
+            f"Dask scheduler {address}: cannot connect: {reason}"
+        ) from None
+    from reduce.archive.task import run_set  # noqa: PLC0415
+    from sequencer.engineering.archive import Runner  # noqa: PLC0415
+
+    try:
+        executor = client.get_executor(pure=False)
+
+        def submit(task: SetTask) -> Future[SetOutcome]:
+            key = f"megara-dark-{task.set_id}-{uuid.uuid4().hex[:8]}"
+            future: Future[SetOutcome] = executor.submit(run_set, task, key=key)
+            return future
+
+        def capacity() -> int:  # 0 while no worker: one set waits in line
+            try:
+                return sum(client.nthreads().values())
+            except (OSError, TimeoutError):  # the scheduler gone: futures fail
+                return 1
+
+        yield Runner(submit, capacity, _cluster_threads(client))
+    finally:
+        client.close()
+
+
+def _cluster_threads(client: Any) -> int:
+    """Reduction threads for each set on a cluster: the fewest, over its
+    hosts, of a host's usable CPUs shared among the sets it runs at once
+    (its workers' threads); 1 when the cluster has no worker yet."""
+    try:
+        cpus = client.run(os.sched_getaffinity, 0)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except (OSError, TimeoutError, AttributeError, KeyError, TypeError):
+        return 1
+    per_host: dict[str, list[int]] = {}
+    for address, info in workers.items():
+        if address in cpus:
+            found = per_host.setdefault(str(info["host"]), [0, 0])
+            found[0] = len(cpus[address])
+            found[1] += int(info["nthreads"])
+    shares = [max(1, n // max(1, sets)) for n, sets in per_host.values()]
+    return min(shares, default=1)
+
+
 def _echo(line: str, *, err: bool) -> None:
     with contextlib.suppress(BrokenPipeError):  # `archive | head`: run goes on
         click.echo(line, err=err)
@@ -163,7 +247,13 @@ def _echo(line: str, *, err: bool) -> None:
     "--workers",
     type=click.IntRange(min=1, max=256),
     default=None,
-    help="Worker processes [default: one per CPU].",
+    help="Local worker processes [default: one per CPU]; not with --scheduler.",
+)
+@click.option(
+    "--scheduler",
+    metavar="tcp://HOST:PORT",
+    help="Run the sets on the workers of this Dask scheduler (they must see "
+    "ROOT and --workdir at the same paths) instead of a local pool.",
 )
 @click.option(
     "--night-boundary",
@@ -212,6 +302,7 @@ def archive(
     root: Path,
     out: Path,
     workers: int | None,
+    scheduler: str | None,
     boundary: float,
     gap_s: float,
     min_frames: int,
@@ -237,33 +328,41 @@ def archive(
     _logging(log_level)
     if history is not None and no_history:
         raise click.UsageError("give --history PATH or --no-history, not both")
-    database = None if no_history else (history or DEFAULT_HISTORY)
-    workers = workers or runner.default_workers()
-    try:
-        Options.from_qc_file(qc_config)  # a bad QC file is refused before any work
-        plan = runner.plan_archive(
-            root,
-            out,
-            boundary_hour_utc=boundary,
-            gap_s=gap_s,
-            min_frames=min_frames,
-            qc_config=qc_config.absolute() if qc_config else None,
-            threads=runner.threads_per_worker(workers),
+    if workers is not None and scheduler is not None:
+        raise click.UsageError(
+            "--workers sizes the local pool; with --scheduler the cluster's "
+            "workers run the sets (start more of them instead)"
         )
-    except ReductionError as err:
-        raise ConfigError(str(err)) from None
-    sink = JsonLines(sys.stdout) if as_json else None
+    database = None if no_history else (history or DEFAULT_HISTORY)
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            pool = runner.local_runner(workers or runner.default_workers())
+        else:  # connected before the scan: a wrong address fails fast
+            pool = dask_runner(scheduler)
+        sets_on = stack.enter_context(pool)
+        try:
+            Options.from_qc_file(qc_config)  # a bad QC file is refused before any work
+            plan = runner.plan_archive(
+                root,
+                out,
+                boundary_hour_utc=boundary,
+                gap_s=gap_s,
+                min_frames=min_frames,
+                qc_config=qc_config.absolute() if qc_config else None,
+                threads=sets_on.threads,
+            )
+        except ReductionError as err:
+            raise ConfigError(str(err)) from None
+        sink = JsonLines(sys.stdout) if as_json else None
 
-    def emit(event: dict[str, Any]) -> None:
-        if sink is not None:
-            sink.handle(event)
-        line = progress_line(event)
-        if line is not None:
-            _echo(line, err=True)
+        def emit(event: dict[str, Any]) -> None:
+            if sink is not None:
+                sink.handle(event)
+            line = progress_line(event)
+            if line is not None:
+                _echo(line, err=True)
 
-    report = runner.run_archive(
-        plan, workers=min(workers, max(1, len(plan.tasks))), history=database, emit=emit
-    )
+        report = runner.run_archive(plan, sets_on, history=database, emit=emit)
     for line in summary_lines(report, database):
         _echo(line, err=as_json)
     if sink is not None:

@@ -1,10 +1,9 @@
 """``megara-dark archive`` end to end on a small archive of two nights.
 
-Night 2026-11-27: 3 biases and 3 one-hour darks; night 2026-11-28: 3 darks
-(paired with the first night's biases) and 2 short darks (too few for a set);
-in nested folders with other names, beside a duplicate of a frame, a FITS
-file of another instrument and a text file named ``.fits``. The command
-runs as a subprocess, three times: reduce everything, then nothing (all up
+The archive is :func:`tests.e2e.archive_data.write_archive`'s: 3 sets (a
+bias set and two dark sets), 2 short darks, a duplicate, a FITS file of
+another instrument and a text file named ``.fits``. The command runs as a
+subprocess on a local pool, three times: reduce everything, then nothing (all up
 to date), then one set fails (a frame corrupted).
 """
 
@@ -14,116 +13,39 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
 from reduce.batch import reduce_block
-from reduce.synthetic import SyntheticDetector, make_raw, numina_header, write_raw
-from sequencer.simlaunch import megara_dark
+from tests.e2e.archive_data import (
+    Archive,
+    primary,
+    run_archive,
+    snapshot,
+    write_archive,
+)
 
 pytestmark = pytest.mark.e2e
-
-DARK_S = 3600.0
-BIAS_NIGHT1 = ["2026-11-27T19:00:00", "2026-11-27T19:01:00", "2026-11-27T19:02:00"]
-DARK_NIGHT1 = ["2026-11-27T20:00:00", "2026-11-27T21:01:00", "2026-11-27T22:02:00"]
-DARK_NIGHT2 = ["2026-11-28T20:00:00", "2026-11-28T21:01:00", "2026-11-28T22:02:00"]
-SHORT_NIGHT2 = ["2026-11-29T03:00:00", "2026-11-29T03:11:00"]
-
-
-@dataclass(frozen=True)
-class Archive:
-    root: Path
-    bias1: list[Path]
-    dark1: list[Path]
-    dark2: list[Path]
-    duplicate: Path
-    other: Path
-    text: Path
-
-
-def header(exptime: float, mode: str, k: int, date_obs: str) -> dict[str, Any]:
-    found = numina_header(exptime, mode, k)
-    found["DATE-OBS"] = date_obs
-    found["UUID"] = str(uuid.UUID(int=k + (7 << 64)))
-    return found
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     root = tmp_path_factory.mktemp("archive")
-    truth, rng = SyntheticDetector(), np.random.default_rng(20261127)
-    biases = [make_raw(truth, 0.0, rng) for _ in range(3)]
-    darks = [make_raw(truth, DARK_S, rng) for _ in range(3)]
-
-    def write(folder: str, name: str, pixels: Any, cards: dict[str, Any]) -> Path:
-        path = root / folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_raw(path, pixels, cards)
-        return path
-
-    bias1 = [
-        write("2026/1127/cal", f"MEG_b{k}.fits", biases[k], header(0.0, "MegaraBiasImage", k, t))
-        for k, t in enumerate(BIAS_NIGHT1)
-    ]  # fmt: skip
-    dark1 = [
-        write("2026/1127/cal/dk", f"r{k}.FITS", darks[k], header(DARK_S, "MegaraDarkImage", 10 + k, t))
-        for k, t in enumerate(DARK_NIGHT1)
-    ]  # fmt: skip
-    dark2 = [
-        write("2026/1128", f"frame-{k:03d}.fit", darks[k], header(DARK_S, "MegaraDarkImage", 20 + k, t))
-        for k, t in enumerate(DARK_NIGHT2)
-    ]  # fmt: skip
-    for k, t in enumerate(SHORT_NIGHT2):
-        write("2026/1128", f"short{k}.fits", darks[k], header(600.0, "MegaraDarkImage", 30 + k, t))  # fmt: skip
-    duplicate = root / "zz_copies" / "again.fits"
-    duplicate.parent.mkdir()
-    shutil.copy2(dark1[0], duplicate)
-    other = root / "other" / "guider.fits"
-    other.parent.mkdir()
-    hdu = fits.PrimaryHDU(np.zeros((8, 8), dtype=np.int16))
-    hdu.header["INSTRUME"] = "GUIDER"
-    hdu.writeto(other)
-    text = root / "other" / "notes.fits"
-    text.write_text("observing notes, not a FITS file\n")
-    (root / "other" / "README.txt").write_text("ignored: not named .fits\n")
-    yield Archive(root, bias1, dark1, dark2, duplicate, other, text)
+    yield write_archive(root)
     shutil.rmtree(root, ignore_errors=True)
 
 
-def run_archive(
-    archive: Archive, out: Path, history: Path
-) -> tuple[int, list[Any], str]:
-    argv = [*megara_dark(), "archive", str(archive.root), "--workdir", str(out)]
-    argv += ["--workers", "2", "--history", str(history), "--json"]
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=600, check=False
-    )
-    events = [json.loads(line) for line in done.stdout.splitlines()]
-    return done.returncode, events, done.stderr
-
-
-def snapshot(folder: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
-
-
-def primary(path: Path) -> Any:
-    with fits.open(path) as hdul:
-        return np.array(hdul[0].data)
+LOCAL = ("--workers", "2")
 
 
 def test_archive_reduces_pairs_skips_and_reports(
     archive: Archive, tmp_path: Path
 ) -> None:
     out, history = tmp_path / "out", tmp_path / "history.sqlite"
-    status, events, stderr = run_archive(archive, out, history)
+    status, events, stderr = run_archive(archive, out, history, *LOCAL)
     assert status == 0, stderr
     summary = events[-1]
     assert summary["event"] == "summary"
@@ -191,7 +113,7 @@ def test_archive_reduces_pairs_skips_and_reports(
 
     # Again: everything up to date, nothing written.
     before = snapshot(out)
-    status, events, stderr = run_archive(archive, out, history)
+    status, events, stderr = run_archive(archive, out, history, *LOCAL)
     assert status == 0, stderr
     assert (events[-1]["reduced"], events[-1]["skipped"]) == (0, 3)
     assert snapshot(out) == before
@@ -200,7 +122,7 @@ def test_archive_reduces_pairs_skips_and_reports(
     with open(archive.dark2[1], "r+b") as stream:
         stream.seek(os.path.getsize(archive.dark2[1]) - 100_000)
         stream.write(b"\x12\x34")
-    status, events, stderr = run_archive(archive, out, history)
+    status, events, stderr = run_archive(archive, out, history, *LOCAL)
     assert status == 1, stderr
     summary = events[-1]
     assert [f["set_id"] for f in summary["failed"]] == ["20261128_dark_200000"]
