@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -371,12 +372,24 @@ class Runner:
     threads: int
 
 
+def quiet_interrupt() -> None:
+    """A worker's start: Ctrl-C (which the terminal sends the whole process
+    group) ends it without a traceback; the client says what happened."""
+    signal.signal(signal.SIGINT, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextmanager
 def local_runner(workers: int) -> Iterator[Runner]:
     """A pool of ``workers`` local processes (started by ``forkserver``, as
     sets are submitted), each set with :func:`threads_per_worker` threads."""
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=quiet_interrupt
+    ) as pool:
         yield Runner(
             lambda task: pool.submit(run_set, task),
             lambda: workers,

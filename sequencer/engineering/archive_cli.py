@@ -231,6 +231,19 @@ def _echo(line: str, *, err: bool) -> None:
         click.echo(line, err=err)
 
 
+def _interrupted(done: int, total: int, sink: Any) -> None:
+    """Say what an interrupted run kept, and how to go on; exit status 130."""
+    if sink is not None:
+        sink.handle({"event": "interrupted", "done": done, "total": total})
+    _echo(
+        f"megara-dark: archive interrupted after {done} of {total or '?'} set(s): "
+        "the sets done are kept and a set cut short left no product; "
+        "run the same command again to continue",
+        err=True,
+    )
+    raise SystemExit(130)
+
+
 @click.command()
 @click.argument(
     "root",
@@ -334,35 +347,43 @@ def archive(
             "workers run the sets (start more of them instead)"
         )
     database = None if no_history else (history or DEFAULT_HISTORY)
-    with contextlib.ExitStack() as stack:
-        if scheduler is None:
-            pool = runner.local_runner(workers or runner.default_workers())
-        else:  # connected before the scan: a wrong address fails fast
-            pool = dask_runner(scheduler)
-        sets_on = stack.enter_context(pool)
-        try:
-            Options.from_qc_file(qc_config)  # a bad QC file is refused before any work
-            plan = runner.plan_archive(
-                root,
-                out,
-                boundary_hour_utc=boundary,
-                gap_s=gap_s,
-                min_frames=min_frames,
-                qc_config=qc_config.absolute() if qc_config else None,
-                threads=sets_on.threads,
-            )
-        except ReductionError as err:
-            raise ConfigError(str(err)) from None
-        sink = JsonLines(sys.stdout) if as_json else None
+    sink = JsonLines(sys.stdout) if as_json else None
+    seen = {"done": 0, "total": 0}
+    try:
+        with contextlib.ExitStack() as stack:
+            if scheduler is None:
+                pool = runner.local_runner(workers or runner.default_workers())
+            else:  # connected before the scan: a wrong address fails fast
+                pool = dask_runner(scheduler)
+            sets_on = stack.enter_context(pool)
+            try:
+                Options.from_qc_file(
+                    qc_config
+                )  # a bad QC file is refused before any work
+                plan = runner.plan_archive(
+                    root,
+                    out,
+                    boundary_hour_utc=boundary,
+                    gap_s=gap_s,
+                    min_frames=min_frames,
+                    qc_config=qc_config.absolute() if qc_config else None,
+                    threads=sets_on.threads,
+                )
+            except ReductionError as err:
+                raise ConfigError(str(err)) from None
 
-        def emit(event: dict[str, Any]) -> None:
-            if sink is not None:
-                sink.handle(event)
-            line = progress_line(event)
-            if line is not None:
-                _echo(line, err=True)
+            def emit(event: dict[str, Any]) -> None:
+                if event.get("event") == "set_done":
+                    seen["done"], seen["total"] = event["done"], event["total"]
+                if sink is not None:
+                    sink.handle(event)
+                line = progress_line(event)
+                if line is not None:
+                    _echo(line, err=True)
 
-        report = runner.run_archive(plan, sets_on, history=database, emit=emit)
+            report = runner.run_archive(plan, sets_on, history=database, emit=emit)
+    except KeyboardInterrupt:  # Ctrl-C: every worker got it too
+        _interrupted(seen["done"], seen["total"], sink)
     for line in summary_lines(report, database):
         _echo(line, err=as_json)
     if sink is not None:

@@ -4,7 +4,9 @@ The archive is :func:`tests.e2e.archive_data.write_archive`'s: 3 sets (a
 bias set and two dark sets), 2 short darks, a duplicate, a FITS file of
 another instrument and a text file named ``.fits``. The command runs as a
 subprocess on a local pool, three times: reduce everything, then nothing (all up
-to date), then one set fails (a frame corrupted).
+to date), then one set fails (a frame corrupted). First, a run stopped by
+Ctrl-C (SIGINT to its process group, as a terminal sends it) and the same
+command typed again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +26,7 @@ import pytest
 from reduce.batch import reduce_block
 from tests.e2e.archive_data import (
     Archive,
+    archive_argv,
     primary,
     run_archive,
     snapshot,
@@ -39,6 +44,45 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
 
 
 LOCAL = ("--workers", "2")
+
+
+def test_ctrl_c_stops_and_the_same_command_continues(
+    archive: Archive, tmp_path: Path
+) -> None:
+    out, history = tmp_path / "out", tmp_path / "history.sqlite"
+    argv = archive_argv(archive, out, history, "--workers", "1")
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "set_done":
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    stdout, stderr = proc.communicate(timeout=120)
+    events += [json.loads(line) for line in stdout.splitlines()]
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "run the same command again to continue" in stderr
+    assert events[-1]["event"] == "interrupted"
+    done = events[-1]["done"]
+    assert 1 <= done < 3
+    bias = out / "2026-11-27" / "obsid20261127_bias_190000_results"
+    kept = snapshot(bias)
+
+    status, events, stderr = run_archive(archive, out, history, "--workers", "1")
+    assert status == 0, stderr
+    summary = events[-1]
+    assert (summary["reduced"], summary["skipped"]) == (3 - done, done)
+    assert snapshot(bias) == kept  # what the first run finished is not redone
+    assert len(list(out.rglob("master_*.fits"))) == 3
+    assert not list(out.rglob(".partial-*"))
 
 
 def test_archive_reduces_pairs_skips_and_reports(
