@@ -373,13 +373,11 @@ class Runner:
 
 
 def quiet_interrupt() -> None:
-    """A worker's start: Ctrl-C (which the terminal sends the whole process
-    group) ends it without a traceback; the client says what happened."""
-    signal.signal(signal.SIGINT, _exit_on_signal)
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    """A worker's start: Ctrl-C, which the terminal sends the whole process
+    group, is the client's to handle. The worker finishes the set it holds
+    (the client submits no more), so an interrupted run leaves whole sets;
+    the client says what happened."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager

@@ -236,9 +236,9 @@ def _interrupted(done: int, total: int, sink: Any) -> None:
     if sink is not None:
         sink.handle({"event": "interrupted", "done": done, "total": total})
     _echo(
-        f"megara-dark: archive interrupted after {done} of {total or '?'} set(s): "
-        "the sets done are kept and a set cut short left no product; "
-        "run the same command again to continue",
+        f"megara-dark: archive interrupted after {done} of {total or '?'} set(s) "
+        "(and the sets in progress then, which were let finish): the sets done "
+        "are kept; run the same command again to continue",
         err=True,
     )
     raise SystemExit(130)

@@ -79,7 +79,9 @@ def test_ctrl_c_stops_and_the_same_command_continues(
     status, events, stderr = run_archive(archive, out, history, "--workers", "1")
     assert status == 0, stderr
     summary = events[-1]
-    assert (summary["reduced"], summary["skipped"]) == (3 - done, done)
+    # The set in progress at Ctrl-C was let finish: done, or done + 1, skipped.
+    assert summary["reduced"] + summary["skipped"] == 3
+    assert done <= summary["skipped"] <= done + 1
     assert snapshot(bias) == kept  # what the first run finished is not redone
     assert len(list(out.rglob("master_*.fits"))) == 3
     assert not list(out.rglob(".partial-*"))
