@@ -28,13 +28,8 @@ from reduce.fits.checksum import checksummed_header, ones_complement_sum
 from reduce.fits.writer import STRUCTURAL, image_header
 from reduce.geometry import AMP1, AMP2, AMPLIFIERS, TRIMMED_SHAPE
 from reduce.hotpixels import DQ, DQ_DESCRIPTIONS, Glow
-from reduce.qc import (
-    AmplifierQC,
-    OverscanStats,
-    QAFlag,
-    QAReport,
-    QCThresholds,
-)
+from reduce.qalimits import QAFlag, QCThresholds
+from reduce.qc import AmplifierQC, OverscanStats, QAReport
 from reduce.rawframe import Mode
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ from reduce.engine import default_threads
 from reduce.errors import InputError, SettingsError
 from reduce.files import read_text
 from reduce.overscan import SplineBackend
-from reduce.qc import QALimit, QCThresholds
+from reduce.qalimits import QALimit, QCThresholds
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from reduce.combine import CombineConfig, NoiseModel
 from reduce.frames import FrameInspection
 from reduce.geometry import AMPLIFIERS
 from reduce.masterband import MIN_FRAMES, CosmicRayModel
-from reduce.qc import QAFlag, QAReport
+from reduce.qalimits import QAFlag
+from reduce.qc import QAReport
 
 log = logging.getLogger(__name__)
 

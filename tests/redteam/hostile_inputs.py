@@ -316,7 +316,7 @@ def _reduce(ob: str | bytes, *names: str, qc: str | None = None) -> Input:
 def reduction_inputs() -> list[Input]:
     """Hostile reduction blocks and QC settings into ``megara-dark reduce``."""
     from reduce.checks import FrameCheckConfig  # noqa: PLC0415
-    from reduce.qc import QALimit, QCThresholds  # noqa: PLC0415
+    from reduce.qalimits import QALimit, QCThresholds  # noqa: PLC0415
 
     obs = {
         "dup-frames": (REDUCE + "frames: [x.fits]\n", "frames", ("duplicate",)),

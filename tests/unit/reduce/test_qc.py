@@ -7,15 +7,13 @@ import pytest
 
 from reduce.errors import InputError, SettingsError
 from reduce.geometry import AMP1, AMPLIFIERS
+from reduce.hotpixels import DQ
 from reduce.overscan import OverscanModel
+from reduce.qalimits import QAFlag, QALimit, QCThresholds
 from reduce.qc import (
-    DQ,
     AmplifierQC,
     HotPixels,
     OverscanStats,
-    QAFlag,
-    QALimit,
-    QCThresholds,
     assess,
     dark_current,
     dark_rate_image,
