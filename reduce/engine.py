@@ -327,16 +327,49 @@ def frame_pixels(
         ``(len(frames), len(rows))`` float32.
     """
     out = np.empty((len(frames), len(rows)), dtype=np.float32)
+    raw_rows = np.empty(len(rows), dtype=np.intp)
+    local = np.empty(len(rows), dtype=np.intp)
+    which = np.empty(len(rows), dtype=np.intp)
+    for index, amp in enumerate(AMPLIFIERS):
+        inside = (rows >= amp.trimmed_rows.start) & (rows < amp.trimmed_rows.stop)
+        local[inside] = rows[inside] - amp.trimmed_rows.start
+        raw_rows[inside] = local[inside] + amp.data_rows.start
+        which[inside] = index
     raw_cols = cols + DATA_COLUMNS.start
     for k, frame in enumerate(frames):
-        stored = np.memmap(
-            frame.path, dtype=">i2", mode="r", offset=frame.data_offset, shape=RAW_SHAPE
+        counts = _raw_pixels(frame, raw_rows, raw_cols)
+        model = np.choose(
+            which,
+            [m.model[np.minimum(local, len(m.model) - 1)] for m in frame.overscan],
         )
-        for index, amp in enumerate(AMPLIFIERS):
-            inside = (rows >= amp.trimmed_rows.start) & (rows < amp.trimmed_rows.stop)
-            local = rows[inside] - amp.trimmed_rows.start
-            counts = stored[local + amp.data_rows.start, raw_cols[inside]]
-            model = frame.overscan[index].model[local]
-            out[k, inside] = counts.astype(np.float64) + RAW_BZERO - model
-        del stored
+        out[k] = counts + RAW_BZERO - model
     return out
+
+
+PIXEL_BATCH_ROWS = 256
+"""Raw rows mapped at a time by :func:`frame_pixels` (2 MB): the pages read
+stay few whatever the number of pixels asked for."""
+
+
+def _raw_pixels(
+    frame: FrameInspection,
+    raw_rows: npt.NDArray[np.intp],
+    raw_cols: npt.NDArray[np.intp],
+) -> Float64Array:
+    """The stored words at raw pixels, as signed values (BZERO not added)."""
+    found = np.empty(len(raw_rows), dtype=np.float64)
+    for r0 in range(0, RAW_SHAPE[0], PIXEL_BATCH_ROWS):
+        r1 = min(r0 + PIXEL_BATCH_ROWS, RAW_SHAPE[0])
+        here = np.flatnonzero((raw_rows >= r0) & (raw_rows < r1))
+        if not here.size:
+            continue
+        stored = np.memmap(
+            frame.path,
+            dtype=">i2",
+            mode="r",
+            offset=frame.data_offset + r0 * ROW_BYTES,
+            shape=(r1 - r0, RAW_SHAPE[1]),
+        )
+        found[here] = stored[raw_rows[here] - r0, raw_cols[here]]
+        del stored  # unmapped: its pages leave this process's RSS
+    return found

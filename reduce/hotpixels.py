@@ -319,7 +319,9 @@ def find_defects(
     amp_mask[column_hot] = np.uint8(DQ.HOT_COLUMN) | (
         amp_mask[column_hot] & ~np.uint8(DQ.HOT_PIXEL)
     )
-    hot_rows, hot_cols = scan.rows, scan.cols
+    # Column pixels are column defects whatever their frames say: only the
+    # other candidates are read back.
+    hot_rows, hot_cols = scan.rows[~in_column], scan.cols[~in_column]
     residuals = None
     if frame_pixels is not None and hot_rows.size:
         candidates = Candidates(hot_rows, hot_cols, background, cut)
