@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -339,6 +340,10 @@ def archive(
     from sequencer.progress import JsonLines  # noqa: PLC0415
 
     _logging(log_level)
+    # Ctrl-C stops the archive even when it was started with SIGINT ignored
+    # (a background job of a script, which every child would inherit): the
+    # workers ignore it themselves (archive.quiet_interrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if history is not None and no_history:
         raise click.UsageError("give --history PATH or --no-history, not both")
     if workers is not None and scheduler is not None:
