@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from reduce.checks import FrameCheckConfig, find_exclusions
 from reduce.frames import LEVEL_STEP, TILE_GRID, FrameInspection, inspect_frame
@@ -36,6 +37,22 @@ from simulators.synthesis import Detector, DetectorConfig
 
 CONFIG = FrameCheckConfig()
 GAIN = float(np.mean([amp.gain for amp in AMPLIFIERS]))
+
+
+def light_corner(raw: npt.NDArray[np.uint16], adu: float, seed: int) -> None:
+    """Light one tile: add ``adu`` (mean; whole ADU and a dithered fraction)
+    to amplifier 2's last row band (of the rows inspect_frame samples), last
+    column tile. Also used by ``qa_matrix.py``."""
+    amp = AMPLIFIERS[1]
+    sampled = len(range(amp.data_rows.start, amp.data_rows.stop, LEVEL_STEP))
+    first = int(np.linspace(0, sampled, TILE_GRID[0] + 1)[-2])
+    band = slice(amp.data_rows.start + first * LEVEL_STEP, amp.data_rows.stop)
+    width = (DATA_COLUMNS.stop - DATA_COLUMNS.start) // TILE_GRID[1]
+    cols = slice(DATA_COLUMNS.stop - width, DATA_COLUMNS.stop)
+    rng = np.random.default_rng(seed)
+    shape = raw[band, cols].shape
+    whole = int(adu)
+    raw[band, cols] += (whole + (rng.random(shape) < adu - whole)).astype(np.uint16)
 
 
 def frames_of(
@@ -54,19 +71,7 @@ def frames_of(
             run_key=int(exptime),
         )
         if last and corner_adu:
-            amp = AMPLIFIERS[1]
-            # the rows of the last row band of the sampled rows (inspect_frame)
-            sampled = len(range(amp.data_rows.start, amp.data_rows.stop, LEVEL_STEP))
-            first = int(np.linspace(0, sampled, TILE_GRID[0] + 1)[-2])
-            band = slice(amp.data_rows.start + first * LEVEL_STEP, amp.data_rows.stop)
-            width = (DATA_COLUMNS.stop - DATA_COLUMNS.start) // TILE_GRID[1]
-            cols = slice(DATA_COLUMNS.stop - width, DATA_COLUMNS.stop)
-            # whole ADU, and the fraction as a dither: the mean is corner_adu
-            rng = np.random.default_rng(k)
-            shape = raw[band, cols].shape
-            whole = int(corner_adu)
-            extra = whole + (rng.random(shape) < corner_adu - whole)
-            raw[band, cols] += extra.astype(np.uint16)
+            light_corner(raw, corner_adu, k)
         cards = raw_header(exptime)
         cards["CCDTEMP0"] = (163.15, "[K] CCD temperature")
         path = folder / f"dark_{k}.fits"

@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+from leak_sensitivity import light_corner
 
 from reduce.batch import reduce_block
 from reduce.errors import ReductionError
-from reduce.frames import LEVEL_STEP, TILE_GRID
-from reduce.geometry import AMPLIFIERS, DATA_COLUMNS
+from reduce.frames import TILE_GRID
+from reduce.geometry import AMPLIFIERS
 from reduce.geometry import TRIMMED_SHAPE as SHAPE
 from reduce.pipeline import Result
 from reduce.second_model import Leak, LeakShape, Scenario, SecondDetector
@@ -167,20 +167,6 @@ def write_b(case: Case, folder: Path) -> tuple[list[Path], SetTruth]:
     )
     truth = write_set(folder, detector_b(case), scenario, prefix=case.name)
     return list(truth.paths), truth
-
-
-def light_corner(raw: npt.NDArray[np.uint16], adu: float, seed: int) -> None:
-    """Add ``adu`` (mean) to amplifier 2's last row band, last column tile."""
-    amp = AMPLIFIERS[1]
-    sampled = len(range(amp.data_rows.start, amp.data_rows.stop, LEVEL_STEP))
-    first = int(np.linspace(0, sampled, TILE_GRID[0] + 1)[-2])
-    band = slice(amp.data_rows.start + first * LEVEL_STEP, amp.data_rows.stop)
-    width = (DATA_COLUMNS.stop - DATA_COLUMNS.start) // TILE_GRID[1]
-    cols = slice(DATA_COLUMNS.stop - width, DATA_COLUMNS.stop)
-    rng = np.random.default_rng(seed)
-    shape = raw[band, cols].shape
-    whole = int(adu)
-    raw[band, cols] += (whole + (rng.random(shape) < adu - whole)).astype(np.uint16)
 
 
 def write_a(case: Case, folder: Path) -> list[Path]:

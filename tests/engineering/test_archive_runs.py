@@ -42,7 +42,8 @@ def test_archive_of_simulator_runs_matches_the_runs_and_feeds_trend(
     root = tmp_path / "archive"
     root.mkdir()
     (root / "runs").symlink_to(runs, target_is_directory=True)
-    raw = sorted(runs.glob("*/work/data/*.fits"))
+    # each run writes its raw frames in its run folder's "data" folder
+    raw = sorted(p for p in runs.rglob("*.fits") if p.parent.name == "data")
     assert len(raw) == 3 * 6 + 7
     copy = root / "zz_copies" / "again.fits"  # after runs/: the copy is set aside
     copy.parent.mkdir()
