@@ -10,9 +10,16 @@ and the overscan model is subtracted (:func:`subtract_model`);
 reduction combines as frames arrive instead: :mod:`reduce.window`.)
 
 The band is then combined in place (:func:`reduce.combine.combine_band_into`).
-Bands are independent and numpy and ``preadv`` release the GIL, so a small
-thread pool keeps every core busy; memory is about ``threads x N x band_rows
-x 4096 x 4`` bytes plus the output arrays, whatever N.
+Where the compiled band kernel is built (``reduce/_bandkernel.c``, an
+optional extension), a median band takes another route with the same
+results bit for bit: the raw words of every frame are read into a reused
+buffer and the kernel does the conversion, the overscan subtraction, the
+variance's sums and the median network in one pass over them while they are
+in the core's cache (:func:`combine_raw_band`), about 5x less CPU than the
+numpy steps. Bands are independent and numpy, ``preadv`` and the kernel
+release the GIL, so a small thread pool keeps every core busy; memory is
+about ``threads x N x band_rows x 4096 x 4`` bytes plus the output arrays,
+whatever N.
 
 The model is subtracted as megaradrp does, ``float32(float64(counts) -
 model)``: bit-identical to it when the models are (FITPACK backend), and
@@ -21,13 +28,15 @@ one float32 rounding step off on a few pixels with our own spline fit.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +47,7 @@ from reduce.combine import (
     Combined,
     ShiftedSums,
     combine_band_into,
+    median_variance_factor,
     uses_network,
 )
 from reduce.errors import InputError
@@ -49,7 +59,20 @@ from reduce.geometry import (
     RAW_SHAPE,
     TRIMMED_SHAPE,
 )
+from reduce.median import schedule_array
 from reduce.overscan import OverscanModel
+
+
+def _compiled_module() -> ModuleType | None:
+    """The compiled band kernel, or None where it was not built (no compiler
+    at install): then numpy combines."""
+    try:
+        return importlib.import_module("reduce._bandkernel")
+    except ImportError:
+        return None
+
+
+_bandkernel = _compiled_module()
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +141,7 @@ def to_counts(stored: npt.NDArray[np.uint16]) -> npt.NDArray[np.generic]:
 
 
 class BandSource(Protocol):
-    """Fills frame ``k``'s rows ``r0:r1`` of a band (float32, preprocessed)."""
+    """Frame ``k``'s rows ``r0:r1`` of a band, as raw words or preprocessed."""
 
     n: int
 
@@ -128,8 +151,17 @@ class BandSource(Protocol):
     def close(self) -> None:
         """Release them."""
 
+    def read(
+        self, k: int, r0: int, r1: int, raw: npt.NDArray[np.uint16], model: Float64Array
+    ) -> None:
+        """Frame ``k``'s raw rows of trimmed rows ``r0:r1`` and their overscan model.
+
+        ``raw`` receives the stored words (``(rows, RAW_SHAPE[1])``, file
+        byte order), ``model`` the overscan level of each row (ADU).
+        """
+
     def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
-        """Write frame ``k``'s trimmed rows ``r0:r1`` into ``out``."""
+        """Write frame ``k``'s trimmed rows ``r0:r1`` into ``out`` (float32, ADU)."""
 
 
 class RawBands:
@@ -166,12 +198,11 @@ class RawBands:
             os.close(fd)
         self._fds = []
 
-    def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
-        raw: npt.NDArray[np.uint16] | None = getattr(self._local, "raw", None)
-        if raw is None or raw.shape[0] < r1 - r0:
-            raw = self._local.raw = np.empty((r1 - r0, RAW_SHAPE[1]), np.uint16)
+    def read(
+        self, k: int, r0: int, r1: int, raw: npt.NDArray[np.uint16], model: Float64Array
+    ) -> None:
         for rows, raw_row, amp in pieces(r0, r1):
-            target = raw[: rows.stop - rows.start]
+            target = raw[rows]
             got = os.preadv(
                 self._fds[k],
                 [target.data],
@@ -182,8 +213,62 @@ class RawBands:
                     str(self._paths[k]), f"short read at raw row {raw_row}"
                 )
             first = raw_row - AMPLIFIERS[amp].data_rows.start
-            model = self._models[k][amp][first : first + target.shape[0]]
-            subtract_model(to_counts(target)[:, DATA_COLUMNS], model, out[rows])
+            model[rows] = self._models[k][amp][first : first + target.shape[0]]
+
+    def load(self, k: int, r0: int, r1: int, out: Float32Array) -> None:
+        rows = r1 - r0
+        raw: npt.NDArray[np.uint16] | None = getattr(self._local, "raw", None)
+        if raw is None or raw.shape[0] < rows:
+            raw = self._local.raw = np.empty((rows, RAW_SHAPE[1]), np.uint16)
+            self._local.model = np.empty(rows)
+        model: Float64Array = self._local.model
+        self.read(k, r0, r1, raw[:rows], model[:rows])
+        subtract_model(to_counts(raw[:rows])[:, DATA_COLUMNS], model[:rows], out)
+
+
+def compiled_kernel() -> bool:
+    """Whether the compiled band kernel was built (else numpy combines)."""
+    return _bandkernel is not None
+
+
+def combine_raw_band(
+    raw: npt.NDArray[np.uint16],
+    model: Float64Array,
+    data: Float32Array,
+    variance: Float32Array,
+) -> None:
+    """Median and variance of a band of raw frames, by the compiled kernel.
+
+    The same values, bit for bit, as :func:`RawBands.load` followed by
+    :func:`reduce.combine.combine_band_into` with the median network
+    (``2 <= N <= NETWORK_MAX_N``).
+
+    Parameters
+    ----------
+    raw
+        ``(N, rows, RAW_SHAPE[1])`` stored words of the band's raw rows.
+    model
+        ``(N, rows)`` overscan model of each frame's rows, ADU.
+    data, variance
+        ``(rows, 4096)`` C-contiguous destinations, float32.
+    """
+    if _bandkernel is None:
+        raise RuntimeError("the compiled band kernel is not built")
+    n, rows, raw_columns = raw.shape
+    _bandkernel.median_raw_band(
+        raw,
+        model,
+        schedule_array(n),
+        data,
+        variance,
+        n,
+        rows,
+        raw_columns,
+        DATA_COLUMNS.start,
+        DATA_COLUMNS.stop - DATA_COLUMNS.start,
+        float(np.float32(1.0 / n)),
+        float(np.float32(median_variance_factor(n) / (n - 1))),
+    )
 
 
 class BandCombiner:
@@ -200,6 +285,9 @@ class BandCombiner:
     on_band
         Called with each band's rows once they are final
         (:data:`~reduce.combine.BandSink`).
+    compiled
+        Median bands through the compiled kernel (:func:`combine_raw_band`);
+        None: when it is built. The results are the same either way.
     """
 
     def __init__(
@@ -209,6 +297,7 @@ class BandCombiner:
         *,
         threads: int = 1,
         on_band: BandSink | None = None,
+        compiled: bool | None = None,
     ) -> None:
         if source.n < 1:
             raise InputError("combine", "no frame to combine; expected at least one")
@@ -217,17 +306,41 @@ class BandCombiner:
         self._threads = max(1, threads)
         self._on_band = on_band
         self._local = threading.local()
+        use = compiled_kernel() if compiled is None else compiled
+        if use and not compiled_kernel():
+            raise RuntimeError("the compiled band kernel is not built")
+        self._compiled = use and uses_network(config, source.n)
 
-    def _stack(self, rows: int) -> Float32Array:
-        stack: Float32Array | None = getattr(self._local, "stack", None)
-        if stack is None or stack.shape[1] != rows:
-            shape = (self._source.n, rows, TRIMMED_SHAPE[1])
-            stack = self._local.stack = np.empty(shape, dtype=np.float32)
-        return stack
+    def _buffer(
+        self, name: str, shape: tuple[int, ...], dtype: type[np.generic]
+    ) -> npt.NDArray[Any]:
+        """This thread's reused array ``name`` of ``shape``."""
+        found: npt.NDArray[Any] | None = getattr(self._local, name, None)
+        if found is None or found.shape != shape:
+            found = np.empty(shape, dtype=dtype)
+            setattr(self._local, name, found)
+        return found
 
     def _band(self, r0: int, r1: int, result: Combined) -> None:
-        stack = self._stack(r1 - r0)
+        if self._compiled:
+            self._compiled_band(r0, r1, result)
+        else:
+            self._numpy_band(r0, r1, result)
+        if self._on_band is not None:
+            self._on_band(r0, r1, result)
+
+    def _compiled_band(self, r0: int, r1: int, result: Combined) -> None:
+        n, rows = self._source.n, r1 - r0
+        raw = self._buffer("raw", (n, rows, RAW_SHAPE[1]), np.uint16)
+        model = self._buffer("model", (n, rows), np.float64)
+        for k in range(n):
+            self._source.read(k, r0, r1, raw[k], model[k])
+        combine_raw_band(raw, model, result.data[r0:r1], result.variance[r0:r1])
+        result.npix[r0:r1] = n
+
+    def _numpy_band(self, r0: int, r1: int, result: Combined) -> None:
         n = self._source.n
+        stack = self._buffer("stack", (n, r1 - r0, TRIMMED_SHAPE[1]), np.float32)
         network = uses_network(self._config, n)
         sums = ShiftedSums(stack.shape[1:]) if network else None
         for k in range(n):
@@ -243,8 +356,6 @@ class BandCombiner:
             result.npix[r0:r1],
             sums,
         )
-        if self._on_band is not None:
-            self._on_band(r0, r1, result)
 
     def run(self) -> Combined:
         """Combine all bands; returns the trimmed median, variance and MAP."""

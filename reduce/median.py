@@ -165,6 +165,17 @@ def _split_schedule(n: int, low_pads: int) -> tuple[tuple[int, int, bool, bool],
     return _relabelled(_pruned(comparators, middle), n, middle)
 
 
+@functools.cache
+def schedule_array(n: int) -> npt.NDArray[np.int32]:
+    """:func:`median_schedule` as an ``(steps, 4)`` int32 array, for the kernel.
+
+    Rows ``(a, b, want_min, want_max)``, flags 0 or 1; read-only.
+    """
+    steps = np.array(median_schedule(n), dtype=np.int32).reshape(-1, 4)
+    steps.flags.writeable = False
+    return steps
+
+
 def median_network(n: int) -> tuple[tuple[int, int], ...]:
     """The comparators of :func:`median_schedule`, ``(min plane, max plane)``."""
     return tuple((a, b) for a, b, _, _ in median_schedule(n))

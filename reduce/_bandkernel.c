@@ -1,0 +1,240 @@
+/*
+ * The median combination of one band of raw frames, in one pass over it.
+ *
+ * What reduce/engine.py does with numpy for a band (the fallback path, and
+ * the reference these results equal bit for bit), fused so that each raw
+ * value is touched once while it is in the L1 cache:
+ *
+ *   1. stored FITS word -> count: big-endian int16 with BZERO = 32768, so
+ *      swap the bytes and flip the top bit;
+ *   2. value = float32(double(count) - model[row]): megaradrp's rounding of
+ *      the overscan subtraction;
+ *   3. the shifted sums of the variance, float32, frame order:
+ *      d = x_k - x_0, s1 += d, s2 += d * d (reduce.combine.ShiftedSums);
+ *   4. the middle order statistics by the comparator schedule of
+ *      reduce.median.median_schedule, run over a block of pixels at a time;
+ *   5. the median (numina's even-N mean of the middle values, in float32)
+ *      and the variance of the median (reduce.combine.finish_variance).
+ *
+ * Only comparisons, the same float32 and float64 operations in the same
+ * order: build with -ffp-contract=off (no fused multiply-add).
+ *
+ * The GIL is released while a band is combined: the engine's worker
+ * threads run bands on every core.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_FRAMES 64 /* reduce.combine.NETWORK_MAX_N */
+#define LANES 256      /* pixels per block: MAX_FRAMES x LANES floats in L1 */
+
+typedef struct {
+    const uint8_t *raw;    /* (n, rows, raw_cols) stored big-endian words */
+    const double *model;   /* (n, rows) overscan model per frame and row */
+    const int32_t *steps;  /* (nsteps, 4): a, b, want_min, want_max */
+    Py_ssize_t nsteps;
+    float *data;           /* (rows, cols) median */
+    float *variance;       /* (rows, cols) variance of the median */
+    Py_ssize_t n, rows, raw_cols, col0, cols;
+    float inv_n;           /* float32(1 / n) */
+    float factor;          /* float32(median_variance_factor(n) / (n - 1)) */
+} Band;
+
+/* Values and shifted sums of one block of pixels of one row. */
+static void load_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
+                       float v[][LANES], float *s1, float *s2)
+{
+    uint16_t count[LANES];
+    for (Py_ssize_t k = 0; k < b->n; k++) {
+        const uint8_t *src =
+            b->raw + 2 * ((k * b->rows + row) * b->raw_cols + b->col0 + c0);
+        const double model = b->model[k * b->rows + row];
+        float *restrict x = v[k];
+        /* Big-endian word, top bit flipped: the count (BZERO = 32768). */
+        for (int j = 0; j < w; j++)
+            count[j] = (uint16_t)((src[2 * j] << 8 | src[2 * j + 1]) ^ 0x8000);
+        for (int j = 0; j < w; j++)
+            x[j] = (float)((double)count[j] - model);
+        if (k == 0) {
+            for (int j = 0; j < w; j++)
+                s1[j] = s2[j] = 0.0f;
+            continue;
+        }
+        const float *restrict first = v[0];
+        for (int j = 0; j < w; j++) {
+            float d = x[j] - first[j];
+            s1[j] += d;
+            d *= d;
+            s2[j] += d;
+        }
+    }
+}
+
+/* The comparator schedule over a block: the middle values end on planes
+ * (n-1)/2 and n/2; dead outputs are not computed. */
+static void run_schedule(const Band *b, int w, float v[][LANES])
+{
+    for (Py_ssize_t s = 0; s < b->nsteps; s++) {
+        const int32_t *step = b->steps + 4 * s;
+        /* Two different planes (check_steps): no aliasing. */
+        float *restrict lo = v[step[0]];
+        float *restrict hi = v[step[1]];
+        if (step[2] && step[3]) {
+            for (int j = 0; j < w; j++) {
+                float x = lo[j], y = hi[j];
+                float smaller = y < x ? y : x;
+                float larger = x < y ? y : x;
+                lo[j] = smaller;
+                hi[j] = larger;
+            }
+        } else if (step[2]) {
+            for (int j = 0; j < w; j++) {
+                float x = lo[j], y = hi[j];
+                lo[j] = y < x ? y : x;
+            }
+        } else if (step[3]) {
+            for (int j = 0; j < w; j++) {
+                float x = lo[j], y = hi[j];
+                hi[j] = x < y ? y : x;
+            }
+        }
+    }
+}
+
+static void finish_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
+                         float v[][LANES], float *s1, const float *s2)
+{
+    const float *lower = v[(b->n - 1) / 2], *upper = v[b->n / 2];
+    float *data = b->data + row * b->cols + c0;
+    float *variance = b->variance + row * b->cols + c0;
+    for (int j = 0; j < w; j++) {
+        data[j] = (b->n % 2) ? lower[j] : (lower[j] + upper[j]) * 0.5f;
+        float square = s1[j] * s1[j];
+        square *= b->inv_n;
+        float var = s2[j] - square;
+        var = var < 0.0f ? 0.0f : var;
+        variance[j] = var * b->factor;
+    }
+}
+
+static void combine_band(const Band *b)
+{
+    float v[MAX_FRAMES][LANES];
+    float s1[LANES], s2[LANES];
+    for (Py_ssize_t row = 0; row < b->rows; row++) {
+        for (Py_ssize_t c0 = 0; c0 < b->cols; c0 += LANES) {
+            int w = (int)(b->cols - c0 < LANES ? b->cols - c0 : LANES);
+            load_block(b, row, c0, w, v, s1, s2);
+            run_schedule(b, w, v);
+            finish_block(b, row, c0, w, v, s1, s2);
+        }
+    }
+}
+
+static int check_size(const char *name, Py_buffer *view, Py_ssize_t items,
+                      Py_ssize_t itemsize)
+{
+    if (view->len != items * itemsize) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %zd bytes, expected %zd (%zd items of %zd bytes)",
+                     name, view->len, items * itemsize, items, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_steps(const Band *b)
+{
+    for (Py_ssize_t s = 0; s < b->nsteps; s++) {
+        const int32_t *step = b->steps + 4 * s;
+        if (step[0] < 0 || step[0] >= b->n || step[1] < 0 || step[1] >= b->n ||
+            step[0] == step[1]) {
+            PyErr_Format(PyExc_ValueError,
+                         "schedule step %zd compares planes %d and %d; expected "
+                         "two different planes of 0..%zd",
+                         s, step[0], step[1], b->n - 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(median_raw_band_doc,
+"median_raw_band(raw, model, steps, data, variance, n, rows, raw_cols, col0,\n"
+"                cols, inv_n, factor)\n"
+"--\n\n"
+"Median and its variance of a band of n raw frames (see the module source).\n"
+"raw: (n, rows, raw_cols) stored big-endian 16-bit words; model: (n, rows) float64;\n"
+"steps: (m, 4) int32 comparator schedule; data, variance: (rows, cols)\n"
+"float32, written. All C-contiguous.");
+
+static PyObject *median_raw_band(PyObject *self, PyObject *args)
+{
+    Py_buffer raw, model, steps, data, variance;
+    Band b;
+    double inv_n, factor;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*nnnnndd", &raw, &model, &steps,
+                          &data, &variance, &b.n, &b.rows, &b.raw_cols,
+                          &b.col0, &b.cols, &inv_n, &factor))
+        return NULL;
+    PyObject *result = NULL;
+    b.nsteps = steps.len / (4 * (Py_ssize_t)sizeof(int32_t));
+    if (b.n < 2 || b.n > MAX_FRAMES) {
+        PyErr_Format(PyExc_ValueError, "n = %zd frames; expected 2 to %d",
+                     b.n, MAX_FRAMES);
+        goto done;
+    }
+    if (b.rows < 0 || b.cols < 0 || b.col0 < 0 || b.col0 + b.cols > b.raw_cols) {
+        PyErr_Format(PyExc_ValueError,
+                     "columns %zd:%zd of %zd raw columns, %zd rows: not a band",
+                     b.col0, b.col0 + b.cols, b.raw_cols, b.rows);
+        goto done;
+    }
+    if (check_size("raw", &raw, b.n * b.rows * b.raw_cols, 2) ||
+        check_size("model", &model, b.n * b.rows, 8) ||
+        check_size("steps", &steps, b.nsteps * 4, 4) ||
+        check_size("data", &data, b.rows * b.cols, 4) ||
+        check_size("variance", &variance, b.rows * b.cols, 4))
+        goto done;
+    b.raw = raw.buf;
+    b.model = model.buf;
+    b.steps = steps.buf;
+    b.data = data.buf;
+    b.variance = variance.buf;
+    b.inv_n = (float)inv_n;
+    b.factor = (float)factor;
+    if (check_steps(&b))
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    combine_band(&b);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&model);
+    PyBuffer_Release(&steps);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&variance);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"median_raw_band", median_raw_band, METH_VARARGS, median_raw_band_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "reduce._bandkernel",
+    .m_doc = "The median combination of a band of raw frames, compiled "
+             "(reduce.engine uses it when built; numpy otherwise).",
+    .m_size = 0,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__bandkernel(void)
+{
+    return PyModule_Create(&module);
+}
