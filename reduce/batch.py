@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from reduce.frames import FrameInspection, inspect_frame
 from reduce.io import ProcessingLog
 from reduce.masters import Master, MasterKind, load_master
 from reduce.pipeline import BlockRun, Clock, Result, reduce_inspected
-from reduce.preflight import check_blocks, resolve_frames
+from reduce.preflight import CheckedMaster, check_blocks, resolve_frames
 from reduce.rawframe import Mode
 from reduce.settings import Options
 
@@ -86,13 +86,19 @@ def _inspect_with_bias(
     bias_path: Path | None,
     options: Options,
     digests: DigestPrefetch | None,
+    checked: Master | None = None,
 ) -> tuple[list[FrameInspection], Master | None]:
     """The frames' first pass, and the master bias read meanwhile.
 
     The master bias (two 67 MB images, checksums verified) is read on its
     own thread while the frames are read, checked and hashed; a frame waits
-    for it only to measure its bias-subtracted level.
+    for it only to measure its bias-subtracted level. ``checked``: the
+    master the preflight already read (not read again).
     """
+    if checked is not None:
+        found = checked
+        frames = _inspect_all(paths, mode, lambda: found.data, options, digests)
+        return frames, checked
     with ThreadPoolExecutor(1) as reader:
         pending = reader.submit(
             lambda: (
@@ -120,6 +126,7 @@ def run_block(
     options: Options,
     produced: dict[str, Path] | None = None,
     digests: DigestPrefetch | None = None,
+    checked: Mapping[Path, CheckedMaster] | None = None,
 ) -> Result:
     """Reduce one block into ``workdir/obsid<ID>_results`` (see module doc).
 
@@ -138,6 +145,9 @@ def run_block(
         its master bias, which a later dark block without one uses).
     digests
         SHA-256 of the frames hashed ahead (:mod:`reduce.digests`).
+    checked
+        Master biases the preflight read (:func:`reduce.preflight.check_blocks`),
+        used while their files are unchanged.
     """
     produced = produced if produced is not None else {}
     clock, plog, started = Clock(), ProcessingLog(), utc_now()
@@ -145,7 +155,15 @@ def run_block(
     paths = resolve_frames(block, datadir)
     require_frames(len(paths), options.min_frames, block.source, 0)
     bias_path = _resolve_bias(block, datadir, workdir, produced)
-    frames, bias = _inspect_with_bias(paths, block.mode, bias_path, options, digests)
+    known = (checked or {}).get(bias_path) if bias_path is not None else None
+    frames, bias = _inspect_with_bias(
+        paths,
+        block.mode,
+        bias_path,
+        options,
+        digests,
+        known.current() if known is not None else None,
+    )
     if bias is not None:
         plog.add(f"master bias {bias.path} (UUID {bias.uuid})")
     run = BlockRun(block, workdir, options, bias, plog, clock, started)
@@ -189,10 +207,15 @@ def run_reduction_file(
     opts = options or Options()
     blocks = load_blocks(ob_path)
     work = Path(workdir)
-    check_blocks(blocks, Path(datadir), work, opts, overwrite=overwrite)
+    checked = check_blocks(blocks, Path(datadir), work, opts, overwrite=overwrite)
+    # One master kept for the blocks (not read twice); with several, memory
+    # would grow by 134 MB each: they are read again, block by block.
+    kept = checked if len(checked) == 1 else {}
     work.mkdir(parents=True, exist_ok=True)
     produced: dict[str, Path] = {}
-    return [run_block(b, Path(datadir), work, opts, produced, digests) for b in blocks]
+    return [
+        run_block(b, Path(datadir), work, opts, produced, digests, kept) for b in blocks
+    ]
 
 
 def reduce_block(

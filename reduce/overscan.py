@@ -341,7 +341,9 @@ def fit_overscan(
     rows = np.arange(amp.data_rows.start, amp.data_rows.stop)
     knot = (float(amp.knot_row),)
     spline = fit_lsq_spline(rows, profile, knot, backend)
-    picked = np.unique(np.r_[np.arange(0, rows.size, ROBUST_ROW_STEP), rows.size - 1])
+    picked = np.arange(0, rows.size, ROBUST_ROW_STEP)
+    if picked[-1] != rows.size - 1:  # and the last row (np.unique costs an
+        picked = np.append(picked, rows.size - 1)  # import of numpy.ma)
     means, rms = _clipped_row_means(ov32[picked])
     level_spline = fit_lsq_spline(rows[picked], means, knot, "numpy")
     return OverscanModel(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from reduce.blocks import ReductionBlock
 from reduce.checks import require_frames
 from reduce.errors import InputError
-from reduce.files import check_regular
+from reduce.files import Identity, check_regular, identity
 from reduce.masters import Master, MasterKind, load_master
 from reduce.rawframe import Mode
 from reduce.settings import Options
@@ -30,6 +31,31 @@ def check_master_bias(path: Path) -> Master:
         It is not a readable, finite master bias of the trimmed shape.
     """
     return load_master(path, MasterKind.BIAS)
+
+
+@dataclass(frozen=True)
+class CheckedMaster:
+    """A master bias the preflight read, and the file's identity then.
+
+    The reduction uses it instead of reading the file again while the file
+    is still that one (a bias block of the same file may have replaced it).
+    """
+
+    master: Master
+    identity: Identity
+
+    def current(self) -> Master | None:
+        """The master, if its file has not changed since; else None."""
+        try:
+            now = identity(os.stat(self.master.path))
+        except OSError:
+            return None
+        return self.master if now == self.identity else None
+
+
+def _checked_master_bias(path: Path) -> CheckedMaster:
+    master = check_master_bias(path)  # refuses a FIFO, a link loop, ... by name
+    return CheckedMaster(master, identity(os.stat(path)))
 
 
 def resolve_frames(block: ReductionBlock, datadir: Path) -> list[Path]:
@@ -62,7 +88,7 @@ def check_blocks(
     options: Options,
     *,
     overwrite: bool,
-) -> None:
+) -> dict[Path, CheckedMaster]:
     """Refuse a reduction file before any of its products is written.
 
     Every block is checked: its frames exist, are regular files and are
@@ -71,20 +97,26 @@ def check_blocks(
     earlier block of the file makes) is a valid one, and, unless
     ``overwrite``, it has no products yet.
 
+    Returns
+    -------
+    dict
+        The master biases read, by the path the blocks name them at.
+
     Raises
     ------
     InputError
         The first block that cannot be reduced, with the reason.
     """
     made_bias = False
+    masters: dict[Path, CheckedMaster] = {}
     for block in blocks:
         paths = resolve_frames(block, datadir)
         _refuse_duplicates(paths, block.source)
         require_frames(len(paths), options.min_frames, block.source, 0)
         if block.mode is Mode.DARK and block.master_bias is not None:
             bias = _named_bias(block.master_bias, datadir, workdir)
-            if bias is not None:
-                check_master_bias(bias)
+            if bias is not None and bias not in masters:
+                masters[bias] = _checked_master_bias(bias)
             elif not made_bias:  # no earlier block of the file makes it
                 raise InputError(
                     block.source,
@@ -100,6 +132,7 @@ def check_blocks(
                 f"{folder} already holds products ({', '.join(present)}); "
                 "give --overwrite to replace them, or another --workdir",
             )
+    return masters
 
 
 def _named_bias(name: str, datadir: Path, workdir: Path) -> Path | None:

@@ -26,7 +26,10 @@ import pytest
 import yaml
 from astropy.io import fits
 from click.testing import CliRunner
+from pytest_mock import MockerFixture
 
+import reduce.batch
+import reduce.preflight
 from reduce.cli import reduce_command
 from reduce.geometry import AMPLIFIERS, DATA_COLUMNS
 from reduce.synthetic import SyntheticDetector, make_raw, raw_header, write_raw
@@ -495,3 +498,38 @@ def test_one_frame_under_three_spellings_is_refused(
     assert result.exit_code == 2
     assert "same file" in one_line(result)
     assert not (tmp_path / "obsidd_results").exists()
+
+
+def test_a_master_bias_is_read_once(
+    raws: RawSet, reduced: Path, tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """The preflight's reading of the named master bias is the one used."""
+    named = reduced / "obsidb1_results" / "master_bias.fits"
+    ob = write_blocks(
+        tmp_path / "ob.yaml",
+        {**DARK_BLOCK, "requirements": {"master_bias": str(named)}},
+    )
+    in_preflight = mocker.spy(reduce.preflight, "load_master")
+    in_batch = mocker.spy(reduce.batch, "load_master")
+    result = run_cli(ob, raws.folder, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert in_preflight.call_count + in_batch.call_count == 1
+
+
+def test_a_master_bias_replaced_by_an_earlier_block_is_read_again(
+    raws: RawSet, tmp_path: Path
+) -> None:
+    """The dark block names the bias block's product, which exists from an
+    earlier run: with --overwrite the bias block replaces it, and the dark
+    uses the new one, not the copy the preflight read."""
+    named = "obsidb1_results/master_bias.fits"
+    dark = {**DARK_BLOCK, "requirements": {"master_bias": named}}
+    ob = write_blocks(tmp_path / "ob.yaml", BIAS_BLOCK, dark)
+    first = run_cli(ob, raws.folder, tmp_path)
+    assert first.exit_code == 0, first.stderr
+    second = run_cli(ob, raws.folder, tmp_path, "--overwrite")
+    assert second.exit_code == 0, second.stderr
+    with fits.open(tmp_path / named) as bias:
+        bias_uuid = bias[0].header["UUID"]
+    with fits.open(tmp_path / "obsidd1_results" / "master_dark.fits") as product:
+        assert product[0].header["NUM-BS"] == bias_uuid
