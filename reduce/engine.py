@@ -10,7 +10,7 @@ and the overscan model is subtracted (:func:`subtract_model`);
 reduction combines as frames arrive instead: :mod:`reduce.window`.)
 
 The band is then combined in place (:func:`reduce.combine.combine_band_into`).
-Where the compiled band kernel is built (``reduce/_bandkernel.c``, an
+Where the compiled band kernel is built (``reduce/_kernels.c``, an
 optional extension), a median band takes another route with the same
 results bit for bit: the raw words of every frame are read into a reused
 buffer and the kernel does the conversion, the overscan subtraction, the
@@ -28,14 +28,12 @@ one float32 rounding step off on a few pixels with our own spline fit.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,6 +48,7 @@ from reduce.combine import (
     median_variance_factor,
     uses_network,
 )
+from reduce.compiled import KERNELS
 from reduce.errors import InputError
 from reduce.frames import FrameInspection
 from reduce.geometry import (
@@ -61,18 +60,6 @@ from reduce.geometry import (
 )
 from reduce.median import schedule_array
 from reduce.overscan import OverscanModel
-
-
-def _compiled_module() -> ModuleType | None:
-    """The compiled band kernel, or None where it was not built (no compiler
-    at install): then numpy combines."""
-    try:
-        return importlib.import_module("reduce._bandkernel")
-    except ImportError:
-        return None
-
-
-_bandkernel = _compiled_module()
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +215,7 @@ class RawBands:
 
 def compiled_kernel() -> bool:
     """Whether the compiled band kernel was built (else numpy combines)."""
-    return _bandkernel is not None
+    return KERNELS is not None
 
 
 def combine_raw_band(
@@ -252,10 +239,10 @@ def combine_raw_band(
     data, variance
         ``(rows, 4096)`` C-contiguous destinations, float32.
     """
-    if _bandkernel is None:
+    if KERNELS is None:
         raise RuntimeError("the compiled band kernel is not built")
     n, rows, raw_columns = raw.shape
-    _bandkernel.median_raw_band(
+    KERNELS.median_raw_band(
         raw,
         model,
         schedule_array(n),

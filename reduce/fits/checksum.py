@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from reduce.compiled import KERNELS
 from reduce.errors import InputError
 from reduce.fits.cards import BLOCK, CARD, Header
 
@@ -46,13 +47,20 @@ def ones_complement_sum(data: bytes | bytearray | memoryview, start: int = 0) ->
     """
     view = memoryview(data).cast("B")
     whole = len(view) - len(view) % 4
-    words = np.frombuffer(view[:whole], dtype=">u4")
-    total = int(words.sum(dtype=np.uint64)) + start
+    total = _word_sum(view[:whole]) + start
     if whole < len(view):
         total += int.from_bytes(bytes(view[whole:]).ljust(4, b"\0"), "big")
     while total >> 32:
         total = (total & 0xFFFFFFFF) + (total >> 32)
     return total
+
+
+def _word_sum(view: memoryview) -> int:
+    """Sum of the big-endian 32-bit words, not folded."""
+    if KERNELS is not None:  # one pass, about twice numpy's speed (no swapped copy)
+        total: int = KERNELS.ones_complement_words(view)
+        return total
+    return int(np.frombuffer(view, dtype=">u4").sum(dtype=np.uint64))
 
 
 def header_length(buf: bytes | bytearray | memoryview, source: str) -> int:

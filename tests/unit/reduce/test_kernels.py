@@ -1,4 +1,4 @@
-"""The compiled band kernel against the numpy steps it replaces, bit for bit."""
+"""The compiled kernels against the numpy steps they replace, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reduce.combine import CombineConfig, combine_band_into
+from reduce.compiled import KERNELS
 from reduce.engine import (
     BandCombiner,
     RawBands,
@@ -105,7 +106,7 @@ def test_kernel_median_is_the_order_statistic() -> None:
 def test_kernel_refuses_buffers_of_the_wrong_size(
     change: dict[str, npt.NDArray[np.generic]], message: str
 ) -> None:
-    from reduce import _bandkernel  # noqa: PLC0415
+    from reduce import _kernels  # noqa: PLC0415
 
     args = {
         "raw": np.zeros((3, 2, RAW_SHAPE[1]), np.uint16),
@@ -114,7 +115,7 @@ def test_kernel_refuses_buffers_of_the_wrong_size(
         "variance": np.zeros((2, COLUMNS), np.float32),
     } | change
     with pytest.raises(ValueError, match=message):
-        _bandkernel.median_raw_band(
+        _kernels.median_raw_band(
             args["raw"],
             args["model"],
             schedule_array(3),
@@ -131,11 +132,11 @@ def test_kernel_refuses_buffers_of_the_wrong_size(
 
 
 def test_kernel_refuses_a_schedule_outside_the_stack() -> None:
-    from reduce import _bandkernel  # noqa: PLC0415
+    from reduce import _kernels  # noqa: PLC0415
 
     steps = np.array([[0, 5, 1, 1]], np.int32)  # plane 5 of a 3-frame stack
     with pytest.raises(ValueError, match="planes 0 and 5"):
-        _bandkernel.median_raw_band(
+        _kernels.median_raw_band(
             np.zeros((3, 1, RAW_SHAPE[1]), np.uint16),
             np.zeros((3, 1)),
             steps,
@@ -169,3 +170,24 @@ def test_engine_gives_the_same_master_either_way(campaign: Campaign, n: int) -> 
 
     for ours, reference in zip(run(True), run(False), strict=True):
         assert np.array_equal(ours, reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(min_size=0, max_size=4096).map(lambda b: b[: len(b) // 4 * 4]))
+def test_word_sum_equals_numpys(data: bytes) -> None:
+    assert KERNELS is not None
+    expected = int(np.frombuffer(data, dtype=">u4").sum(dtype=np.uint64))
+    assert KERNELS.ones_complement_words(data) == expected
+
+
+def test_word_sum_does_not_wrap_at_32_bits() -> None:
+    # 2**20 words of 0xFFFFFFFF: a sum kept in 32 bits would be far smaller.
+    assert KERNELS is not None
+    words = b"\xff" * (4 << 20)
+    assert KERNELS.ones_complement_words(words) == (2**32 - 1) << 20
+
+
+def test_word_sum_refuses_a_partial_word() -> None:
+    assert KERNELS is not None
+    with pytest.raises(ValueError, match="multiple of 4"):
+        KERNELS.ones_complement_words(b"\0" * 6)

@@ -1,4 +1,4 @@
-"""Types of the compiled band kernel (``reduce/_bandkernel.c``)."""
+"""Types of the compiled kernels (``reduce/_kernels.c``)."""
 
 import numpy as np
 import numpy.typing as npt
@@ -20,3 +20,4 @@ def median_raw_band(
     factor: float,
     /,
 ) -> None: ...
+def ones_complement_words(data: bytes | bytearray | memoryview | Buffer, /) -> int: ...

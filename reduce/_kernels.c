@@ -1,5 +1,9 @@
 /*
- * The median combination of one band of raw frames, in one pass over it.
+ * The reduction's compiled kernels: the median combination of one band of
+ * raw frames in one pass over it (median_raw_band), and the FITS checksum's
+ * sum of big-endian 32-bit words (ones_complement_words).
+ *
+ * median_raw_band.
  *
  * What reduce/engine.py does with numpy for a band (the fallback path, and
  * the reference these results equal bit for bit), fused so that each raw
@@ -20,15 +24,30 @@
  * order: build with -ffp-contract=off (no fused multiply-add).
  *
  * The GIL is released while a band is combined: the engine's worker
- * threads run bands on every core.
+ * threads run bands on every core. combine_band is compiled twice, for
+ * AVX2 and for the baseline, and the loader picks the one the CPU runs
+ * (GCC's target_clones); the helpers are inlined into both. The vector
+ * width changes nothing in the results: every lane does the same scalar
+ * IEEE operations.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
 #define MAX_FRAMES 64 /* reduce.combine.NETWORK_MAX_N */
-#define LANES 256      /* pixels per block: MAX_FRAMES x LANES floats in L1 */
+#define LANES 256     /* pixels per block: n x LANES floats stay in L1 */
 
 typedef struct {
     const uint8_t *raw;    /* (n, rows, raw_cols) stored big-endian words */
@@ -43,7 +62,7 @@ typedef struct {
 } Band;
 
 /* Values and shifted sums of one block of pixels of one row. */
-static void load_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
+INLINE void load_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
                        float v[][LANES], float *s1, float *s2)
 {
     uint16_t count[LANES];
@@ -74,7 +93,7 @@ static void load_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
 
 /* The comparator schedule over a block: the middle values end on planes
  * (n-1)/2 and n/2; dead outputs are not computed. */
-static void run_schedule(const Band *b, int w, float v[][LANES])
+INLINE void run_schedule(const Band *b, int w, float v[][LANES])
 {
     for (Py_ssize_t s = 0; s < b->nsteps; s++) {
         const int32_t *step = b->steps + 4 * s;
@@ -103,7 +122,7 @@ static void run_schedule(const Band *b, int w, float v[][LANES])
     }
 }
 
-static void finish_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
+INLINE void finish_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
                          float v[][LANES], float *s1, const float *s2)
 {
     const float *lower = v[(b->n - 1) / 2], *upper = v[b->n / 2];
@@ -119,6 +138,7 @@ static void finish_block(const Band *b, Py_ssize_t row, Py_ssize_t c0, int w,
     }
 }
 
+CLONES
 static void combine_band(const Band *b)
 {
     float v[MAX_FRAMES][LANES];
@@ -220,21 +240,69 @@ done:
     return result;
 }
 
+/* Sum of big-endian 32-bit words, 64-bit, unfolded: at most 2^32 words
+ * (16 GiB) per call cannot overflow it. */
+CLONES
+static uint64_t sum_words(const uint8_t *p, Py_ssize_t words)
+{
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; i < words; i++) {
+        const uint8_t *w = p + 4 * i;
+        total += (uint64_t)((uint32_t)w[0] << 24 | (uint32_t)w[1] << 16 |
+                            (uint32_t)w[2] << 8 | (uint32_t)w[3]);
+    }
+    return total;
+}
+
+PyDoc_STRVAR(ones_complement_words_doc,
+"ones_complement_words(data)\n"
+"--\n\n"
+"Sum of the big-endian 32-bit words of data (bytes-like, a multiple of 4\n"
+"bytes long), as an int, not folded (reduce.fits.checksum folds it).");
+
+static PyObject *ones_complement_words(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len % 4) {
+        PyErr_Format(PyExc_ValueError,
+                     "%zd bytes; expected a multiple of 4 (32-bit words)",
+                     view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (view.len / 4 > ((Py_ssize_t)1 << 32)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%zd bytes; expected at most 16 GiB per call", view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    uint64_t total;
+    Py_BEGIN_ALLOW_THREADS
+    total = sum_words(view.buf, view.len / 4);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLongLong(total);
+}
+
 static PyMethodDef methods[] = {
     {"median_raw_band", median_raw_band, METH_VARARGS, median_raw_band_doc},
+    {"ones_complement_words", ones_complement_words, METH_O,
+     ones_complement_words_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "reduce._bandkernel",
-    .m_doc = "The median combination of a band of raw frames, compiled "
-             "(reduce.engine uses it when built; numpy otherwise).",
+    .m_name = "reduce._kernels",
+    .m_doc = "The reduction's compiled kernels (reduce.compiled loads them "
+             "when built; numpy does the same otherwise).",
     .m_size = 0,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__bandkernel(void)
+PyMODINIT_FUNC PyInit__kernels(void)
 {
     return PyModule_Create(&module);
 }
