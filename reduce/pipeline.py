@@ -45,7 +45,6 @@ from reduce.checks import (
 )
 from reduce.combine import BandSink, CombineConfig, Combined
 from reduce.documents import result_document, task_document, write_json
-from reduce.engine import frame_pixels
 from reduce.frames import FrameInspection
 from reduce.hotpixels import FramePixels
 from reduce.io import ProcessingLog
@@ -60,6 +59,7 @@ from reduce.products import (
 )
 from reduce.qc import HotPixels, QAReport, qc_master
 from reduce.rawframe import Mode
+from reduce.readback import frame_pixels
 from reduce.settings import Options
 from reduce.steps import combine_config, cosmic_ray_model, final_report
 
