@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -30,6 +28,7 @@ from simulators.archon import ArchonModel
 from simulators.clock import SimClock
 from simulators.faults import FaultBook, load_scenario
 from simulators.server import DeviceServer
+from simulators.stopping import StopSignals
 from simulators.synthesis import Detector, DetectorConfig
 
 log = logging.getLogger(__name__)
@@ -45,21 +44,14 @@ def _positive(what: str, value: float, *, zero: bool = False) -> None:
 
 def serve(model: ArchonModel, server: DeviceServer) -> None:
     """Serve until SIGINT or SIGTERM; the ready line goes to stdout first."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals(threading.Event())
+    signals.install()
     server.start()
     try:
         line = {"device": model.name, "url": server.url, "protocol": "archon"}
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
+        signals.wait()
     finally:
         server.close()
 

@@ -44,7 +44,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -58,6 +57,7 @@ from simulators.cover import CoverModel
 from simulators.device import DeviceModel
 from simulators.faults import FaultBook, load_scenario
 from simulators.server import DeviceServer, Transport
+from simulators.stopping import StopSignals
 from simulators.synthesis import Detector, DetectorConfig
 
 log = logging.getLogger(__name__)
@@ -243,13 +243,8 @@ def serve(
 ) -> None:
     """Run the simulators until SIGINT, SIGTERM or end of file on ``watch_fd``."""
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals(stop)
+    signals.install()
     if watch_fd is not None:
         ask_for_signal_on_parent_death()
         watch_parent(watch_fd, stop)
@@ -260,8 +255,7 @@ def serve(
             for line in sims.announce():
                 sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
-            while not stop.wait(0.5):
-                pass
+            signals.wait()
         finally:
             sims.close()
 
