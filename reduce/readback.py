@@ -7,6 +7,7 @@ read, where keeping every frame's values would cost N full frames of memory.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,8 +31,8 @@ def frame_pixels(
     """The frames' overscan-corrected values at some trimmed pixels, ADU.
 
     Each file is mapped read-only and only the pages holding the pixels are
-    touched: the few thousand pixels the defect search asks about cost a
-    fraction of a band's read. Values are what the combination saw,
+    touched (:func:`_raw_pixels`): the few thousand pixels the defect search
+    asks about cost a fraction of a band's read. Values are what the combination saw,
     ``float32(float64(counts) - model[row])``.
 
     Parameters
@@ -56,8 +57,9 @@ def frame_pixels(
         raw_rows[inside] = local[inside] + amp.data_rows.start
         which[inside] = index
     raw_cols = cols + DATA_COLUMNS.start
+    batches = _batches(raw_rows)
     for k, frame in enumerate(frames):
-        counts = _raw_pixels(frame, raw_rows, raw_cols)
+        counts = _raw_pixels(frame, batches, raw_rows, raw_cols)
         model = np.choose(
             which,
             [m.model[np.minimum(local, len(m.model) - 1)] for m in frame.overscan],
@@ -67,29 +69,59 @@ def frame_pixels(
 
 
 PIXEL_BATCH_ROWS = 256
-"""Raw rows mapped at a time by :func:`frame_pixels` (2 MB): the pages read
+"""Raw rows read before their pages are released (2 MB): the pages mapped
 stay few whatever the number of pixels asked for."""
+
+Batch = tuple[int, int, npt.NDArray[np.intp]]
+"""First and last + 1 raw rows, and the indices of the pixels in them."""
+
+
+def _batches(raw_rows: npt.NDArray[np.intp]) -> list[Batch]:
+    """The pixels grouped by :data:`PIXEL_BATCH_ROWS` raw rows (empty ones out)."""
+    found = []
+    for r0 in range(0, RAW_SHAPE[0], PIXEL_BATCH_ROWS):
+        r1 = min(r0 + PIXEL_BATCH_ROWS, RAW_SHAPE[0])
+        here = np.flatnonzero((raw_rows >= r0) & (raw_rows < r1))
+        if here.size:
+            found.append((r0, r1, here))
+    return found
 
 
 def _raw_pixels(
     frame: FrameInspection,
+    batches: list[Batch],
     raw_rows: npt.NDArray[np.intp],
     raw_cols: npt.NDArray[np.intp],
 ) -> Float64Array:
-    """The stored words at raw pixels, as signed values (BZERO not added)."""
+    """The stored words at raw pixels, as signed values (BZERO not added).
+
+    The file is mapped once; no read-ahead around the pages touched
+    (``MADV_RANDOM``), and each batch's pages are dropped from this
+    process's RSS once read (``MADV_DONTNEED``: a file's pages stay in the
+    page cache).
+    """
     found = np.empty(len(raw_rows), dtype=np.float64)
-    for r0 in range(0, RAW_SHAPE[0], PIXEL_BATCH_ROWS):
-        r1 = min(r0 + PIXEL_BATCH_ROWS, RAW_SHAPE[0])
-        here = np.flatnonzero((raw_rows >= r0) & (raw_rows < r1))
-        if not here.size:
-            continue
-        stored = np.memmap(
-            frame.path,
+    size = frame.data_offset + RAW_SHAPE[0] * ROW_BYTES
+    with (
+        open(frame.path, "rb") as stream,
+        mmap.mmap(stream.fileno(), size, prot=mmap.PROT_READ) as mapped,
+    ):
+        _advise(mapped, mmap.MADV_RANDOM, 0, size)
+        stored = np.frombuffer(
+            mapped,
             dtype=">i2",
-            mode="r",
-            offset=frame.data_offset + r0 * ROW_BYTES,
-            shape=(r1 - r0, RAW_SHAPE[1]),
-        )
-        found[here] = stored[raw_rows[here] - r0, raw_cols[here]]
-        del stored  # unmapped: its pages leave this process's RSS
+            count=RAW_SHAPE[0] * RAW_SHAPE[1],
+            offset=frame.data_offset,
+        ).reshape(RAW_SHAPE)
+        for r0, r1, here in batches:
+            found[here] = stored[raw_rows[here], raw_cols[here]]
+            start = frame.data_offset + r0 * ROW_BYTES
+            _advise(mapped, mmap.MADV_DONTNEED, start, (r1 - r0) * ROW_BYTES)
+        del stored  # the map closes only once no array uses it
     return found
+
+
+def _advise(mapped: mmap.mmap, advice: int, start: int, length: int) -> None:
+    """``madvise`` over the whole pages of ``start:start + length``."""
+    first = start - start % mmap.PAGESIZE
+    mapped.madvise(advice, first, min(length + start - first, len(mapped) - first))
