@@ -13,9 +13,8 @@ from :mod:`reduce.documents`.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import platform
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from reduce import __version__
 from reduce.fits.cards import BLOCK, Card, Header, fits_text
 from reduce.fits.checksum import checksummed_header, ones_complement_sum
 from reduce.fits.writer import STRUCTURAL, image_header
@@ -44,29 +44,17 @@ _NOT_COPIED = STRUCTURAL | {"UUID", "NUM-NCOM", "HISTORY", ""}
 """Cards of the first frame that a master does not copy."""
 
 
-def _distribution_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def software_version() -> str:
-    """Version of the installed megara-dark package ("unknown" if not installed)."""
-    return _distribution_version("megara-dark")
+    """Version of megara-dark (:data:`reduce.__version__`)."""
+    return __version__
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of the software that computed the products.
-
-    astropy's is that of the installed distribution: the reduction itself
-    no longer imports it (headers: :mod:`reduce.fits.cards`).
-    """
+    """Versions of the software that computed the products."""
     return {
-        "megara-dark": software_version(),
-        "python": platform.python_version(),
+        "megara-dark": __version__,
+        "python": ".".join(str(part) for part in sys.version_info[:3]),
         "numpy": np.__version__,
-        "astropy": _distribution_version("astropy"),
     }
 
 

@@ -1,3 +1,3 @@
 """The Dark observing mode: observing blocks, the state machine, raw frames, the CLI."""
 
-__version__ = "0.1.0.dev0"
+from reduce import __version__ as __version__  # the one source: reduce/__init__.py
