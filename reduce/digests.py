@@ -119,19 +119,28 @@ def prefetch_reduction_file(
 ) -> DigestPrefetch | None:
     """Start hashing the frames of a reduction YAML file (None if unreadable).
 
-    The file is parsed again by the reduction, which reports any error in it;
-    this only needs the frame names (light imports: yaml, no numpy).
+    Only the frame names are taken here, with light imports (yaml, no
+    numpy: :mod:`reduce.blocks` imports the raw-frame module, and numpy
+    with it), so that hashing starts before the interpreter imports numpy.
+    The reduction parses the file again and reports any error in it; a name
+    that is not a frame of a valid block is at worst hashed for nothing.
     """
-    from reduce.blocks import load_blocks  # noqa: PLC0415
     from reduce.errors import ReductionError  # noqa: PLC0415
+    from reduce.safeyaml import load_yaml_file  # noqa: PLC0415
 
     try:
-        blocks = load_blocks(ob_path)
+        docs = load_yaml_file(ob_path)
     except (ReductionError, OSError, ValueError):
         return None
+    names = [
+        name
+        for doc in docs
+        if isinstance(doc, dict) and isinstance(doc.get("frames"), list)
+        for name in doc["frames"]
+        if isinstance(name, str) and name and "\0" not in name
+    ]
     paths = [
         Path(name) if Path(name).is_absolute() else Path(datadir) / name
-        for block in blocks
-        for name in block.frames
+        for name in names
     ]
     return DigestPrefetch(paths)

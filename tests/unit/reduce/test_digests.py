@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from reduce.digests import DigestPrefetch
+from reduce.digests import DigestPrefetch, prefetch_reduction_file
 from reduce.files import identity
 
 
@@ -57,3 +60,49 @@ def test_an_unreadable_file_is_skipped(tmp_path: Path) -> None:
     prefetch = DigestPrefetch([missing])
     prefetch.join(timeout=60)
     assert prefetch.take(missing, (0, 0, 0, 0, 0)) is None
+
+
+def test_a_reduction_file_prefetches_its_frames_without_numpy(tmp_path: Path) -> None:
+    # The frames of every block, relative to the data folder or absolute, are
+    # hashed; it must not import numpy (hashing starts while numpy loads).
+    data = tmp_path / "data"
+    data.mkdir()
+    names = ["b0.fits", "b1.fits", "d0.fits"]
+    contents = {name: _write(data / name, k, 4096) for k, name in enumerate(names)}
+    absolute = tmp_path / "elsewhere.fits"
+    contents[str(absolute)] = _write(absolute, 9, 4096)
+    blocks = tmp_path / "blocks.yaml"
+    blocks.write_text(
+        "id: bias\nmode: MegaraBiasImage\nframes: [b0.fits, b1.fits]\n---\n"
+        f"id: dark\nmode: MegaraDarkImage\nframes: [d0.fits, '{absolute}']\n"
+    )
+    expected = {
+        os.path.abspath(n if os.path.isabs(n) else data / n): hashlib.sha256(
+            c
+        ).hexdigest()
+        for n, c in contents.items()
+    }
+    script = (
+        "import json, os, sys\n"
+        "from reduce.digests import prefetch_reduction_file\n"
+        "from reduce.files import identity\n"
+        f"p = prefetch_reduction_file({str(blocks)!r}, {str(data)!r})\n"
+        "numpy = 'numpy' in sys.modules\n"
+        "p.join(60)\n"
+        f"paths = {sorted(expected)!r}\n"
+        "got = {q: p.take(q, identity(os.stat(q))) for q in paths}\n"
+        "print(json.dumps({'numpy': numpy, 'hashed': got}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    assert found["numpy"] is False
+    assert found["hashed"] == expected
+
+
+def test_an_unreadable_reduction_file_prefetches_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "blocks.yaml"
+    bad.write_text("frames: [a.fits\n")  # not YAML
+    assert prefetch_reduction_file(bad, tmp_path) is None
+    assert prefetch_reduction_file(tmp_path / "missing.yaml", tmp_path) is None
