@@ -170,8 +170,12 @@ def _blend(grid: Float32Array, i0: IntArray, w: Float32Array) -> Float32Array:
     """Linear interpolation of ``grid``'s rows at ``i0 + w``."""
     if grid.shape[0] == 1:
         return np.repeat(grid, len(i0), axis=0)
-    low, high = grid[i0], grid[i0 + 1]
-    return np.asarray(low + (high - low) * w[:, np.newaxis], dtype=np.float32)
+    low = np.asarray(grid[i0], dtype=np.float32)
+    out = np.asarray(grid[i0 + 1], dtype=np.float32)
+    out -= low  # low + (high - low) * w, in place: the same float32 steps
+    out *= w[:, np.newaxis]
+    out += low
+    return out
 
 
 def _edges(n: int, size: int = BLOCK) -> IntArray:
@@ -386,18 +390,19 @@ def _scan(
     edges = _edges(region.shape[0], CHUNK_ROWS)
     for r0, r1 in itertools.pairwise(edges):
         rows = np.arange(r0, r1)
-        excess = np.asarray(region[rows[0] : rows[-1] + 1], np.float32)
-        excess = excess - background.at_rows(rows)
+        excess = background.at_rows(rows)  # its own array: made the excess
+        np.subtract(np.asarray(region[r0:r1], np.float32), excess, out=excess)
         hot = excess > hot_cut
         r, c = np.nonzero(hot)
         found_rows.append(r + r0)
         found_cols.append(c)
-        amp_mask[rows[0] : rows[-1] + 1] |= hot.view(np.uint8)  # HOT_PIXEL = 1
-        near = np.abs(excess) <= hot_cut
+        amp_mask[r0:r1] |= hot.view(np.uint8)  # HOT_PIXEL = 1
+        size = np.abs(excess)
+        near = size <= hot_cut
         count = np.maximum(near.sum(axis=0), 1)
         segments.append(np.where(near, excess, np.float32(0)).sum(axis=0) / count)
         shares.append(hot.sum(axis=0) / np.float32(len(rows)))
-        bulk = np.abs(excess) <= clip
+        bulk = size <= clip
         kept_sum += float(np.sum(excess, where=bulk, dtype=np.float64))
         kept_count += int(np.count_nonzero(bulk))
     return Scan(
