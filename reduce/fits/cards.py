@@ -208,6 +208,10 @@ def _check_text(text: str, what: str) -> None:
         raise FitsHeaderError(f"{what} {text!r}: FITS allows printable ASCII only")
 
 
+_QUOTE_SLASH = re.compile(r"' */")
+"""A quote, any spaces, a slash: where astropy ends a string value."""
+
+
 def fits_text(text: str, limit: int | None = None) -> str:
     """``text`` made writable in a card: the one policy for text from outside.
 
@@ -216,13 +220,13 @@ def fits_text(text: str, limit: int | None = None) -> str:
     read-back of the hardware) is recorded, never refused, and no line
     break, NUL or byte of another card gets in. With ``limit``, the result
     is cut so that, quotes doubled, it takes at most ``limit`` characters,
-    ending in ``...``: a value that must stay on one card. A quote followed
-    by a slash gets a space between: astropy (and so numina and megaradrp)
-    would end the string there.
+    ending in ``...``: a value that must stay on one card. A slash after a
+    quote (spaces between or not) is written ``\\x2f``: astropy (and so numina
+    and megaradrp) would end the string at that quote, even a doubled one.
     """
     escaped = text.encode("ascii", "backslashreplace").decode("ascii")
     clean = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
-    clean = clean.replace("'/", "' /")
+    clean = _QUOTE_SLASH.sub(lambda found: found.group(0)[:-1] + "\\x2f", clean)
     if limit is not None and len(clean) + clean.count("'") > limit:
         while len(clean) + clean.count("'") > limit - 3:
             clean = clean[:-1]
