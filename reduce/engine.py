@@ -322,7 +322,6 @@ class BandCombiner:
         for k in range(n):
             self._source.read(k, r0, r1, raw[k], model[k])
         combine_raw_band(raw, model, result.data[r0:r1], result.variance[r0:r1])
-        result.npix[r0:r1] = n
 
     def _numpy_band(self, r0: int, r1: int, result: Combined) -> None:
         n = self._source.n
@@ -345,10 +344,17 @@ class BandCombiner:
 
     def run(self) -> Combined:
         """Combine all bands; returns the trimmed median, variance and MAP."""
+        # The kernel's median keeps every frame: its MAP is N everywhere, a
+        # read-only view that holds no memory (34 MB less at the peak).
+        npix = (
+            np.broadcast_to(np.int16(self._source.n), TRIMMED_SHAPE)
+            if self._compiled
+            else np.empty(TRIMMED_SHAPE, np.int16)
+        )
         result = Combined(
             np.empty(TRIMMED_SHAPE, np.float32),
             np.empty(TRIMMED_SHAPE, np.float32),
-            np.empty(TRIMMED_SHAPE, np.int16),
+            npix,
         )
         step = self._config.band_rows
         bands = [
