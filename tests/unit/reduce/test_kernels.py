@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -24,6 +29,7 @@ from reduce.median import schedule_array
 from .conftest import Campaign
 
 COLUMNS = DATA_COLUMNS.stop - DATA_COLUMNS.start
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _numpy_band(
@@ -207,3 +213,26 @@ def test_word_sum_refuses_a_partial_word() -> None:
     assert KERNELS is not None
     with pytest.raises(ValueError, match="multiple of 4"):
         KERNELS.ones_complement_words(b"\0" * 6)
+
+
+def test_written_out_networks_run_here_and_are_current() -> None:
+    # On x86-64 with AVX2 (as CI is), medians of up to 32 frames run the
+    # written-out networks; those are exactly reduce.median's schedules
+    # (tools/gen_networks.py writes reduce/_networks.h from them).
+    assert KERNELS is not None
+    if platform.machine() in ("x86_64", "AMD64") and "avx2" in _cpu_flags():
+        assert KERNELS.register_networks() == 32
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_networks.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
