@@ -312,13 +312,13 @@ def clipped_means(
     starts = np.linspace(0, values.shape[0], n_rows + 1).astype(int)[:-1]
 
     def tiled(a: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        bands = np.add.reduceat(a, starts, axis=0)
+        bands = np.add.reduceat(a, starts, axis=0, dtype=np.float64)
         out: npt.NDArray[np.float64] = bands.reshape(n_rows, n_cols, -1).sum(
             axis=2, dtype=np.float64
         )
         return out
 
-    count = tiled(kept.astype(np.float64))
+    count = tiled(kept)  # summed as float64 (reduceat's dtype): no cast copy
     total, squares = tiled(x), tiled(x * x)
     safe = np.maximum(count, 1.0)
     tile_mean = total / safe

@@ -141,8 +141,11 @@ def detect_hot_pixels(
             )
             region = master[amp.trimmed_rows]
             found = find_defects(region, amp_mask, amp, settings, frame_pixels)
-        if npix is not None:
-            amp_mask[np.asarray(npix)[amp.trimmed_rows] == 0] |= np.uint8(DQ.NO_DATA)
+        counts = None if npix is None else np.asarray(npix)[amp.trimmed_rows]
+        if counts is not None and (any(counts.strides) or counts.flat[0] == 0):
+            # (a MAP of one value broadcast, the median's, has no empty pixel
+            # unless that value is 0: no 8 MB comparison needed)
+            amp_mask[counts == 0] |= np.uint8(DQ.NO_DATA)
         return found
 
     with ThreadPoolExecutor(len(AMPLIFIERS)) as pool:

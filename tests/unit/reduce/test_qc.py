@@ -91,6 +91,16 @@ def test_no_data_bit_from_map(campaign: Campaign) -> None:
     assert np.array_equal(bias.mask, (npix == 0).astype(np.uint8) * DQ.NO_DATA)
 
 
+@pytest.mark.parametrize("value", [0, 3])
+def test_no_data_bit_from_a_constant_map(campaign: Campaign, value: int) -> None:
+    # The kernel's median gives MAP as one value broadcast (no memory): all
+    # pixels are empty if that value is 0, none otherwise.
+    npix = np.broadcast_to(np.int16(value), campaign.master_dark.data.shape)
+    bias = detect_hot_pixels(campaign.master_dark.data, npix=npix)
+    expected = DQ.NO_DATA if value == 0 else 0
+    assert np.all(bias.mask == expected)
+
+
 def test_qc_master_report(campaign: Campaign) -> None:
     report, hot = qc_master(
         campaign.master_dark.data,
