@@ -385,14 +385,23 @@ def local_runner(workers: int) -> Iterator[Runner]:
     """A pool of ``workers`` local processes (started by ``forkserver``, as
     sets are submitted), each set with :func:`threads_per_worker` threads."""
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=quiet_interrupt
-    ) as pool:
+    )
+    try:
         yield Runner(
             lambda task: pool.submit(run_set, task),
             lambda: workers,
             threads_per_worker(workers),
         )
+    except BaseException:
+        # Ctrl-C (or an error): the sets not yet started are dropped, the one
+        # a worker holds ends whole. Cancelling also drops a submission that
+        # Ctrl-C cut short inside submit() (recorded as pending, never queued
+        # to a worker), which a plain shutdown would wait for forever.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def default_workers() -> int:
