@@ -1,7 +1,8 @@
 /*
  * The reduction's compiled kernels: the median combination of one band of
- * raw frames in one pass over it (median_raw_band), and the FITS checksum's
- * sum of big-endian 32-bit words (ones_complement_words).
+ * raw frames in one pass over it (median_raw_band), the FITS checksum's
+ * sum of big-endian 32-bit words (ones_complement_words), and the QC's
+ * hot-pixel scan (scan_excess, in _hotscan.c).
  *
  * median_raw_band.
  *
@@ -36,6 +37,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_hotscan.h"
 
 #if defined(__GNUC__)
 #define INLINE static inline __attribute__((always_inline))
@@ -408,6 +411,7 @@ static PyMethodDef methods[] = {
      register_networks_doc},
     {"ones_complement_words", ones_complement_words, METH_O,
      ones_complement_words_doc},
+    {"scan_excess", scan_excess, METH_VARARGS, scan_excess_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -33,7 +33,6 @@ Per amplifier:
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reduce.geometry import Amplifier
+from reduce.hotscan import RowBackground, Scan, blend, chunk_edges, scan_excess
 from reduce.overscan import clipped_std, robust_std
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,6 @@ IntArray = npt.NDArray[np.intp]
 BLOCK = 32
 """Side of the background's blocks, pixels (the glow of MEGARA's CCD falls
 over a few hundred pixels; a hot-pixel clump spans a few)."""
-
-CHUNK_ROWS = 128
-"""Rows processed at a time (temporaries stay in cache)."""
 
 RESIDUAL_NSIGMA = 5.0
 """A pixel's median above its lowest frame by more than this many of that
@@ -137,15 +134,20 @@ class Background:
         return float(np.median(self.grid))
 
     @cached_property
-    def _by_column(self) -> Float32Array:
+    def by_column(self) -> Float32Array:
         """The grid interpolated along the columns: (block rows, columns)."""
         cols = np.arange(int(self.col_edges[-1]))
         i0, w = _weights(self.col_edges, cols)
-        return np.ascontiguousarray(_blend(self.grid.T, i0, w).T)
+        return np.ascontiguousarray(blend(self.grid.T, i0, w).T)
 
     def at_rows(self, rows: IntArray) -> Float32Array:
         """The background at every column of amplifier rows ``rows``."""
-        return _blend(self._by_column, *_weights(self.row_edges, rows))
+        return blend(self.by_column, *_weights(self.row_edges, rows))
+
+    def of_rows(self) -> RowBackground:
+        """The background of every amplifier row, for :func:`scan_excess`."""
+        rows = np.arange(int(self.row_edges[-1]))
+        return RowBackground(self.by_column, *_weights(self.row_edges, rows))
 
     def at(self, rows: IntArray, cols: IntArray) -> Float32Array:
         """The background at single pixels ``(rows, cols)`` of the amplifier."""
@@ -166,24 +168,6 @@ def _weights(edges: IntArray, x: IntArray) -> tuple[IntArray, Float32Array]:
     return i0, w
 
 
-def _blend(grid: Float32Array, i0: IntArray, w: Float32Array) -> Float32Array:
-    """Linear interpolation of ``grid``'s rows at ``i0 + w``."""
-    if grid.shape[0] == 1:
-        return np.repeat(grid, len(i0), axis=0)
-    low = np.asarray(grid[i0], dtype=np.float32)
-    out = np.asarray(grid[i0 + 1], dtype=np.float32)
-    out -= low  # low + (high - low) * w, in place: the same float32 steps
-    out *= w[:, np.newaxis]
-    out += low
-    return out
-
-
-def _edges(n: int, size: int = BLOCK) -> IntArray:
-    """Edges of about ``size``-long blocks covering ``0:n``."""
-    blocks = max(1, round(n / size))
-    return np.linspace(0, n, blocks + 1).astype(np.intp)
-
-
 def _clipped_means(values: Float32Array, clip: float) -> Float32Array:
     """Mean of each row of ``values`` within ``clip`` of the row's median.
 
@@ -200,7 +184,8 @@ def _clipped_means(values: Float32Array, clip: float) -> Float32Array:
 
 def smooth_background(region: npt.NDArray[np.floating]) -> Background:
     """The block background of one amplifier's trimmed rows (module docstring)."""
-    row_edges, col_edges = _edges(region.shape[0]), _edges(region.shape[1])
+    row_edges = chunk_edges(region.shape[0], BLOCK)
+    col_edges = chunk_edges(region.shape[1], BLOCK)
     clip = 5.0 * max(clipped_std(np.asarray(region[::7, ::7], np.float32)), 1e-6)
     grid = np.empty((len(row_edges) - 1, len(col_edges) - 1), dtype=np.float32)
     starts = (col_edges[:-1] + 1) // 2
@@ -314,7 +299,8 @@ def find_defects(
     sigma = clipped_std(sample - background.at_rows(sample_rows)[:, ::7])
     to_adu = settings.darktime_s / amp.gain
     cut = max(settings.hot_rate_e_s * to_adu, settings.hot_nsigma * sigma)
-    scan = _scan(region, amp_mask, background, cut, sigma)
+    clip = min(cut, 5.0 * sigma)
+    scan = scan_excess(region, amp_mask, background.of_rows(), cut, clip)
     hot_cols_found = _mark_columns(amp_mask, scan, settings, to_adu)
     # A hot segment's pixels above the cut beyond its flagged chunks (where
     # the defect starts mid-chunk) belong to the column too.
@@ -342,76 +328,6 @@ def find_defects(
         hot_rate_limit_e_s=cut / to_adu,
         mean_excess_adu=scan.mean_excess_adu,
         background=background,
-    )
-
-
-@dataclass(frozen=True, eq=False)  # holds arrays
-class Scan:
-    """What one pass over an amplifier's rows found.
-
-    Attributes
-    ----------
-    rows, cols
-        Pixels above the hot cut (amplifier rows).
-    segments
-        ``(chunks, columns)``: each column's mean excess over each chunk of
-        about :data:`CHUNK_ROWS` rows, ADU, its pixels beyond the hot cut
-        either way left out.
-    hot_share
-        ``(chunks, columns)``: the share of those pixels above the hot cut.
-    edges
-        The chunks' first rows, and the last row + 1.
-    mean_excess_adu
-        Clipped mean excess of the pixels within the clip of the background.
-    """
-
-    rows: IntArray
-    cols: IntArray
-    segments: Float32Array
-    hot_share: Float32Array
-    edges: IntArray
-    mean_excess_adu: float
-
-
-def _scan(
-    region: npt.NDArray[np.floating],
-    amp_mask: npt.NDArray[np.uint8],
-    background: Background,
-    cut: float,
-    sigma: float,
-) -> Scan:
-    """One pass over the rows: hot pixels, column segments, the bulk's excess."""
-    kept_sum, kept_count = 0.0, 0
-    found_rows: list[IntArray] = []
-    found_cols: list[IntArray] = []
-    segments: list[Float32Array] = []
-    shares: list[Float32Array] = []
-    hot_cut, clip = np.float32(cut), np.float32(min(cut, 5.0 * sigma))
-    edges = _edges(region.shape[0], CHUNK_ROWS)
-    for r0, r1 in itertools.pairwise(edges):
-        rows = np.arange(r0, r1)
-        excess = background.at_rows(rows)  # its own array: made the excess
-        np.subtract(np.asarray(region[r0:r1], np.float32), excess, out=excess)
-        hot = excess > hot_cut
-        r, c = np.nonzero(hot)
-        found_rows.append(r + r0)
-        found_cols.append(c)
-        amp_mask[r0:r1] |= hot.view(np.uint8)  # HOT_PIXEL = 1
-        size = np.abs(excess)
-        near = size <= hot_cut
-        count = np.maximum(near.sum(axis=0), 1)
-        segments.append(np.where(near, excess, np.float32(0)).sum(axis=0) / count)
-        shares.append(hot.sum(axis=0) / np.float32(len(rows)))
-        bulk = size <= clip
-        kept_sum += float(np.sum(excess, where=bulk, dtype=np.float64))
-        kept_count += int(np.count_nonzero(bulk))
-    return Scan(
-        rows=np.concatenate(found_rows),
-        cols=np.concatenate(found_cols),
-        segments=np.stack(segments).astype(np.float32),
-        hot_share=np.stack(shares).astype(np.float32),
-        edges=edges,
-        mean_excess_adu=kept_sum / max(kept_count, 1),
     )
 
 
