@@ -155,7 +155,7 @@ def _parameters(options: Options, chosen: Selection) -> dict[str, Any]:
         "min_frames": options.min_frames,
         "exact": options.exact,
         "threads": options.worker_threads,
-        "band_rows": options.band_rows,
+        "band_rows": options.rows_per_band(len(chosen.used)),
         "exptime_s": chosen.exptime,
         "darktime_s": chosen.darktime,
         "thresholds": dataclasses.asdict(options.thresholds),

@@ -238,7 +238,7 @@ def _write_master(
     the primary header, which carries the QC, last.
     """
     options, used = run.options, chosen.used
-    config = combine_config(options.method, options.band_rows, used)
+    config = combine_config(options.method, options.rows_per_band(len(used)), used)
     provisional = provisional_report(len(used), run.dark, options.thresholds)
     out = ProductFile(product, _layout(run, chosen, product_uuid, provisional))
     try:

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from reduce.blocks import shown
 from reduce.checks import FrameCheckConfig
-from reduce.combine import DEFAULT_BAND_ROWS
+from reduce.combine import band_rows_for
 from reduce.engine import default_threads
 from reduce.errors import InputError, SettingsError
 from reduce.files import read_text
@@ -74,7 +74,7 @@ class Options:
     threads
         Worker threads (None: one per CPU, at most 8).
     band_rows
-        Rows combined at a time.
+        Rows combined at a time (None: :func:`rows_per_band` chooses).
     """
 
     method: Literal["median", "noise_clip"] = "median"
@@ -83,13 +83,22 @@ class Options:
     thresholds: QCThresholds = field(default_factory=QCThresholds)
     checks: FrameCheckConfig = field(default_factory=FrameCheckConfig)
     threads: int | None = None
-    band_rows: int = DEFAULT_BAND_ROWS
+    band_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_frames < 1:
             raise SettingsError(f"min_frames must be >= 1, got {self.min_frames}")
         if self.threads is not None and self.threads < 1:
             raise SettingsError(f"threads must be >= 1, got {self.threads}")
+        if self.band_rows is not None and self.band_rows < 1:
+            raise SettingsError(f"band_rows must be >= 1, got {self.band_rows}")
+
+    def rows_per_band(self, n: int) -> int:
+        """Rows combined at a time for ``n`` frames: ``band_rows``, else the
+        combination's own choice (:func:`reduce.combine.band_rows_for`)."""
+        if self.band_rows is not None:
+            return self.band_rows
+        return band_rows_for(self.method, n)
 
     @classmethod
     def from_qc_file(cls, qc_config: str | Path | None, **fields: Any) -> Options:

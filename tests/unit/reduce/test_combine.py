@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reduce.combine import (
+    DEFAULT_BAND_ROWS,
+    KERNEL_BAND_ROWS,
     NETWORK_MAX_N,
     CombineConfig,
     NoiseModel,
@@ -20,6 +22,7 @@ from reduce.combine import (
     middle_mean_into,
 )
 from reduce.errors import InputError, SettingsError
+from reduce.settings import Options
 
 from .conftest import combine
 
@@ -124,6 +127,19 @@ def test_config_errors() -> None:
         NoiseModel(read_noise_adu=(1.0, 1.0), gain=(0.0, 1.0))
     with pytest.raises(InputError, match="expected"):
         combine(np.zeros((0, 3, 3), dtype=np.float32))
+    with pytest.raises(SettingsError, match="band_rows must be >= 1, got 0"):
+        Options(band_rows=0)
+
+
+def test_band_rows_follow_the_path_unless_asked() -> None:
+    # The kernel (built here, as in CI) takes 64-row bands of a median of
+    # 2..64 frames; numpy's paths (noise clipping, one frame, more than 64)
+    # keep 16-row bands; asked rows are kept.
+    assert Options().rows_per_band(20) == KERNEL_BAND_ROWS == 64
+    assert Options().rows_per_band(NETWORK_MAX_N + 1) == DEFAULT_BAND_ROWS == 16
+    assert Options().rows_per_band(1) == DEFAULT_BAND_ROWS
+    assert Options(method="noise_clip").rows_per_band(20) == DEFAULT_BAND_ROWS
+    assert Options(band_rows=5).rows_per_band(20) == 5
 
 
 @st.composite
