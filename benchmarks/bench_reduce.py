@@ -27,7 +27,10 @@ numina: the median time, the largest peak RSS and our median stage timings
 untimed dark run of each side comes first, and the processes run without
 ``PYTHONDONTWRITEBYTECODE``: both are measured as installed, their bytecode
 compiled once (an environment that forbids writing it would have ours
-compile its modules on every run: about 0.08 s more).
+compile its modules on every run: about 0.08 s more). Before each process
+the disk's pending writes are flushed (``sync``) and the machine rests
+(:data:`SETTLE_S`), untimed, so that neither side pays for the other's
+writes or freed memory.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,14 @@ import yaml
 from astropy.io import fits
 
 from reduce.synthetic import make_frames
+
+SETTLE_S = 6.0
+"""Seconds of rest before each measured process. On the virtual machines
+this runs on, a process that freed gigabytes slows the next one while the
+host takes the memory back: ``megara-dark reduce`` of 20 darks took
+1.79-1.90 s on a quiet machine, 2.47-2.72 s just after a process had freed
+3 GB (its fsync waiting), 2.10-2.29 s 3 s after, 1.93-2.13 s 6 s after
+(2026-12-07). Ours runs after numina's 3 GB, numina after ours' 0.4 GB."""
 
 
 def _measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -67,6 +79,12 @@ def _measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, fl
     )
     if env is None:  # as installed: bytecode written once, then read
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # Each process starts on a quiet machine, untimed: the previous one's
+    # writes flushed (numina copies every frame into its work folder, 700 MB
+    # at N = 20), and the memory it freed given back to the host (numina's
+    # 3 GB: see SETTLE_S).
+    os.sync()
+    time.sleep(SETTLE_S)
     out = subprocess.run(
         [sys.executable, "-c", wrapper, *argv],
         capture_output=True,
