@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "_hotscan.h"
+#include "_kernels.h"
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
 #define SCAN_CLONES __attribute__((target_clones("avx2", "default")))
@@ -156,17 +156,6 @@ static Totals scan(const Scan *s)
     return t;
 }
 
-static int sized(const char *name, Py_buffer *v, Py_ssize_t items,
-                 Py_ssize_t itemsize)
-{
-    if (v->len == items * itemsize)
-        return 0;
-    PyErr_Format(PyExc_ValueError,
-                 "%s: %zd bytes, expected %zd (%zd items of %zd bytes)", name,
-                 v->len, items * itemsize, items, itemsize);
-    return -1;
-}
-
 /* The chunk edges rise from 0 to rows; the block rows stay in the grid. */
 static int check_scan(const Scan *s)
 {
@@ -248,12 +237,13 @@ PyObject *scan_excess(PyObject *self, PyObject *args)
                      s.rows, s.cols, s.blocks, s.chunks);
         goto done;
     }
-    if (sized("region", &region, cells, 4) || sized("mask", &mask, cells, 1) ||
-        sized("grid", &grid, s.blocks * s.cols, 4) ||
-        sized("i0", &i0, s.rows, sizeof(intptr_t)) ||
-        sized("w", &w, s.rows, 4) ||
-        sized("segments", &segments, s.chunks * s.cols, 4) ||
-        sized("share", &share, s.chunks * s.cols, 4))
+    if (check_size("region", &region, cells, 4) ||
+        check_size("mask", &mask, cells, 1) ||
+        check_size("grid", &grid, s.blocks * s.cols, 4) ||
+        check_size("i0", &i0, s.rows, sizeof(intptr_t)) ||
+        check_size("w", &w, s.rows, 4) ||
+        check_size("segments", &segments, s.chunks * s.cols, 4) ||
+        check_size("share", &share, s.chunks * s.cols, 4))
         goto done;
     s.region = region.buf;
     s.grid = grid.buf;

@@ -38,7 +38,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_hotscan.h"
+#include "_kernels.h"
 
 #if defined(__GNUC__)
 #define INLINE static inline __attribute__((always_inline))
@@ -256,8 +256,8 @@ static void (*band_function(const Band *b))(const Band *)
     return combine_band;
 }
 
-static int check_size(const char *name, Py_buffer *view, Py_ssize_t items,
-                      Py_ssize_t itemsize)
+int check_size(const char *name, Py_buffer *view, Py_ssize_t items,
+               Py_ssize_t itemsize)
 {
     if (view->len != items * itemsize) {
         PyErr_Format(PyExc_ValueError,
