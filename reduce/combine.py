@@ -338,13 +338,17 @@ def middle_mean_into(
 
 def uses_network(config: CombineConfig, n: int) -> bool:
     """Whether a band of ``n`` frames is combined by the median network."""
-    return config.method == "median" and 2 <= n <= NETWORK_MAX_N
+    return _network_median(config.method, n)
+
+
+def _network_median(method: Literal["median", "noise_clip"], n: int) -> bool:
+    return method == "median" and 2 <= n <= NETWORK_MAX_N
 
 
 def band_rows_for(method: Literal["median", "noise_clip"], n: int) -> int:
     """Rows per band when none were asked: the compiled kernel's where it
     combines ``n`` frames by ``method``, else numpy's."""
-    kernel = KERNELS is not None and method == "median" and 2 <= n <= NETWORK_MAX_N
+    kernel = KERNELS is not None and _network_median(method, n)
     return KERNEL_BAND_ROWS if kernel else DEFAULT_BAND_ROWS
 
 
